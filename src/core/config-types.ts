@@ -1,0 +1,209 @@
+// The shape of config/mailwarden.yaml and config/policy.yaml after validation and defaults.
+// The JSON schemas in src/core/config-schema.ts must accept exactly this; keys are camelCase.
+import type { Action, CheckMode } from '../policy/decision';
+import type { Protocol } from '../policy/contract';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  /** CA bundle for client certificates (device identity from the MDM's CA). */
+  readonly clientCa?: string;
+}
+
+export interface RedisConfig {
+  readonly mode: 'standalone' | 'sentinel' | 'cluster';
+  /** standalone: host/port; sentinel: sentinels + name; cluster: nodes. */
+  readonly host?: string;
+  readonly port?: number;
+  readonly sentinels?: readonly ListenAddress[];
+  readonly name?: string;
+  readonly nodes?: readonly ListenAddress[];
+  readonly username?: string;
+  readonly password?: string;
+  readonly db?: number;
+  readonly tls?: boolean;
+  readonly keyPrefix: string;
+  readonly commandTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+}
+
+export interface StoreConfig {
+  /** memory = the embedded store (single instance, lost on restart), logged loudly at start. */
+  readonly type: 'memory' | 'redis';
+  readonly redis?: RedisConfig;
+  /** Redis TTL of a device record; an expired record is "never reported". */
+  readonly recordTtlHours: number;
+  /** A record older than this (by reportedAt) is stale and counts as unknown. */
+  readonly maxReportAgeHours: number;
+  readonly auditMaxLen: number;
+  readonly cache: { readonly maxEntries: number; readonly maxAgeMs: number };
+  /** When the store cannot answer: use last-known state for at most this long, then tempfail. 0 = tempfail at once. */
+  readonly outageLastKnownMaxSeconds: number;
+}
+
+export interface ReportsConfig {
+  /** JWKS of trusted reporter public keys: a file path (relative to the config file) or an https URL. */
+  readonly jwksFile?: string;
+  readonly jwksUrl?: string;
+  readonly algorithms: readonly string[];
+  /** Reject reports whose reportedAt is older than this. */
+  readonly maxAgeSeconds: number;
+  /** Reject reports whose reportedAt is further in the future than this. */
+  readonly maxSkewSeconds: number;
+  readonly maxBodyBytes: number;
+}
+
+export interface AdminConfig {
+  readonly listen: ListenAddress;
+  /** Bearer tokens accepted on every endpoint except /healthz and /readyz. */
+  readonly tokens: readonly string[];
+}
+
+export type IdentitySourceConfig =
+  | {
+      readonly type: 'oauth';
+      readonly jwksFile?: string;
+      readonly jwksUrl?: string;
+      readonly issuer: string;
+      readonly audience: string;
+      readonly algorithms: readonly string[];
+      readonly userClaim: string;
+      readonly deviceClaim: string;
+      readonly clockToleranceSeconds: number;
+    }
+  | { readonly type: 'certificate'; readonly deviceField: string; readonly userField?: string }
+  | { readonly type: 'app-password'; readonly hmacKeyFile?: string }
+  | { readonly type: 'asserted'; readonly separator: string };
+
+export interface UpstreamConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: 'none' | 'implicit' | 'starttls';
+  readonly rejectUnauthorized: boolean;
+  readonly connectTimeoutMs: number;
+  /** passthrough = the client's own credentials; master = a proxy/master credential. */
+  readonly login: 'passthrough' | 'master';
+  readonly masterUser?: string;
+  readonly masterPassword?: string;
+  readonly circuitBreaker: { readonly failures: number; readonly resetMs: number };
+}
+
+export interface ProtocolListener extends ListenAddress {
+  /** implicit = TLS from the first byte; starttls = plaintext until STARTTLS; none = plaintext only (loopback). */
+  readonly tls: 'implicit' | 'starttls' | 'none';
+  /** Accept the PROXY protocol header (v1/v2) from these addresses only. */
+  readonly proxyProtocolFrom?: readonly string[];
+}
+
+export interface ImapConfig {
+  readonly listeners: readonly ProtocolListener[];
+  readonly upstream: UpstreamConfig;
+  /** refuse = NO [CONTACTADMIN]; quarantine = a read-only mailbox explaining the block. */
+  readonly blockStyle: 'refuse' | 'quarantine';
+  readonly maxLineBytes: number;
+  readonly maxLiteralBytes: number;
+  readonly maxBadCommands: number;
+  readonly preAuthTimeoutMs: number;
+  readonly drainMs: number;
+}
+
+export interface SmtpConfig {
+  readonly listeners: readonly ProtocolListener[];
+  readonly upstream: UpstreamConfig & { readonly xclient: boolean };
+  readonly maxMessageBytes: number;
+  readonly hostname: string;
+  readonly notifyUser?: {
+    readonly enabled: boolean;
+    readonly intervalHours: number;
+    readonly from: string;
+    readonly subject: string;
+    readonly body: string;
+  };
+}
+
+export interface LoggingConfig {
+  readonly level: 'error' | 'warn' | 'info' | 'debug';
+  /** Optional file for JSON lines in addition to stdout. */
+  readonly file?: string;
+}
+
+export interface AlertsConfig {
+  readonly webhookUrl?: string;
+  readonly timeoutMs: number;
+}
+
+export interface MailwardenConfig {
+  /** Absolute path of the file this was loaded from; relative paths inside resolve against its folder. */
+  readonly configFile: string;
+  readonly instanceName: string;
+  readonly policyFile: string;
+  /** Extra folders searched for plugins before the built-in ones. */
+  readonly pluginDirs: readonly string[];
+  readonly store: StoreConfig;
+  readonly reports: ReportsConfig;
+  readonly admin?: AdminConfig;
+  readonly identity: { readonly sources: readonly IdentitySourceConfig[] };
+  /** user → groups, for check scopes and staged rollout by group. */
+  readonly groups: Readonly<Record<string, readonly string[]>>;
+  readonly imap?: ImapConfig;
+  readonly smtp?: SmtpConfig;
+  readonly logging: LoggingConfig;
+  readonly alerts: AlertsConfig;
+}
+
+export interface CheckScope {
+  readonly platforms?: readonly string[];
+  readonly protocols?: readonly Protocol[];
+  readonly users?: readonly string[];
+  readonly groups?: readonly string[];
+}
+
+export interface CheckConfig {
+  /** Unique id (defaults to the plugin name); used in audit, exemptions and first-seen keys. */
+  readonly id: string;
+  readonly plugin: string;
+  readonly mode: CheckMode;
+  /** What a failure does in `enforce` mode. */
+  readonly action: Exclude<Action, 'allow'>;
+  /** What an `unknown` verdict counts as. Default: fail (missing data is never compliant). */
+  readonly onUnknown: 'fail' | 'pass';
+  /** What a throw or timeout does. Default tempfail; allow is not offered (never a silent allow). */
+  readonly onError: 'deny' | 'tempfail';
+  readonly timeoutMs: number;
+  readonly scope: CheckScope;
+  readonly options: unknown;
+  /** Template of the user's sentence: {app}, {platform}, {refId}, {user}, {deviceId}, {helpdesk} ... */
+  readonly message: string;
+  /** Allowed with a warning for this long after the device was first seen failing. 0 = none. */
+  readonly graceHours: number;
+  readonly graceMessage?: string;
+  /** Staged rollout: enforce only for this share of devices (stable hash) and/or these groups. */
+  readonly rollout?: { readonly percent?: number; readonly groups?: readonly string[] };
+  /** 1-based line of the entry in policy.yaml (for error messages and simulate output). */
+  readonly line: number;
+}
+
+export interface PolicyConfig {
+  readonly file: string;
+  /** Content hash; changes with every edit. */
+  readonly version: string;
+  /** Global switch: every check behaves as `report`. */
+  readonly reportOnly: boolean;
+  readonly helpdesk: string;
+  /** Rule for logins that carry no device identity at all. */
+  readonly unidentified: { readonly action: Action; readonly message: string };
+  readonly messages: { readonly tempfail: string; readonly warnPrefix: string };
+  readonly blastRadius: { readonly maxNewlyDeniedPercent: number; readonly maxNewlyDeniedCount: number };
+  readonly brake: {
+    readonly enabled: boolean;
+    readonly windowSeconds: number;
+    readonly minLogins: number;
+    readonly maxDeniedPercent: number;
+  };
+  readonly checks: readonly CheckConfig[];
+}

@@ -1,0 +1,18 @@
+// The seam between protocol listeners (IMAP, SMTP) and the core: everything a listener needs to
+// turn a login into a decision. Listeners receive a Gate; they never reach into stores or policy.
+import type { Logger } from './log';
+import type { SessionRegistry } from './sessions';
+import type { IdentityResolver } from '../identity/types';
+import type { Decision, DecisionRequest } from '../policy/decision';
+import type { MailwardenConfig, PolicyConfig } from './config-types';
+
+export interface Gate {
+  readonly log: Logger;
+  readonly identity: IdentityResolver;
+  /** Runs the policy for a login, writes the audit event, never throws (an internal error → tempfail). */
+  decide(request: DecisionRequest): Promise<Decision>;
+  readonly sessions: SessionRegistry;
+  /** The configuration in force now (it changes on reload; read it per connection). */
+  config(): MailwardenConfig;
+  policy(): PolicyConfig;
+}

@@ -1,0 +1,70 @@
+// The plugin contract: facts in, a verdict out. The only module a plugin in plugins/ may import
+// (besides src/policy/options.ts). Plugins detect; the engine and config decide what a failure does.
+import type { DeviceRecord } from '../store/device-store';
+
+export type Protocol = 'imap' | 'smtp';
+
+/** How the login proved which device it comes from (SPEC "Device identity"). */
+export type IdentitySource = 'oauth' | 'certificate' | 'app-password' | 'asserted' | 'none';
+
+/** What the engine knows about the device, already classified. */
+export type DeviceStatus =
+  /** A record younger than the configured maximum report age. */
+  | 'current'
+  /** A record older than the maximum report age: counts as unknown. */
+  | 'stale'
+  /** Never reported, or the record expired. */
+  | 'missing'
+  /** Something is stored but does not parse: counts as unknown, never compliant. */
+  | 'malformed';
+
+/** Facts the core gathered for one login (or one re-evaluation of a live session). */
+export interface CheckFacts {
+  readonly user: string;
+  readonly protocol: Protocol;
+  readonly deviceId: string | null;
+  readonly deviceStatus: DeviceStatus;
+  /** The record when status is current or stale, otherwise null. */
+  readonly device: DeviceRecord | null;
+  readonly identitySource: IdentitySource;
+  /** `weak` for asserted identities (typed by the user, not bound to a credential). */
+  readonly identityStrength: 'strong' | 'weak';
+  /** Platform hints: IMAP ID fields, X-Mailer / User-Agent. Never an identity. */
+  readonly hints: Readonly<Record<string, string>>;
+  /** Groups of the user, from configuration. */
+  readonly groups: readonly string[];
+  readonly now: Date;
+}
+
+/**
+ * A plugin's verdict.
+ * - pass: the device complies with this check.
+ * - fail: it does not; `code` is a stable reason code (e.g. BANNED_APP), `vars` fill the user's
+ *   sentence template (e.g. {app: 'TikTok'}).
+ * - unknown: the facts do not allow an answer (no record, stale, inventory not visible); the check's
+ *   configured `onUnknown` decides what that means.
+ */
+export type Verdict =
+  | { readonly verdict: 'pass' }
+  | {
+      readonly verdict: 'fail' | 'unknown';
+      readonly code: string;
+      /** For logs and the audit event (operators), not for the client. */
+      readonly reason: string;
+      readonly vars?: Readonly<Record<string, string>>;
+    };
+
+export interface CheckPlugin<Options = unknown> {
+  /** kebab-case; equals the file name in plugins/. */
+  readonly name: string;
+  /**
+   * Validate and compile the check's `options` from policy.yaml. Throw an Error whose message names
+   * the offending option (e.g. "apps.ios[0]: expected a string"); the loader adds file and line.
+   */
+  readonly parseOptions: (raw: unknown) => Options;
+  /** Pure: no I/O, no Redis, no sockets. May be async, but is bounded by the check's timeout. */
+  readonly evaluate: (facts: CheckFacts, options: Options) => Verdict | Promise<Verdict>;
+}
+
+/** Identity helper that keeps the Options type inferred. */
+export const defineCheck = <Options>(plugin: CheckPlugin<Options>): CheckPlugin<Options> => plugin;

@@ -1,0 +1,71 @@
+// What the engine returns for one login: an action, a stable reason code, the sentence the user
+// sees, and the per-check results that go to the audit log. Protocol code turns this into replies.
+import type { IdentitySource, Protocol } from './contract';
+
+export type Action = 'allow' | 'deny' | 'tempfail';
+export type CheckMode = 'off' | 'report' | 'warn' | 'enforce';
+
+/** Reason codes the core itself produces; plugins add their own (BANNED_APP, OS_TOO_OLD, ...). */
+export const CoreReasonCodes = {
+  OK: 'OK',
+  UNKNOWN_DEVICE: 'UNKNOWN_DEVICE',
+  STALE_REPORT: 'STALE_REPORT',
+  MALFORMED_RECORD: 'MALFORMED_RECORD',
+  UNIDENTIFIED: 'UNIDENTIFIED',
+  STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
+  CHECK_ERROR: 'CHECK_ERROR',
+  CHECK_TIMEOUT: 'CHECK_TIMEOUT',
+} as const;
+
+/** A login (or a live session being re-evaluated) asking for a decision. */
+export interface DecisionRequest {
+  readonly user: string;
+  readonly deviceId: string | null;
+  readonly protocol: Protocol;
+  readonly identitySource: IdentitySource;
+  readonly identityStrength: 'strong' | 'weak';
+  readonly hints?: Readonly<Record<string, string>>;
+  readonly remoteAddress?: string;
+  /** Set when a live session is re-evaluated (revocation), for the audit event. */
+  readonly sessionId?: string;
+  /** 'login' or the trigger of a re-evaluation ('device', 'policy', 'exemption', 'reconnect', ...). */
+  readonly trigger?: string;
+}
+
+export interface CheckResult {
+  readonly checkId: string;
+  readonly plugin: string;
+  /** Mode as configured. */
+  readonly mode: CheckMode;
+  /** Mode after the global report switch, kill switch, brake and staged rollout. */
+  readonly effectiveMode: CheckMode;
+  readonly outcome: 'pass' | 'fail' | 'unknown' | 'error' | 'skipped' | 'exempt';
+  readonly code?: string;
+  readonly reason?: string;
+  /** The rendered user sentence for this check when it failed. */
+  readonly message?: string;
+  /** Set when the failure is inside the grace period: ISO time the grace ends. */
+  readonly graceUntil?: string;
+  readonly ms: number;
+}
+
+export interface Decision {
+  readonly action: Action;
+  readonly reasonCode: string;
+  /** Short id the user can quote to the helpdesk; also in the audit event. */
+  readonly refId: string;
+  /** The sentence to show the user when denied or temp-failed (already includes refId). */
+  readonly message?: string;
+  /** Sentences to show while allowing (warn mode, grace period). */
+  readonly warnings: readonly string[];
+  /** The check that decided a deny/tempfail, if any. */
+  readonly decidedBy?: string;
+  readonly checks: readonly CheckResult[];
+  readonly user: string;
+  readonly deviceId: string | null;
+  readonly identitySource: IdentitySource;
+  readonly identityStrength: 'strong' | 'weak';
+  readonly protocol: Protocol;
+  readonly policyVersion: string;
+  readonly at: string;
+}

@@ -1,0 +1,137 @@
+// The device store port: what mailwarden keeps about devices, and the one interface every adapter
+// (in-memory, Redis) implements. The Redis layout behind it is a public interface: docs/redis-layout.md.
+
+/** A device report as a posture source sends it (the payload of the signed JWS). */
+export interface DeviceReport {
+  readonly deviceId: string;
+  readonly user: string;
+  /** Lower-case platform id: ios, ipados, android, macos, windows, linux, ... */
+  readonly platform: string;
+  readonly osVersion: string;
+  readonly managed: boolean;
+  /** Installed app ids (bundle ids / package names). Absent = inventory not visible to the reporter. */
+  readonly apps?: readonly string[];
+  /** ISO-8601 time the device state was observed. */
+  readonly reportedAt: string;
+  /** Who sent it: the reporter key id, or "cli". */
+  readonly source: string;
+}
+
+/** A stored device record: the report plus what the store added. */
+export interface DeviceRecord extends DeviceReport {
+  /** ISO-8601 time the store accepted the report. */
+  readonly receivedAt: string;
+}
+
+/**
+ * The outcome of one device lookup. `malformed` means something is stored under the key that does
+ * not parse as a record: it counts as unknown, never as compliant.
+ */
+export type DeviceLookup =
+  | { readonly state: 'found'; readonly record: DeviceRecord }
+  | { readonly state: 'missing' }
+  | { readonly state: 'malformed'; readonly detail: string };
+
+export type ExemptionScope = 'device' | 'user';
+
+export interface Exemption {
+  readonly scope: ExemptionScope;
+  /** Device id or user name. */
+  readonly subject: string;
+  /** ISO-8601; the exemption ends at this instant. */
+  readonly expiresAt: string;
+  readonly note: string;
+  readonly createdBy: string;
+  readonly createdAt: string;
+  /** Check ids it applies to; absent = every check. */
+  readonly checks?: readonly string[];
+}
+
+/** A device-bound app password: only the hash is stored (see src/identity/app-password.ts). */
+export interface AppPasswordCredential {
+  /** Public lookup id, the part of the password before the dot. */
+  readonly credentialId: string;
+  readonly user: string;
+  readonly deviceId: string;
+  /** Hex HMAC-SHA-256 of the secret part. */
+  readonly hash: string;
+  readonly createdAt: string;
+}
+
+/** Published on the change channel; every instance re-evaluates the live sessions concerned. */
+export type ChangeEvent =
+  | { readonly kind: 'device'; readonly deviceId: string; readonly user?: string }
+  | { readonly kind: 'exemption'; readonly scope: ExemptionScope; readonly subject: string }
+  | { readonly kind: 'policy'; readonly version: string }
+  /** The kill switch: every check in `report` on every instance. */
+  | { readonly kind: 'kill-switch'; readonly on: boolean };
+
+export interface AuditEntry {
+  /** Stream id assigned by the store (Redis stream id, or a counter in memory). */
+  readonly id: string;
+  readonly event: Readonly<Record<string, unknown>>;
+}
+
+/** Thrown by adapters when the backing store cannot answer (down, timed out, not ready). */
+export class StoreUnavailableError extends Error {
+  readonly code = 'STORE_UNAVAILABLE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+export interface DeviceStore {
+  readonly kind: 'memory' | 'redis';
+
+  getDevice(deviceId: string): Promise<DeviceLookup>;
+  /** Many at once (one round trip for Redis); same order as the ids. */
+  getDevices(deviceIds: readonly string[]): Promise<DeviceLookup[]>;
+  /**
+   * Store a report atomically: record with TTL, per-user index, and a change event. A report older
+   * than the one stored (by reportedAt) is ignored and `false` returned.
+   */
+  putDevice(record: DeviceRecord, ttlSeconds: number): Promise<boolean>;
+  deleteDevice(deviceId: string): Promise<void>;
+  /** Device ids reported for a user (index entries whose record expired are pruned). */
+  listUserDevices(user: string): Promise<string[]>;
+  /** Every stored device record (for simulate and the blast-radius guard). */
+  listDevices(): Promise<DeviceRecord[]>;
+
+  getExemptions(deviceId: string, user: string): Promise<Exemption[]>;
+  putExemption(exemption: Exemption): Promise<void>;
+  removeExemption(scope: ExemptionScope, subject: string): Promise<void>;
+  listExemptions(): Promise<Exemption[]>;
+
+  /** First time check `checkId` saw this device non-compliant (ms epoch), or null. */
+  getFirstSeenNoncompliant(deviceId: string, checkId: string): Promise<number | null>;
+  /** Set only if not already set (SET NX); returns the value now stored. */
+  markFirstSeenNoncompliant(deviceId: string, checkId: string, atMs: number): Promise<number>;
+  clearFirstSeenNoncompliant(deviceId: string, checkId: string): Promise<void>;
+
+  putAppPassword(credential: AppPasswordCredential): Promise<void>;
+  getAppPassword(credentialId: string): Promise<AppPasswordCredential | null>;
+  removeAppPasswords(deviceId: string): Promise<number>;
+
+  /** Append to the capped audit stream. */
+  appendAudit(event: Record<string, unknown>): Promise<string>;
+  /** Entries after `afterId` (exclusive; '0' = from the start), oldest first, at most `count`. */
+  readAudit(afterId: string, count: number): Promise<AuditEntry[]>;
+
+  publish(event: ChangeEvent): Promise<void>;
+  /** Subscribe to the change channel; returns an unsubscribe function. */
+  subscribe(listener: (event: ChangeEvent) => void): Promise<() => Promise<void>>;
+  /**
+   * Called after the change channel was (re)connected: events may have been lost meanwhile, so
+   * callers revalidate everything. Returns an unsubscribe function.
+   */
+  onReconnect(listener: () => void): () => void;
+
+  /** Get/set a shared flag (the kill switch lives here so every instance sees it). */
+  getFlag(name: string): Promise<string | null>;
+  setFlag(name: string, value: string | null): Promise<void>;
+
+  /** Throws StoreUnavailableError when the store cannot answer. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
