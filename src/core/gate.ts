@@ -16,3 +16,11 @@ export interface Gate {
   config(): MailwardenConfig;
   policy(): PolicyConfig;
 }
+
+/** A started protocol front end (IMAP or SMTP listeners), as the runtime drives it. */
+export interface ProtocolService {
+  /** Bound addresses, in listener order (port 0 in config = any free port). */
+  readonly addresses: readonly { host: string; port: number; tls: 'implicit' | 'starttls' | 'none' }[];
+  /** Stop accepting; let sessions finish for up to drainMs, then end the rest (IMAP: BYE). */
+  shutdown(drainMs: number): Promise<void>;
+}

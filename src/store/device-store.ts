@@ -81,8 +81,23 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/** Everything one decision needs from the store, fetched in one round trip. */
+export interface StoredFacts {
+  /** null when the login carries no device id. */
+  readonly device: DeviceLookup | null;
+  /** Exemptions for the device and for the user that have not expired. */
+  readonly exemptions: readonly Exemption[];
+  /** checkId → first-seen-non-compliant time (ms epoch), for the check ids asked for. */
+  readonly firstSeen: Readonly<Record<string, number>>;
+  /** The kill-switch flag (every check in report on every instance). */
+  readonly killSwitch: boolean;
+}
+
 export interface DeviceStore {
   readonly kind: 'memory' | 'redis';
+
+  /** The facts for one decision in one round trip (Redis: one pipeline). */
+  loadFacts(deviceId: string | null, user: string, checkIds: readonly string[]): Promise<StoredFacts>;
 
   getDevice(deviceId: string): Promise<DeviceLookup>;
   /** Many at once (one round trip for Redis); same order as the ids. */
