@@ -1,0 +1,34 @@
+# mailwarden container image: multi-stage (build with dev dependencies, run with production ones),
+# non-root, configuration mounted read-only at /etc/mailwarden, health check on the admin listener.
+# Build: docker build -t mailwarden .
+# Run:   docker run -v $PWD/config:/etc/mailwarden:ro -p 993:993 -p 465:465 mailwarden
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+COPY plugins ./plugins
+COPY test ./test
+COPY bench ./bench
+COPY scripts ./scripts
+RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+# tini as PID 1 so SIGHUP (reload) and SIGTERM (drain) reach node, and zombies are reaped.
+RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/plugins ./dist/plugins
+COPY package.json ./
+COPY config /etc/mailwarden
+USER node
+# IMAP (implicit TLS, STARTTLS), SMTP submission (implicit TLS, STARTTLS), admin API.
+EXPOSE 993 143 465 587 8025
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:8025/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/src/cli/index.js"]
+CMD ["start", "--config", "/etc/mailwarden/mailwarden.yaml"]
