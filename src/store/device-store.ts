@@ -132,6 +132,11 @@ export interface DeviceStore {
   appendAudit(event: Record<string, unknown>): Promise<string>;
   /** Entries after `afterId` (exclusive; '0' = from the start), oldest first, at most `count`. */
   readAudit(afterId: string, count: number): Promise<AuditEntry[]>;
+  /**
+   * Optional (added for `audit tail`): the newest `count` entries, oldest first (Redis: XREVRANGE).
+   * Without it the admin API pages through readAudit.
+   */
+  readAuditLast?(count: number): Promise<AuditEntry[]>;
 
   publish(event: ChangeEvent): Promise<void>;
   /** Subscribe to the change channel; returns an unsubscribe function. */
