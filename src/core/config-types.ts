@@ -144,6 +144,11 @@ export interface MailwardenConfig {
   readonly policyFile: string;
   /** Extra folders searched for plugins before the built-in ones. */
   readonly pluginDirs: readonly string[];
+  /**
+   * Certificate and key for every listener with tls implicit or starttls (IMAP and SMTP), and the
+   * client CA for certificate identities. Required when any listener uses TLS. (Added by config.)
+   */
+  readonly tls?: TlsFiles;
   readonly store: StoreConfig;
   readonly reports: ReportsConfig;
   readonly admin?: AdminConfig;

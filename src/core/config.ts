@@ -1,0 +1,343 @@
+// Loads config/mailwarden.yaml and config/policy.yaml: YAML with line numbers, schema defaults,
+// cross-field rules, relative paths resolved, deep-frozen. Every problem is collected and reported
+// as file:line: key: message; nothing here touches global state, so a reload can validate then swap.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import type { MailwardenConfig, PolicyConfig, UpstreamConfig } from './config-types';
+import { ConfigError, formatKeyPath, type ConfigIssue } from './errors';
+import { schemaProblems, validateMailwarden, validatePolicy, type SchemaProblem } from './config-schema';
+
+type KeyPath = readonly (string | number)[];
+
+/** A parsed YAML file that can point at the line of any key (for errors found after loading). */
+export interface YamlSource {
+  /** Absolute path of the file. */
+  readonly file: string;
+  /** Line of the key at `keyPath` (of the list item, for an index), or of its nearest ancestor present in the file. */
+  lineOf(keyPath: KeyPath): number | null;
+}
+
+/** Builds a ConfigIssue for `keyPath` in this file, at the line of that key. */
+export function issueAt(source: YamlSource, keyPath: KeyPath, message: string, linePath: KeyPath = keyPath): ConfigIssue {
+  return { file: source.file, line: source.lineOf(linePath), keyPath: formatKeyPath(keyPath), message };
+}
+
+export interface LoadAllOptions {
+  /** Use this policy file instead of the config's policyFile (`config check --policy`). */
+  readonly policyFile?: string;
+}
+
+export async function loadConfigFile(file: string): Promise<MailwardenConfig> {
+  return orThrow(await readConfig(path.resolve(file)));
+}
+
+export async function loadPolicyFile(file: string): Promise<{ policy: PolicyConfig; source: YamlSource }> {
+  return orThrow(await readPolicy(path.resolve(file)));
+}
+
+/** Loads both files; one ConfigError lists every issue of both. */
+export async function loadAll(
+  configFile: string,
+  options: LoadAllOptions = {},
+): Promise<{ config: MailwardenConfig; policy: PolicyConfig; policySource: YamlSource }> {
+  const configResult = await readConfig(path.resolve(configFile));
+  // Check the policy even when the config is invalid, so one run shows every problem.
+  const override = options.policyFile === undefined ? undefined : path.resolve(options.policyFile);
+  const policyFile = override ?? configResult.policyFile;
+  const policyResult = policyFile === undefined ? undefined : await readPolicy(policyFile);
+  const issues = [...configResult.issues, ...(policyResult?.issues ?? [])];
+  if (issues.length > 0 || !configResult.value || !policyResult?.value) throw new ConfigError(issues);
+  const config = override ? deepFreeze({ ...configResult.value, policyFile: override }) : configResult.value;
+  return { config, policy: policyResult.value.policy, policySource: policyResult.value.source };
+}
+
+// ---------------------------------------------------------------- reading YAML
+
+interface Result<T> {
+  readonly value?: T;
+  readonly issues: readonly ConfigIssue[];
+}
+
+function orThrow<T>(result: Result<T>): T {
+  if (result.issues.length > 0 || result.value === undefined) throw new ConfigError(result.issues);
+  return result.value;
+}
+
+class DocumentSource implements YamlSource {
+  // Private fields (#) keep the parsed document out of JSON.stringify and logs.
+  readonly #doc: Document;
+  readonly #lines: LineCounter;
+
+  constructor(
+    readonly file: string,
+    doc: Document,
+    lines: LineCounter,
+  ) {
+    this.#doc = doc;
+    this.#lines = lines;
+  }
+
+  lineOf(keyPath: KeyPath): number | null {
+    let node: unknown = this.#doc.contents;
+    let line = this.lineAt(node);
+    for (const segment of keyPath) {
+      if (isMap(node)) {
+        const pair = node.items.find((p) => keyName(p.key) === String(segment));
+        if (!pair) break;
+        line = this.lineAt(pair.key) ?? line;
+        node = pair.value;
+      } else if (isSeq(node) && typeof segment === 'number' && segment < node.items.length) {
+        node = node.items[segment];
+        line = this.lineAt(node) ?? line;
+      } else break;
+    }
+    return line;
+  }
+
+  /** The key path of the innermost key or item whose text covers `offset` (for YAML syntax errors). */
+  keyPathAt(offset: number): (string | number)[] {
+    const keyPath: (string | number)[] = [];
+    let node: unknown = this.#doc.contents;
+    for (;;) {
+      if (isMap(node)) {
+        const pair = node.items.find((p) => covers(p.key, offset) || covers(p.value, offset));
+        if (!pair) break;
+        keyPath.push(keyName(pair.key));
+        node = pair.value;
+      } else if (isSeq(node)) {
+        const index = node.items.findIndex((item) => covers(item, offset));
+        if (index < 0) break;
+        keyPath.push(index);
+        node = node.items[index];
+      } else break;
+    }
+    return keyPath;
+  }
+
+  private lineAt(node: unknown): number | null {
+    const range = (node as Node | null | undefined)?.range;
+    return range ? this.#lines.linePos(range[0]).line : null;
+  }
+}
+
+function keyName(key: unknown): string {
+  return isScalar(key) ? String(key.value) : String(key);
+}
+
+function covers(node: unknown, offset: number): boolean {
+  const range = (node as Node | null | undefined)?.range;
+  return range !== undefined && range !== null && offset >= range[0] && offset < Math.max(range[2], range[0] + 1);
+}
+
+/** Friendlier words for the YAML errors operators meet most. */
+const YAML_MESSAGES: Record<string, string> = {
+  DUPLICATE_KEY: 'duplicate key (each key may appear once)',
+  TAB_AS_INDENT: 'tab used for indentation (YAML indents with spaces only)',
+  MULTIPLE_DOCS: 'more than one YAML document (remove the "---" line)',
+};
+
+interface ParsedYaml {
+  readonly source: DocumentSource;
+  readonly text: string;
+  readonly data?: Record<string, unknown>;
+}
+
+async function readYaml(file: string): Promise<Result<ParsedYaml> & { readable: boolean }> {
+  const fail = (message: string, line: number | null = null, keyPath = '') => [{ file, line, keyPath, message }];
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    return { issues: fail(readErrorMessage(err)), readable: false };
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
+  const source = new DocumentSource(file, doc, lines);
+  const yamlIssues = [...doc.errors, ...doc.warnings].map((error) => {
+    const keyPath = source.keyPathAt(error.pos[0]);
+    const message = YAML_MESSAGES[error.code] ?? `YAML syntax: ${error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '')}`;
+    return { file, line: error.linePos?.[0].line ?? null, keyPath: formatKeyPath(keyPath), message };
+  });
+  if (yamlIssues.length > 0) return { value: { source, text }, issues: yamlIssues, readable: true };
+  // An empty file is an error, not "all defaults": a file truncated mid-write must not become a config.
+  if (doc.contents === null) return { value: { source, text }, issues: fail('file is empty'), readable: true };
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    return { value: { source, text }, issues: fail(`YAML: ${(err as Error).message}`), readable: true };
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    return { value: { source, text }, issues: fail('must be a mapping of keys to values', source.lineOf([])), readable: true };
+  }
+  return { value: { source, text, data: data as Record<string, unknown> }, issues: [], readable: true };
+}
+
+function readErrorMessage(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'file not found';
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') return 'is a folder, not a file';
+  return `cannot read: ${(err as Error).message}`;
+}
+
+function toIssues(source: YamlSource, problems: readonly SchemaProblem[]): ConfigIssue[] {
+  return problems.map((p) => issueAt(source, p.keyPath, p.message, p.linePath));
+}
+
+/** Issues in the order they appear in the file. */
+function byLine(issues: ConfigIssue[]): ConfigIssue[] {
+  return issues.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
+}
+
+// ---------------------------------------------------------------- mailwarden.yaml
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+type RawConfig = Mutable<Omit<MailwardenConfig, 'configFile'>>;
+
+async function readConfig(file: string): Promise<Result<MailwardenConfig> & { policyFile?: string }> {
+  const parsed = await readYaml(file);
+  const dir = path.dirname(file);
+  const defaultPolicy = path.join(dir, 'policy.yaml');
+  if (!parsed.value?.data) return { issues: parsed.issues, policyFile: parsed.readable ? defaultPolicy : undefined };
+  const { source, data } = parsed.value;
+  const rawPolicyFile = data.policyFile;
+  const policyFile = typeof rawPolicyFile === 'string' && rawPolicyFile !== '' ? path.resolve(dir, rawPolicyFile) : defaultPolicy;
+  const problems = schemaProblems(validateMailwarden, data);
+  if (problems.length > 0) return { issues: byLine(toIssues(source, problems)), policyFile };
+  const raw = data as unknown as RawConfig;
+  const crossIssues = toIssues(source, configRules(raw));
+  if (crossIssues.length > 0) return { issues: byLine(crossIssues), policyFile };
+  return { value: deepFreeze(finishConfig(raw, file)), issues: [], policyFile };
+}
+
+/** Rules between keys that the schema cannot express. */
+function configRules(c: RawConfig): SchemaProblem[] {
+  const problems: SchemaProblem[] = [];
+  const problem = (keyPath: KeyPath, message: string, linePath: KeyPath = keyPath) =>
+    problems.push({ keyPath, linePath, message });
+
+  if (c.store.type === 'redis' && !c.store.redis) problem(['store', 'redis'], 'required when store.type is redis', ['store', 'type']);
+  const redis = c.store.redis;
+  if (redis) {
+    const needs: Record<typeof redis.mode, readonly (keyof typeof redis)[]> = {
+      standalone: ['host'],
+      sentinel: ['sentinels', 'name'],
+      cluster: ['nodes'],
+    };
+    for (const [mode, keys] of Object.entries(needs)) {
+      for (const key of keys) {
+        const at = ['store', 'redis', key];
+        if (mode === redis.mode && redis[key] === undefined) problem(at, `required when mode is ${mode}`, ['store', 'redis', 'mode']);
+        if (mode !== redis.mode && redis[key] !== undefined) problem(at, `only used when mode is ${mode} (mode is ${redis.mode})`);
+      }
+    }
+  }
+  if (c.reports.jwksFile !== undefined && c.reports.jwksUrl !== undefined) {
+    problem(['reports', 'jwksUrl'], 'set either jwksFile or jwksUrl, not both');
+  }
+  c.identity.sources.forEach((s, i) => {
+    const at = ['identity', 'sources', i];
+    if (s.type === 'oauth' && s.jwksFile === undefined && s.jwksUrl === undefined) {
+      problem([...at, 'jwksFile'], 'required: set jwksFile or jwksUrl (the identity provider\'s keys)', at);
+    }
+    if (s.type === 'oauth' && s.jwksFile !== undefined && s.jwksUrl !== undefined) {
+      problem([...at, 'jwksUrl'], 'set either jwksFile or jwksUrl, not both');
+    }
+    if (s.type === 'certificate' && !c.tls?.clientCa) {
+      problem([...at, 'type'], 'certificate identity needs tls.clientCa (the CA bundle that issued device certificates)');
+    }
+  });
+  for (const protocol of ['imap', 'smtp'] as const) {
+    const section = c[protocol];
+    if (!section) continue;
+    section.listeners.forEach((l, i) => {
+      if (l.tls !== 'none' && !c.tls) problem([protocol, 'listeners', i, 'tls'], `"${l.tls}" needs a certificate: set tls.cert and tls.key`);
+    });
+    upstreamRules(section.upstream, [protocol, 'upstream'], problem);
+  }
+  return problems;
+}
+
+function upstreamRules(u: UpstreamConfig, at: KeyPath, problem: (keyPath: KeyPath, message: string, linePath?: KeyPath) => void): void {
+  for (const key of ['masterUser', 'masterPassword'] as const) {
+    if (u.login === 'master' && u[key] === undefined) problem([...at, key], 'required when login is master', [...at, 'login']);
+    if (u.login !== 'master' && u[key] !== undefined) problem([...at, key], 'only used when login is master');
+  }
+}
+
+function finishConfig(raw: RawConfig, file: string): MailwardenConfig {
+  const dir = path.dirname(file);
+  const at = (p: string): string => path.resolve(dir, p);
+  const redis = raw.store.redis;
+  return {
+    ...raw,
+    configFile: file,
+    instanceName: raw.instanceName ?? os.hostname(),
+    policyFile: at(raw.policyFile),
+    pluginDirs: raw.pluginDirs.map(at),
+    ...(raw.tls && {
+      tls: { ...raw.tls, cert: at(raw.tls.cert), key: at(raw.tls.key), ...(raw.tls.clientCa && { clientCa: at(raw.tls.clientCa) }) },
+    }),
+    store: redis?.mode === 'standalone' ? { ...raw.store, redis: { ...redis, port: redis.port ?? 6379 } } : raw.store,
+    reports: { ...raw.reports, ...(raw.reports.jwksFile && { jwksFile: at(raw.reports.jwksFile) }) },
+    identity: {
+      sources: raw.identity.sources.map((s) => {
+        if (s.type === 'oauth' && s.jwksFile) return { ...s, jwksFile: at(s.jwksFile) };
+        if (s.type === 'app-password' && s.hmacKeyFile) return { ...s, hmacKeyFile: at(s.hmacKeyFile) };
+        return s;
+      }),
+    },
+    ...(raw.smtp && { smtp: { ...raw.smtp, hostname: raw.smtp.hostname ?? os.hostname() } }),
+    logging: { ...raw.logging, ...(raw.logging.file && { file: at(raw.logging.file) }) },
+  };
+}
+
+// ---------------------------------------------------------------- policy.yaml
+
+type RawPolicy = Mutable<Omit<PolicyConfig, 'file' | 'version' | 'checks'>> & {
+  checks: Mutable<Omit<PolicyConfig['checks'][number], 'line' | 'id'> & { id?: string }>[];
+};
+
+async function readPolicy(file: string): Promise<Result<{ policy: PolicyConfig; source: YamlSource }>> {
+  const parsed = await readYaml(file);
+  if (!parsed.value?.data) return { issues: parsed.issues };
+  const { source, data, text } = parsed.value;
+  const problems = schemaProblems(validatePolicy, data);
+  if (problems.length > 0) return { issues: byLine(toIssues(source, problems)) };
+  const raw = data as unknown as RawPolicy;
+  const checks = raw.checks.map((c, i) => ({ ...c, id: c.id ?? c.plugin, line: source.lineOf(['checks', i]) ?? 1 }));
+  const issues = duplicateIds(checks, source);
+  if (issues.length > 0) return { issues };
+  const version = createHash('sha256').update(text).digest('hex').slice(0, 12);
+  const policy: PolicyConfig = { ...raw, file, version, checks };
+  return { value: { policy: deepFreeze(policy), source }, issues: [] };
+}
+
+function duplicateIds(checks: readonly { id: string; line: number }[], source: YamlSource): ConfigIssue[] {
+  const first = new Map<string, number>();
+  const issues: ConfigIssue[] = [];
+  checks.forEach((c, i) => {
+    const earlier = first.get(c.id);
+    if (earlier === undefined) first.set(c.id, i);
+    else {
+      const message = `duplicate check id "${c.id}" (also checks[${earlier}], line ${checks[earlier].line}); give each check its own id`;
+      issues.push(issueAt(source, ['checks', i, 'id'], message));
+    }
+  });
+  return issues;
+}
+
+// ---------------------------------------------------------------- helpers
+
+/** Freezes an object graph so a loaded configuration cannot change under the code reading it. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
