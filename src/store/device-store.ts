@@ -91,7 +91,15 @@ export interface StoredFacts {
   readonly firstSeen: Readonly<Record<string, number>>;
   /** The kill-switch flag (every check in report on every instance). */
   readonly killSwitch: boolean;
+  /**
+   * Added by CachedDeviceStore (additive): set when the store could not answer and these facts are
+   * the last-known ones (younger than store.outageLastKnownMaxSeconds); absent on a live answer.
+   */
+  readonly fromLastKnown?: true;
 }
+
+/** The flag (getFlag/setFlag) holding the kill switch; "1", "true" or "on" mean on. */
+export const KILL_SWITCH_FLAG = 'kill-switch';
 
 export interface DeviceStore {
   readonly kind: 'memory' | 'redis';
