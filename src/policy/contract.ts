@@ -1,6 +1,7 @@
 // The plugin contract: facts in, a verdict out. The only module a plugin in plugins/ may import
 // (besides src/policy/options.ts). Plugins detect; the engine and config decide what a failure does.
 import type { DeviceRecord } from '../store/device-store';
+import { CoreReasonCodes } from './decision';
 
 export type Protocol = 'imap' | 'smtp';
 
@@ -68,3 +69,25 @@ export interface CheckPlugin<Options = unknown> {
 
 /** Identity helper that keeps the Options type inferred. */
 export const defineCheck = <Options>(plugin: CheckPlugin<Options>): CheckPlugin<Options> => plugin;
+
+/**
+ * For checks that need the device record (every built-in except require-device): the `unknown`
+ * verdict for a device that is not `current` (missing, stale, malformed), or null when it is current.
+ * Missing data is never compliant; the check's `onUnknown` decides what unknown means.
+ */
+export function unknownUnlessCurrent(facts: CheckFacts): Verdict | null {
+  switch (facts.deviceStatus) {
+    case 'current':
+      return null;
+    case 'missing':
+      return { verdict: 'unknown', code: CoreReasonCodes.UNKNOWN_DEVICE, reason: 'no device report' };
+    case 'stale':
+      return {
+        verdict: 'unknown',
+        code: CoreReasonCodes.STALE_REPORT,
+        reason: `device report from ${facts.device?.reportedAt ?? 'unknown time'} is stale`,
+      };
+    case 'malformed':
+      return { verdict: 'unknown', code: CoreReasonCodes.MALFORMED_RECORD, reason: 'stored device record does not parse' };
+  }
+}

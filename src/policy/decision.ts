@@ -15,6 +15,8 @@ export const CoreReasonCodes = {
   STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
   CHECK_ERROR: 'CHECK_ERROR',
   CHECK_TIMEOUT: 'CHECK_TIMEOUT',
+  /** A bug or unexpected failure inside the decision itself (logged): tempfail, never allow. */
+  INTERNAL_ERROR: 'INTERNAL_ERROR',
 } as const;
 
 /** A login (or a live session being re-evaluated) asking for a decision. */

@@ -1,0 +1,295 @@
+// The policy engine: one login (or live session) + the stored facts → one Decision. Pure apart from
+// the plugins it calls (which are pure by contract): no store access, no logging, no clock of its own.
+import { createHash } from 'node:crypto';
+import type { CheckFacts, DeviceStatus, Verdict } from './contract';
+import { CoreReasonCodes, type CheckMode, type CheckResult, type Decision, type DecisionRequest } from './decision';
+import type { CompiledCheck, CompiledPolicy } from './compile';
+import type { DeviceLookup, DeviceRecord, Exemption, StoredFacts } from '../store/device-store';
+
+export interface EngineContext {
+  readonly now: Date;
+  /** store.maxReportAgeHours: an older report is stale. */
+  readonly maxReportAgeHours: number;
+  /** Groups of the user (config `groups`). */
+  readonly groups: readonly string[];
+  /** Check ids the runtime brake has put in `report`. */
+  readonly brakeReportOnly: ReadonlySet<string>;
+  readonly refId: string;
+}
+
+export interface EngineResult {
+  readonly decision: Decision;
+  /** Checks whose grace period starts with this decision: mark first-seen-non-compliant now. */
+  readonly firstSeenToMark: string[];
+  /** Checks that passed while a first-seen mark exists: clear it. */
+  readonly firstSeenToClear: string[];
+}
+
+const HOUR_MS = 3_600_000;
+
+const PLATFORM_LABELS: Readonly<Record<string, string>> = {
+  ios: 'iOS',
+  ipados: 'iPadOS',
+  android: 'Android',
+  macos: 'macOS',
+  windows: 'Windows',
+  linux: 'Linux',
+  chromeos: 'ChromeOS',
+};
+
+/** How a platform id is shown to people ("ios" → "iOS"). */
+export function platformLabel(platform: string | undefined): string {
+  if (!platform) return '';
+  return PLATFORM_LABELS[platform.toLowerCase()] ?? platform;
+}
+
+/** Classifies a lookup: a record older than maxReportAgeHours (or with an unreadable time) is not current. */
+export function classifyDevice(
+  lookup: DeviceLookup | null,
+  now: Date,
+  maxReportAgeHours: number,
+): { status: DeviceStatus; device: DeviceRecord | null } {
+  if (lookup === null || lookup.state === 'missing') return { status: 'missing', device: null };
+  if (lookup.state === 'malformed') return { status: 'malformed', device: null };
+  const reported = Date.parse(lookup.record.reportedAt);
+  if (Number.isNaN(reported)) return { status: 'malformed', device: null };
+  const stale = now.getTime() - reported > maxReportAgeHours * HOUR_MS;
+  return { status: stale ? 'stale' : 'current', device: lookup.record };
+}
+
+/** Stable bucket in [0, 100) for a check and a device: the same device stays in or out of a rollout. */
+export function rolloutBucket(checkId: string, subject: string): number {
+  const digest = createHash('sha256').update(`${checkId}\0${subject}`).digest();
+  return (digest.readUInt32BE(0) / 0x1_0000_0000) * 100;
+}
+
+/** Fills `{name}` placeholders; unknown names stay visible so a typo shows up in `policy simulate`. */
+export function renderTemplate(template: string, vars: Readonly<Record<string, string | undefined>>): string {
+  return template
+    .replace(/\{(\w+)\}/g, (whole, name: string) => (Object.hasOwn(vars, name) ? (vars[name] ?? '') : whole))
+    .replace(/[ \t]{2,}/g, ' ')
+    .trim();
+}
+
+/** "2025-06-01 14:00 UTC": readable on a phone, unambiguous across time zones. */
+export function humanTime(date: Date): string {
+  return `${date.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+/** The user must always be able to quote the reference id, even if a template forgot it. */
+function withRefId(message: string, refId: string): string {
+  return message.includes(refId) ? message : `${message} Ref ${refId}.`;
+}
+
+function exemptionFor(check: CompiledCheck, exemptions: readonly Exemption[], request: DecisionRequest, now: Date): Exemption | undefined {
+  return exemptions.find(
+    (e) =>
+      Date.parse(e.expiresAt) > now.getTime() &&
+      (e.scope === 'device' ? e.subject === request.deviceId : e.subject.toLowerCase() === request.user.toLowerCase()) &&
+      (e.checks === undefined || e.checks.includes(check.id)),
+  );
+}
+
+function inScope(check: CompiledCheck, request: DecisionRequest, device: DeviceRecord | null, groups: readonly string[]): boolean {
+  const scope = check.config.scope;
+  // Without a record the platform is unknown: the check runs, and its unknown verdict decides.
+  if (scope.platforms && device && !scope.platforms.includes(device.platform.toLowerCase())) return false;
+  if (scope.protocols && !scope.protocols.includes(request.protocol)) return false;
+  if (scope.users && !scope.users.some((u) => u.toLowerCase() === request.user.toLowerCase())) return false;
+  if (scope.groups && !scope.groups.some((g) => groups.includes(g))) return false;
+  return true;
+}
+
+function effectiveMode(check: CompiledCheck, compiled: CompiledPolicy, request: DecisionRequest, stored: StoredFacts, ctx: EngineContext): CheckMode {
+  const mode = check.config.mode;
+  if (mode === 'off' || mode === 'report') return mode;
+  if (compiled.config.reportOnly || stored.killSwitch || ctx.brakeReportOnly.has(check.id)) return 'report';
+  const rollout = check.config.rollout;
+  if (rollout && (rollout.percent !== undefined || rollout.groups !== undefined)) {
+    const byPercent = rollout.percent !== undefined && rolloutBucket(check.id, request.deviceId ?? request.user) < rollout.percent;
+    const byGroup = rollout.groups !== undefined && rollout.groups.some((g) => ctx.groups.includes(g));
+    if (!byPercent && !byGroup) return 'report';
+  }
+  return mode;
+}
+
+type Outcome = { kind: 'verdict'; verdict: Verdict } | { kind: 'error'; code: string; reason: string };
+
+const TIMED_OUT = Symbol('timeout');
+
+function isVerdict(v: unknown): v is Verdict {
+  if (typeof v !== 'object' || v === null) return false;
+  const verdict = (v as { verdict?: unknown }).verdict;
+  if (verdict === 'pass') return true;
+  return (verdict === 'fail' || verdict === 'unknown') && typeof (v as { code?: unknown }).code === 'string';
+}
+
+/** Runs one plugin; a throw, a timeout or a malformed verdict is an error outcome, never a pass. */
+async function runCheck(check: CompiledCheck, facts: CheckFacts): Promise<Outcome> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    let result: unknown = check.plugin.evaluate(facts, check.options);
+    if (result instanceof Promise) {
+      const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+        timer = setTimeout(resolve, check.config.timeoutMs, TIMED_OUT);
+      });
+      result = await Promise.race([result, timeout]);
+      if (result === TIMED_OUT) {
+        return { kind: 'error', code: CoreReasonCodes.CHECK_TIMEOUT, reason: `no verdict within ${check.config.timeoutMs} ms` };
+      }
+    }
+    if (!isVerdict(result)) return { kind: 'error', code: CoreReasonCodes.CHECK_ERROR, reason: 'plugin returned no valid verdict' };
+    return { kind: 'verdict', verdict: result };
+  } catch (err) {
+    return { kind: 'error', code: CoreReasonCodes.CHECK_ERROR, reason: err instanceof Error ? err.message : String(err) };
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+function elapsed(start: number): number {
+  return Math.round((performance.now() - start) * 1000) / 1000;
+}
+
+/** Decision fields every outcome shares. */
+function baseDecision(compiled: CompiledPolicy, request: DecisionRequest, ctx: EngineContext) {
+  return {
+    refId: ctx.refId,
+    user: request.user,
+    deviceId: request.deviceId,
+    identitySource: request.identitySource,
+    identityStrength: request.identityStrength,
+    protocol: request.protocol,
+    policyVersion: compiled.version,
+    at: ctx.now.toISOString(),
+  };
+}
+
+export async function evaluatePolicy(
+  compiled: CompiledPolicy,
+  request: DecisionRequest,
+  stored: StoredFacts,
+  ctx: EngineContext,
+): Promise<EngineResult> {
+  const policy = compiled.config;
+  const base = baseDecision(compiled, request, ctx);
+  const firstSeenToMark: string[] = [];
+  const firstSeenToClear: string[] = [];
+  const commonVars = { user: request.user, deviceId: request.deviceId ?? '', refId: ctx.refId, helpdesk: policy.helpdesk };
+
+  // No device identity at all: the policy's `unidentified` rule. `allow` lets the checks decide
+  // (with no device, require-device and friends see "missing").
+  const unidentified = request.deviceId === null || request.identitySource === 'none';
+  if (unidentified && policy.unidentified.action !== 'allow') {
+    const message = withRefId(renderTemplate(policy.unidentified.message, { ...commonVars, platform: '' }), ctx.refId);
+    return {
+      decision: { ...base, action: policy.unidentified.action, reasonCode: CoreReasonCodes.UNIDENTIFIED, message, warnings: [], checks: [] },
+      firstSeenToMark,
+      firstSeenToClear,
+    };
+  }
+
+  const { status, device } = classifyDevice(stored.device, ctx.now, ctx.maxReportAgeHours);
+  const facts: CheckFacts = {
+    user: request.user,
+    protocol: request.protocol,
+    deviceId: request.deviceId,
+    deviceStatus: status,
+    device,
+    identitySource: request.identitySource,
+    identityStrength: request.identityStrength,
+    hints: request.hints ?? {},
+    groups: ctx.groups,
+    now: ctx.now,
+  };
+  const platform = platformLabel(device?.platform);
+  const results: CheckResult[] = [];
+  const warnings: string[] = [];
+
+  for (const check of compiled.checks) {
+    const cfg = check.config;
+    const mode = cfg.mode;
+    if (mode === 'off' || !inScope(check, request, device, ctx.groups)) {
+      results.push({ checkId: check.id, plugin: cfg.plugin, mode, effectiveMode: mode, outcome: 'skipped', ms: 0 });
+      continue;
+    }
+    const effective = effectiveMode(check, compiled, request, stored, ctx);
+    const start = performance.now();
+    const outcome = await runCheck(check, facts);
+    const ms = elapsed(start);
+    const head = { checkId: check.id, plugin: cfg.plugin, mode, effectiveMode: effective, ms };
+
+    // An `unknown` with onUnknown: pass counts as passing (recorded as unknown for the audit).
+    const failing =
+      outcome.kind === 'error' || outcome.verdict.verdict === 'fail' || (outcome.verdict.verdict === 'unknown' && cfg.onUnknown === 'fail');
+    const code = outcome.kind === 'error' ? outcome.code : outcome.verdict.verdict === 'pass' ? undefined : outcome.verdict.code;
+    const reason = outcome.kind === 'error' ? outcome.reason : outcome.verdict.verdict === 'pass' ? undefined : outcome.verdict.reason;
+    const recorded = outcome.kind === 'error' ? 'error' : outcome.verdict.verdict;
+    const detail = { ...(code ? { code } : {}), ...(reason ? { reason } : {}) };
+
+    if (!failing) {
+      if (Object.hasOwn(stored.firstSeen, check.id)) firstSeenToClear.push(check.id);
+      results.push({ ...head, outcome: recorded, ...detail });
+      continue;
+    }
+    const exemption = exemptionFor(check, stored.exemptions, request, ctx.now);
+    if (exemption) {
+      const note = `exempt until ${exemption.expiresAt} (${exemption.note})`;
+      results.push({ ...head, outcome: 'exempt', ...detail, reason: reason ? `${note}; ${reason}` : note });
+      continue;
+    }
+
+    if (outcome.kind === 'error') {
+      results.push({ ...head, outcome: 'error', ...detail });
+      // A broken check blocks only where the check may block; onError (never allow) decides.
+      if (effective !== 'enforce') continue;
+      const message = withRefId(renderTemplate(policy.messages.tempfail, { ...commonVars, platform }), ctx.refId);
+      return {
+        decision: { ...base, action: cfg.onError, reasonCode: outcome.code, message, warnings, decidedBy: check.id, checks: results },
+        firstSeenToMark,
+        firstSeenToClear,
+      };
+    }
+
+    // Plugin vars first: the core's own ({refId}, {user}, …) cannot be overridden by a plugin.
+    const vars = { ...(outcome.verdict.verdict !== 'pass' ? outcome.verdict.vars : {}), ...commonVars, platform };
+    const message = withRefId(renderTemplate(cfg.message, vars), ctx.refId);
+    if (effective === 'report') {
+      results.push({ ...head, outcome: recorded, ...detail, message });
+      continue;
+    }
+    if (effective === 'warn') {
+      results.push({ ...head, outcome: recorded, ...detail, message });
+      warnings.push(`${policy.messages.warnPrefix} ${message}`);
+      continue;
+    }
+
+    // enforce: within the grace period the login is allowed with a warning saying when it ends.
+    if (cfg.graceHours > 0 && request.deviceId !== null) {
+      const seen = stored.firstSeen[check.id];
+      if (seen === undefined) firstSeenToMark.push(check.id);
+      const graceUntil = new Date((seen ?? ctx.now.getTime()) + cfg.graceHours * HOUR_MS);
+      if (ctx.now < graceUntil) {
+        const until = humanTime(graceUntil);
+        const graceText = cfg.graceMessage
+          ? withRefId(renderTemplate(cfg.graceMessage, { ...vars, graceUntil: until }), ctx.refId)
+          : `From ${until}: ${message}`;
+        results.push({ ...head, outcome: recorded, ...detail, message, graceUntil: graceUntil.toISOString() });
+        warnings.push(`${policy.messages.warnPrefix} ${graceText}`);
+        continue;
+      }
+    }
+    results.push({ ...head, outcome: recorded, ...detail, message });
+    return {
+      decision: { ...base, action: cfg.action, reasonCode: code!, message, warnings, decidedBy: check.id, checks: results },
+      firstSeenToMark,
+      firstSeenToClear,
+    };
+  }
+
+  return {
+    decision: { ...base, action: 'allow', reasonCode: CoreReasonCodes.OK, warnings, checks: results },
+    firstSeenToMark,
+    firstSeenToClear,
+  };
+}
