@@ -75,15 +75,18 @@ export function createAlerter(config: AlertsConfig, log: Logger, options: Alerte
         if (response.ok) log.warn('admin alert sent', { alert: kind, details });
         else log.error('admin alert: webhook refused it', { alert: kind, details, status: response.status });
       } catch (err) {
-        const reason = err instanceof Error && err.name === 'TimeoutError' ? `timed out after ${config.timeoutMs} ms` : describe(err);
+        const reason = errorName(err) === 'TimeoutError' ? `timed out after ${config.timeoutMs} ms` : describe(err);
         log.error('admin alert: webhook unreachable', { alert: kind, details, error: reason });
       }
     },
   };
 }
 
+// Duck-typed, not instanceof: fetch's errors may come from another realm (jest's sandbox, workers).
+const errorName = (err: unknown): string | undefined => (err as { name?: string } | null)?.name;
+
 function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const cause = (err as { cause?: unknown }).cause;
-  return cause instanceof Error ? `${err.message}: ${cause.message}` : err.message;
+  const { message, cause } = (err ?? {}) as { message?: string; cause?: { message?: string } };
+  if (message === undefined) return String(err);
+  return cause?.message ? `${message}: ${cause.message}` : message;
 }

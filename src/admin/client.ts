@@ -125,7 +125,9 @@ export function createAdminClient(target: AdminTarget, options: { timeoutMs?: nu
 }
 
 function networkReason(err: unknown, timeoutMs: number): string {
-  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
+  // Duck-typed, not instanceof: fetch's errors may come from another realm (jest's sandbox, workers).
+  const name = (err as { name?: string } | null)?.name;
+  if (name === 'TimeoutError' || name === 'AbortError') {
     return `no answer within ${timeoutMs} ms`;
   }
   // fetch wraps the socket error: TypeError('fetch failed', { cause }), the cause sometimes an AggregateError.
@@ -139,7 +141,7 @@ function networkReason(err: unknown, timeoutMs: number): string {
     ETIMEDOUT: 'connection timed out',
   };
   if (code && known[code]) return known[code];
-  return cause?.message ?? (err instanceof Error ? err.message : String(err));
+  return cause?.message ?? (err as { message?: string } | null)?.message ?? String(err);
 }
 
 export interface TargetOptions {

@@ -238,10 +238,12 @@ function errorReply(err: unknown, log: Logger, method: string | undefined, path:
   if (err instanceof AdminError) {
     return { status: err.status, body: errorBody(err.code, err.message), headers: err.headers };
   }
-  if (err instanceof StoreUnavailableError) {
+  // By code as well: an adapter's error class may come from another copy of the module.
+  if (err instanceof StoreUnavailableError || (err as { code?: unknown } | null)?.code === 'STORE_UNAVAILABLE') {
+    const reason = (err as Error).message;
     return {
       status: 503,
-      body: errorBody('STORE_UNAVAILABLE', `the device store is unavailable: ${err.message}`),
+      body: errorBody('STORE_UNAVAILABLE', `the device store is unavailable: ${reason}`),
       headers: { 'retry-after': '5' },
     };
   }
@@ -482,8 +484,8 @@ function buildRoutes(services: AdminServices): Route[] {
       handle: async ({ req, params: [rawScope, subject] }) => {
         const scope = scopeParam(rawScope);
         const exemption = parseExemption(scope, subject, await readJson(req));
+        // The store publishes the exemption change itself (like putDevice), so live sessions are re-evaluated.
         await store.putExemption(exemption);
-        await store.publish({ kind: 'exemption', scope, subject });
         await audit('exemption-set', { scope, subject, expiresAt: exemption.expiresAt, note: exemption.note, checks: exemption.checks });
         return { status: 200, body: { exemption } };
       },
@@ -494,7 +496,6 @@ function buildRoutes(services: AdminServices): Route[] {
       handle: async ({ params: [rawScope, subject] }) => {
         const scope = scopeParam(rawScope);
         await store.removeExemption(scope, subject);
-        await store.publish({ kind: 'exemption', scope, subject });
         await audit('exemption-removed', { scope, subject });
         return { status: 200, body: { removed: true, scope, subject } };
       },
