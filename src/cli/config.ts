@@ -1,6 +1,66 @@
-// `mailwarden config` sub-commands (placeholder until implemented).
-import type { Command } from 'commander';
+// `mailwarden config check`: validates mailwarden.yaml and policy.yaml and compiles the policy's
+// plugins and options, exactly as a start or reload would, without starting anything.
+import { Command, CommanderError } from 'commander';
+import { loadAll } from '../core/config';
+import { ConfigError, displayPath } from '../core/errors';
+import type { PolicyConfig } from '../core/config-types';
+import type { YamlSource } from '../core/config';
+
+export const DEFAULT_CONFIG_FILE = 'config/mailwarden.yaml';
+
+export interface ConfigCheckOptions {
+  readonly config: string;
+  readonly policy?: string;
+}
+
+/** Loads and compiles everything; returns the one-line summary, or throws ConfigError with every issue. */
+export async function checkConfig(options: ConfigCheckOptions): Promise<string> {
+  const { config, policy, policySource } = await loadAll(options.config, { policyFile: options.policy });
+  await compileIfAvailable(policy, policySource, config.pluginDirs);
+  const checks = `${policy.checks.length} check${policy.checks.length === 1 ? '' : 's'}`;
+  return `config OK: ${displayPath(config.configFile)}, policy ${displayPath(policy.file)} (${checks}, version ${policy.version})`;
+}
+
+type CompilePolicy = (policy: PolicyConfig, source: YamlSource, options: { pluginDirs: readonly string[] }) => Promise<unknown>;
+
+// TODO(config): src/policy/compile.ts is being written in parallel; once it exists, replace this
+// guarded require with `import { compilePolicy } from '../policy/compile'`.
+const COMPILE_MODULE = '../policy/compile';
+
+async function compileIfAvailable(policy: PolicyConfig, source: YamlSource, pluginDirs: readonly string[]): Promise<void> {
+  let compilePolicy: CompilePolicy | undefined;
+  try {
+    // require, not import(): this package is CommonJS and jest runs it without ESM loaders.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    ({ compilePolicy } = require(COMPILE_MODULE) as { compilePolicy?: CompilePolicy });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && String(err).includes(COMPILE_MODULE)) return;
+    throw err;
+  }
+  if (!compilePolicy) return;
+  try {
+    await compilePolicy(policy, source, { pluginDirs });
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError([{ file: policy.file, line: null, keyPath: '', message: (err as Error).message }]);
+  }
+}
 
 export function registerConfigCommands(program: Command): void {
-  void program;
+  const config = program.command('config').description('Work with config/mailwarden.yaml and config/policy.yaml');
+  config
+    .command('check')
+    .description('Validate the configuration and the policy (plugins and options included); exit 1 listing every problem')
+    .option('-c, --config <file>', 'the mailwarden configuration file', DEFAULT_CONFIG_FILE)
+    .option('-p, --policy <file>', "a policy file to check instead of the configuration's policyFile")
+    .action(async (options: ConfigCheckOptions) => {
+      try {
+        process.stdout.write(`${await checkConfig(options)}\n`);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        process.stderr.write(`${err.message}\n`);
+        // Exit status 1 without commander printing anything more (main() returns err.exitCode).
+        throw new CommanderError(1, 'mailwarden.configInvalid', 'configuration invalid');
+      }
+    });
 }

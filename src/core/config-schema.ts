@@ -280,9 +280,13 @@ export const validatePolicy: ValidateFunction = ajv.compile(policySchema);
 /** Runs a validator (filling defaults into `data`) and returns every problem, in sentences. */
 export function schemaProblems(validate: ValidateFunction, data: unknown): SchemaProblem[] {
   if (validate(data)) return [];
+  const errors = validate.errors ?? [];
+  // A value of the wrong type also fails its enum/pattern/range; the type error alone says it best.
+  const wrongType = new Set(errors.filter((e) => e.keyword === 'type').map((e) => e.instancePath));
   const seen = new Set<string>();
   const problems: SchemaProblem[] = [];
-  for (const error of validate.errors ?? []) {
+  for (const error of errors) {
+    if (error.keyword !== 'type' && wrongType.has(error.instancePath)) continue;
     const problem = describeError(error, data);
     const key = JSON.stringify(problem);
     if (!seen.has(key)) {
@@ -300,8 +304,8 @@ function describeError(error: ErrorObject, data: unknown): SchemaProblem {
   const path = pointerToPath(error.instancePath, data);
   const at = (message: string, keyPath = path, linePath = keyPath): SchemaProblem => ({ keyPath, linePath, message });
   const params = error.params as Record<string, unknown>;
-  const last = path[path.length - 1];
-  const got = typeof last === 'string' && SECRET_KEY.test(last) ? '' : ` (got ${describeValue(error.data)})`;
+  const secret = path.some((segment) => typeof segment === 'string' && SECRET_KEY.test(segment));
+  const got = secret ? '' : ` (got ${describeValue(error.data)})`;
   switch (error.keyword) {
     case 'additionalProperties': {
       const key = String(params.additionalProperty);

@@ -157,9 +157,11 @@ async function readYaml(file: string): Promise<Result<ParsedYaml> & { readable: 
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
   const source = new DocumentSource(file, doc, lines);
   const yamlIssues = [...doc.errors, ...doc.warnings].map((error) => {
-    const keyPath = source.keyPathAt(error.pos[0]);
-    const message = YAML_MESSAGES[error.code] ?? `YAML syntax: ${error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '')}`;
-    return { file, line: error.linePos?.[0].line ?? null, keyPath: formatKeyPath(keyPath), message };
+    // Only a duplicate key sits exactly at its key; other syntax errors are often reported a line late.
+    const keyPath = error.code === 'DUPLICATE_KEY' ? formatKeyPath(source.keyPathAt(error.pos[0])) : '';
+    const detail = error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '');
+    const message = YAML_MESSAGES[error.code] ?? `YAML syntax error: ${detail.charAt(0).toLowerCase()}${detail.slice(1)}`;
+    return { file, line: error.linePos?.[0].line ?? null, keyPath, message };
   });
   if (yamlIssues.length > 0) return { value: { source, text }, issues: yamlIssues, readable: true };
   // An empty file is an error, not "all defaults": a file truncated mid-write must not become a config.

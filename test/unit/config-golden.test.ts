@@ -1,0 +1,57 @@
+// Golden tests: every folder in test/fixtures/config/bad is a broken configuration; loading it (and
+// `mailwarden config check` on it) must fail with exactly the lines in its expected.txt.
+// Regenerate after a deliberate wording change: UPDATE_GOLDEN=1 npx jest test/unit/config-golden.test.ts
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadAll } from '../../src/core/config';
+import { ConfigError } from '../../src/core/errors';
+import { main } from '../../src/cli/index';
+
+const BAD = path.resolve(__dirname, '../fixtures/config/bad');
+const cases = fs.readdirSync(BAD).sort();
+
+/** Error text with the case folder stripped, so expected.txt reads `policy.yaml:3: …`. */
+function normalise(text: string, dir: string): string {
+  return text.split(`${path.relative(process.cwd(), dir)}/`).join('').trimEnd();
+}
+
+async function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true));
+  const err = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true));
+  try {
+    const code = await main(['node', 'mailwarden', ...args]);
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+test('there are at least 12 bad configurations', () => {
+  expect(cases.length).toBeGreaterThanOrEqual(12);
+});
+
+describe.each(cases)('bad configuration %s', (name) => {
+  const dir = path.join(BAD, name);
+  const expectedFile = path.join(dir, 'expected.txt');
+
+  test('loadAll lists every issue with file, line and key', async () => {
+    const error = await loadAll(path.join(dir, 'mailwarden.yaml')).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ConfigError);
+    const actual = normalise((error as ConfigError).message, dir);
+    if (process.env.UPDATE_GOLDEN) fs.writeFileSync(expectedFile, `${actual}\n`);
+    expect(actual).toBe(fs.readFileSync(expectedFile, 'utf8').trimEnd());
+  });
+
+  test('config check prints the same lines to stderr and exits 1', async () => {
+    const result = await runCli(['config', 'check', '--config', path.join(dir, 'mailwarden.yaml')]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(normalise(result.stderr, dir)).toBe(fs.readFileSync(expectedFile, 'utf8').trimEnd());
+  });
+});
