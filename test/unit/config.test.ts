@@ -96,7 +96,7 @@ describe('the example configuration', () => {
     expect(Object.isFrozen(config.store.cache)).toBe(true);
     expect(Object.isFrozen(policy.checks[1].options)).toBe(true);
     expect(() => {
-      (config.imap!.listeners as { port: number }[])[0].port = 1;
+      (config.imap!.listeners[0] as { port: number }).port = 1;
     }).toThrow(TypeError);
   });
 
