@@ -14,6 +14,12 @@ export interface CredentialContext {
   /** The verified client certificate, when the listener asked for one and it chained to the MDM CA. */
   readonly peerCertificate?: PeerCertificate;
   readonly remoteAddress?: string;
+  /**
+   * The listener's upstream login mode (UpstreamConfig.login). With 'master', sources whose user the
+   * proxy verified itself (oauth, certificate with a user field) return a master login instead of
+   * replaying the client's credential. Absent = 'passthrough'. App passwords are always 'master'.
+   */
+  readonly upstreamLogin?: 'passthrough' | 'master';
 }
 
 /** How to log in to the upstream server once the policy allows. */
