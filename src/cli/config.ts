@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { loadAll } from '../core/config';
 import { ConfigError, displayPath } from '../core/errors';
+import { compilePolicy } from '../policy/compile';
 import type { PolicyConfig } from '../core/config-types';
 import type { YamlSource } from '../core/config';
 
@@ -16,28 +17,12 @@ export interface ConfigCheckOptions {
 /** Loads and compiles everything; returns the one-line summary, or throws ConfigError with every issue. */
 export async function checkConfig(options: ConfigCheckOptions): Promise<string> {
   const { config, policy, policySource } = await loadAll(options.config, { policyFile: options.policy });
-  await compileIfAvailable(policy, policySource, config.pluginDirs);
+  await compile(policy, policySource, config.pluginDirs);
   const checks = `${policy.checks.length} check${policy.checks.length === 1 ? '' : 's'}`;
   return `config OK: ${displayPath(config.configFile)}, policy ${displayPath(policy.file)} (${checks}, version ${policy.version})`;
 }
 
-type CompilePolicy = (policy: PolicyConfig, source: YamlSource, options: { pluginDirs: readonly string[] }) => Promise<unknown>;
-
-// TODO(config): src/policy/compile.ts is being written in parallel; once it exists, replace this
-// guarded require with `import { compilePolicy } from '../policy/compile'`.
-const COMPILE_MODULE = '../policy/compile';
-
-async function compileIfAvailable(policy: PolicyConfig, source: YamlSource, pluginDirs: readonly string[]): Promise<void> {
-  let compilePolicy: CompilePolicy | undefined;
-  try {
-    // require, not import(): this package is CommonJS and jest runs it without ESM loaders.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    ({ compilePolicy } = require(COMPILE_MODULE) as { compilePolicy?: CompilePolicy });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && String(err).includes(COMPILE_MODULE)) return;
-    throw err;
-  }
-  if (!compilePolicy) return;
+async function compile(policy: PolicyConfig, source: YamlSource, pluginDirs: readonly string[]): Promise<void> {
   try {
     await compilePolicy(policy, source, { pluginDirs });
   } catch (err) {

@@ -1,9 +1,10 @@
-// Golden tests: every folder in test/fixtures/config/bad is a broken configuration; loading it (and
-// `mailwarden config check` on it) must fail with exactly the lines in its expected.txt.
+// Golden tests: every folder in test/fixtures/config/bad is a broken configuration; loading and
+// compiling it (as start and reload do) and `mailwarden config check` on it must fail with exactly
+// the lines in its expected.txt.
 // Regenerate after a deliberate wording change: UPDATE_GOLDEN=1 npx jest test/unit/config-golden.test.ts
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadAll } from '../../src/core/config';
+import { checkConfig } from '../../src/cli/config';
 import { ConfigError } from '../../src/core/errors';
 import { main } from '../../src/cli/index';
 
@@ -37,8 +38,8 @@ describe.each(cases)('bad configuration %s', (name) => {
   const dir = path.join(BAD, name);
   const expectedFile = path.join(dir, 'expected.txt');
 
-  test('loadAll lists every issue with file, line and key', async () => {
-    const error = await loadAll(path.join(dir, 'mailwarden.yaml')).then(
+  test('loading and compiling lists every issue with file, line and key', async () => {
+    const error = await checkConfig({ config: path.join(dir, 'mailwarden.yaml') }).then(
       () => undefined,
       (e: unknown) => e,
     );
