@@ -152,16 +152,41 @@ function elapsed(start: number): number {
 }
 
 /** Decision fields every outcome shares. */
-function baseDecision(compiled: CompiledPolicy, request: DecisionRequest, ctx: EngineContext) {
+function baseDecision(policyVersion: string, request: DecisionRequest, refId: string, now: Date) {
   return {
-    refId: ctx.refId,
+    refId,
     user: request.user,
     deviceId: request.deviceId,
     identitySource: request.identitySource,
     identityStrength: request.identityStrength,
     protocol: request.protocol,
-    policyVersion: compiled.version,
-    at: ctx.now.toISOString(),
+    policyVersion,
+    at: now.toISOString(),
+  };
+}
+
+const FALLBACK_TEMPFAIL = 'Mail is temporarily unavailable. Try again in a few minutes. Ref {refId}.';
+
+/**
+ * A tempfail no check decided (store unavailable, an internal error), with the policy's tempfail
+ * sentence; `compiled` may be null when even the policy could not be read.
+ */
+export function tempfailDecision(
+  compiled: CompiledPolicy | null,
+  request: DecisionRequest,
+  refId: string,
+  now: Date,
+  reasonCode: string,
+): Decision {
+  const template = compiled?.config.messages.tempfail ?? FALLBACK_TEMPFAIL;
+  const vars = { user: request.user, deviceId: request.deviceId ?? '', refId, helpdesk: compiled?.config.helpdesk ?? '', platform: '' };
+  return {
+    ...baseDecision(compiled?.version ?? 'unknown', request, refId, now),
+    action: 'tempfail',
+    reasonCode,
+    message: withRefId(renderTemplate(template, vars), refId),
+    warnings: [],
+    checks: [],
   };
 }
 
@@ -172,7 +197,7 @@ export async function evaluatePolicy(
   ctx: EngineContext,
 ): Promise<EngineResult> {
   const policy = compiled.config;
-  const base = baseDecision(compiled, request, ctx);
+  const base = baseDecision(compiled.version, request, ctx.refId, ctx.now);
   const firstSeenToMark: string[] = [];
   const firstSeenToClear: string[] = [];
   const commonVars = { user: request.user, deviceId: request.deviceId ?? '', refId: ctx.refId, helpdesk: policy.helpdesk };

@@ -1,0 +1,131 @@
+// The runtime brake and the kill switch. The brake watches the decisions made just after a policy
+// change; when too many are denials it puts the newest enforcing checks in `report` on this instance
+// and alerts ops. The kill switch is a shared flag that puts every check in `report` on every instance.
+import type { Logger } from '../core/log';
+import { CoreReasonCodes, type Decision } from './decision';
+import type { CompiledCheck, CompiledPolicy } from './compile';
+import { KILL_SWITCH_FLAG, type DeviceStore } from '../store/device-store';
+
+/**
+ * Sets the shared kill-switch flag. Both store adapters publish the `kill-switch` ChangeEvent in the
+ * same write (record-codec flagChangeEvent), so every instance hears it exactly once.
+ */
+export async function setKillSwitch(store: DeviceStore, on: boolean): Promise<void> {
+  await store.setFlag(KILL_SWITCH_FLAG, on ? '1' : null);
+}
+
+/** What decides how a check behaves; the sentence and the line do not. */
+function behaviour(check: CompiledCheck): string {
+  const { plugin, mode, action, onUnknown, onError, timeoutMs, scope, options, graceHours, rollout } = check.config;
+  return JSON.stringify({ plugin, mode, action, onUnknown, onError, timeoutMs, scope, options, graceHours, rollout });
+}
+
+/**
+ * The enforcing checks a change made newer: added or changed ones (all of them when the global
+ * reportOnly switch was just turned off). Falls back to the last enforcing check in file order.
+ */
+export function newestEnforcingChecks(previous: CompiledPolicy, next: CompiledPolicy): string[] {
+  const enforcing = next.checks.filter((c) => c.config.mode === 'enforce');
+  const before = new Map(previous.checks.map((c) => [c.id, behaviour(c)]));
+  const globallyEnabled = previous.config.reportOnly && !next.config.reportOnly;
+  const changed = enforcing.filter((c) => globallyEnabled || before.get(c.id) !== behaviour(c)).map((c) => c.id);
+  if (changed.length > 0) return changed;
+  const last = enforcing.at(-1);
+  return last ? [last.id] : [];
+}
+
+export interface BrakeOptions {
+  readonly log: Logger;
+  readonly alert?: (kind: 'brake-tripped', details: Readonly<Record<string, unknown>>) => unknown;
+  readonly onTrip?: () => void;
+}
+
+export interface BrakeStatus {
+  /** Watching decisions of this policy version until this time (null = not watching). */
+  readonly watchingUntil: string | null;
+  readonly candidates: readonly string[];
+  readonly logins: number;
+  readonly denied: number;
+  /** Checks the brake put in `report` (empty until it trips). */
+  readonly tripped: readonly string[];
+}
+
+export class Brake {
+  private version: string | null = null;
+  private watchUntilMs = 0;
+  private candidates: string[] = [];
+  private logins = 0;
+  private denied = 0;
+  private tripped = new Set<string>();
+
+  constructor(private readonly options: BrakeOptions) {}
+
+  /** Check ids in `report` because the brake tripped (passed to the engine). */
+  reportOnly(): ReadonlySet<string> {
+    return this.tripped;
+  }
+
+  /**
+   * A new policy is in force. A tripped brake is released (the operator changed the policy), and
+   * the decisions of the next `brake.windowSeconds` are watched. The first policy (previous null)
+   * is not a change: there is no earlier behaviour to fall back to.
+   */
+  policyChanged(previous: CompiledPolicy | null, next: CompiledPolicy, now: Date): void {
+    if (previous !== null && previous.version === next.version) return;
+    this.tripped = new Set();
+    this.version = next.version;
+    this.logins = 0;
+    this.denied = 0;
+    const brake = next.config.brake;
+    this.candidates = previous && brake.enabled ? newestEnforcingChecks(previous, next) : [];
+    this.watchUntilMs = this.candidates.length > 0 ? now.getTime() + brake.windowSeconds * 1000 : 0;
+  }
+
+  /**
+   * Counts one decision (a login or a live session's re-evaluation) of the watched policy. Outages
+   * and internal errors are not the policy's doing and are not counted.
+   */
+  record(decision: Decision, policy: CompiledPolicy, now: Date): void {
+    if (decision.policyVersion !== this.version || now.getTime() > this.watchUntilMs) return;
+    if (decision.reasonCode === CoreReasonCodes.STORE_UNAVAILABLE || decision.reasonCode === CoreReasonCodes.INTERNAL_ERROR) return;
+    this.logins++;
+    if (decision.action !== 'allow' && decision.decidedBy !== undefined) this.denied++;
+    const { minLogins, maxDeniedPercent, windowSeconds } = policy.config.brake;
+    const deniedPercent = (this.denied / this.logins) * 100;
+    if (this.logins < minLogins || deniedPercent <= maxDeniedPercent) return;
+
+    this.tripped = new Set(this.candidates);
+    this.watchUntilMs = 0;
+    const details = {
+      policyVersion: this.version,
+      checks: this.candidates,
+      logins: this.logins,
+      denied: this.denied,
+      deniedPercent: Math.round(deniedPercent * 10) / 10,
+      maxDeniedPercent,
+      windowSeconds,
+    };
+    this.options.log.error(
+      `brake tripped: ${details.deniedPercent}% of ${this.logins} decisions denied since the policy change (limit ${maxDeniedPercent}%); ` +
+        `checks now in report mode on this instance: ${this.candidates.join(', ')}`,
+      { msg: 'brake-tripped', ...details },
+    );
+    const failed = (err: unknown) => this.options.log.error('brake alert failed', { error: err instanceof Error ? err.message : String(err) });
+    try {
+      this.options.onTrip?.();
+      Promise.resolve(this.options.alert?.('brake-tripped', details)).catch(failed);
+    } catch (err) {
+      failed(err);
+    }
+  }
+
+  status(): BrakeStatus {
+    return {
+      watchingUntil: this.watchUntilMs > 0 ? new Date(this.watchUntilMs).toISOString() : null,
+      candidates: this.candidates,
+      logins: this.logins,
+      denied: this.denied,
+      tripped: [...this.tripped],
+    };
+  }
+}
