@@ -38,7 +38,7 @@ async function decide(
 /** A compiled policy whose only check runs `evaluate` (for errors and timeouts). */
 function withPlugin(evaluate: () => unknown, partial: Partial<CheckConfig> = {}): CompiledPolicy {
   const config = checkConfig({ id: 'custom', plugin: 'custom', timeoutMs: 30, ...partial });
-  const plugin = defineCheck({ name: 'custom', parseOptions: () => ({}), evaluate: evaluate as never });
+  const plugin = defineCheck<unknown>({ name: 'custom', parseOptions: () => ({}), evaluate: evaluate as never });
   return { config: policyConfig([config]), version: 'v-test', checks: [{ id: 'custom', config, plugin, options: {}, pluginFile: 'custom.js' }] };
 }
 
