@@ -157,10 +157,10 @@ async function serve(
   } catch (err) {
     reply = errorReply(err, services.log, req.method, url.pathname);
   }
-  send(res, reply);
+  const status = send(res, reply, services.log);
   // Only method, path and status: never headers (the token) nor bodies (reports, passwords).
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  const entry = { method: req.method, path: url.pathname, status: reply.status, ms: Math.round(ms * 10) / 10 };
+  const entry = { method: req.method, path: url.pathname, status, ms: Math.round(ms * 10) / 10 };
   if (quiet) services.log.debug('admin request', entry);
   else services.log.info('admin request', entry);
 }
@@ -253,8 +253,17 @@ function errorReply(err: unknown, log: Logger, method: string | undefined, path:
 
 const errorBody = (code: string, message: string) => ({ error: { code, message } });
 
-function send(res: http.ServerResponse, reply: Reply): void {
-  const payload = reply.text ?? `${JSON.stringify(reply.body ?? {})}\n`;
+/** Writes the reply; returns the status actually sent. */
+function send(res: http.ServerResponse, reply: Reply, log: Logger): number {
+  let payload: string;
+  try {
+    payload = reply.text ?? `${JSON.stringify(reply.body ?? {})}\n`;
+  } catch (err) {
+    // A service answered with something JSON cannot hold (a BigInt, a cycle): a bug, not a crash.
+    log.error('admin answer not serialisable', { error: (err as Error).message });
+    reply = { status: 500 };
+    payload = `${JSON.stringify(errorBody('INTERNAL', 'the answer could not be serialised; see the mailwarden log'))}\n`;
+  }
   res.writeHead(reply.status, {
     'content-type': reply.contentType ?? 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(payload),
@@ -263,6 +272,7 @@ function send(res: http.ServerResponse, reply: Reply): void {
     ...reply.headers,
   });
   res.end(payload);
+  return reply.status;
 }
 
 /**

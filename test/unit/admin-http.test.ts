@@ -386,6 +386,13 @@ describe('simulate, kill switch, metrics', () => {
     expect(answer.text).toContain('mailwarden_brake_trips_total 1');
   });
 
+  test('an answer JSON cannot hold is a 500, not a crash', async () => {
+    admin.services.simulate = async () => ({ count: BigInt(1) });
+    expectError(await call('POST', '/v1/policy/simulate'), 500, 'INTERNAL');
+    expect(admin.logs.join('')).toContain('not serialisable');
+    expect((await call('GET', '/healthz')).status).toBe(200);
+  });
+
   test('AdminError thrown by a service keeps its status, code and headers', async () => {
     admin.services.setKillSwitch = async () => {
       throw new AdminError(409, 'BUSY', 'try again', { 'retry-after': '1' });
