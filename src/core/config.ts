@@ -38,6 +38,14 @@ export async function loadPolicyFile(file: string): Promise<{ policy: PolicyConf
   return orThrow(await readPolicy(path.resolve(file)));
 }
 
+/**
+ * A policy held in memory (a candidate sent to the admin API, the policy last activated), validated
+ * exactly like a file; `name` stands for the file in issues and in `policy.file`.
+ */
+export async function loadPolicyText(text: string, name: string): Promise<{ policy: PolicyConfig; source: YamlSource }> {
+  return orThrow(policyFromText(text, name));
+}
+
 /** Loads both files; one ConfigError lists every issue of both. */
 export async function loadAll(
   configFile: string,
@@ -141,18 +149,21 @@ const YAML_MESSAGES: Record<string, string> = {
 
 interface ParsedYaml {
   readonly source: DocumentSource;
-  readonly text: string;
-  readonly data?: Record<string, unknown>;
+  readonly data: Record<string, unknown>;
 }
 
-async function readYaml(file: string): Promise<Result<ParsedYaml> & { readable: boolean }> {
-  const fail = (message: string, line: number | null = null, keyPath = '') => [{ file, line, keyPath, message }];
-  let text: string;
+/** Reads a file; a problem reading it is one issue without a line. */
+async function readText(file: string): Promise<{ text: string } | { issue: ConfigIssue }> {
   try {
-    text = await readFile(file, 'utf8');
+    return { text: await readFile(file, 'utf8') };
   } catch (err) {
-    return { issues: fail(readErrorMessage(err)), readable: false };
+    return { issue: { file, line: null, keyPath: '', message: readErrorMessage(err) } };
   }
+}
+
+/** Parses YAML text into plain data and a source for line numbers; `file` names it in issues. */
+function parseYaml(text: string, file: string): Result<ParsedYaml> {
+  const fail = (message: string, line: number | null = null): Result<ParsedYaml> => ({ issues: [{ file, line, keyPath: '', message }] });
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
   const source = new DocumentSource(file, doc, lines);
@@ -163,19 +174,19 @@ async function readYaml(file: string): Promise<Result<ParsedYaml> & { readable: 
     const message = YAML_MESSAGES[error.code] ?? `YAML syntax error: ${detail.charAt(0).toLowerCase()}${detail.slice(1)}`;
     return { file, line: error.linePos?.[0].line ?? null, keyPath, message };
   });
-  if (yamlIssues.length > 0) return { value: { source, text }, issues: yamlIssues, readable: true };
+  if (yamlIssues.length > 0) return { issues: yamlIssues };
   // An empty file is an error, not "all defaults": a file truncated mid-write must not become a config.
-  if (doc.contents === null) return { value: { source, text }, issues: fail('file is empty'), readable: true };
+  if (doc.contents === null) return fail('file is empty');
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    return { value: { source, text }, issues: fail(`YAML: ${(err as Error).message}`), readable: true };
+    return fail(`YAML: ${(err as Error).message}`);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-    return { value: { source, text }, issues: fail('must be a mapping of keys to values', source.lineOf([])), readable: true };
+    return fail('must be a mapping of keys to values', source.lineOf([]));
   }
-  return { value: { source, text, data: data as Record<string, unknown> }, issues: [], readable: true };
+  return { value: { source, data: data as Record<string, unknown> }, issues: [] };
 }
 
 function readErrorMessage(err: unknown): string {
@@ -201,10 +212,12 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type RawConfig = Mutable<Omit<MailwardenConfig, 'configFile'>>;
 
 async function readConfig(file: string): Promise<Result<MailwardenConfig> & { policyFile?: string }> {
-  const parsed = await readYaml(file);
+  const read = await readText(file);
+  if ('issue' in read) return { issues: [read.issue] };
   const dir = path.dirname(file);
   const defaultPolicy = path.join(dir, 'policy.yaml');
-  if (!parsed.value?.data) return { issues: parsed.issues, policyFile: parsed.readable ? defaultPolicy : undefined };
+  const parsed = parseYaml(read.text, file);
+  if (!parsed.value) return { issues: parsed.issues, policyFile: defaultPolicy };
   const { source, data } = parsed.value;
   const rawPolicyFile = data.policyFile;
   const policyFile = typeof rawPolicyFile === 'string' && rawPolicyFile !== '' ? path.resolve(dir, rawPolicyFile) : defaultPolicy;
@@ -305,9 +318,14 @@ type RawPolicy = Mutable<Omit<PolicyConfig, 'file' | 'version' | 'checks'>> & {
 };
 
 async function readPolicy(file: string): Promise<Result<{ policy: PolicyConfig; source: YamlSource }>> {
-  const parsed = await readYaml(file);
-  if (!parsed.value?.data) return { issues: parsed.issues };
-  const { source, data, text } = parsed.value;
+  const read = await readText(file);
+  return 'issue' in read ? { issues: [read.issue] } : policyFromText(read.text, file);
+}
+
+function policyFromText(text: string, file: string): Result<{ policy: PolicyConfig; source: YamlSource }> {
+  const parsed = parseYaml(text, file);
+  if (!parsed.value) return { issues: parsed.issues };
+  const { source, data } = parsed.value;
   const problems = schemaProblems(validatePolicy, data);
   if (problems.length > 0) return { issues: byLine(toIssues(source, problems)) };
   const raw = data as unknown as RawPolicy;

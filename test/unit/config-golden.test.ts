@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { checkConfig } from '../../src/cli/config';
 import { ConfigError } from '../../src/core/errors';
-import { main } from '../../src/cli/index';
+import { runConfigCli } from '../fixtures/config/run-config-cli';
 
 const BAD = path.resolve(__dirname, '../fixtures/config/bad');
 const cases = fs.readdirSync(BAD).sort();
@@ -14,20 +14,6 @@ const cases = fs.readdirSync(BAD).sort();
 /** Error text with the case folder stripped, so expected.txt reads `policy.yaml:3: …`. */
 function normalise(text: string, dir: string): string {
   return text.split(`${path.relative(process.cwd(), dir)}/`).join('').trimEnd();
-}
-
-async function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true));
-  const err = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true));
-  try {
-    const code = await main(['node', 'mailwarden', ...args]);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
 }
 
 test('there are at least 12 bad configurations', () => {
@@ -50,7 +36,7 @@ describe.each(cases)('bad configuration %s', (name) => {
   });
 
   test('config check prints the same lines to stderr and exits 1', async () => {
-    const result = await runCli(['config', 'check', '--config', path.join(dir, 'mailwarden.yaml')]);
+    const result = await runConfigCli(['config', 'check', '--config', path.join(dir, 'mailwarden.yaml')]);
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(normalise(result.stderr, dir)).toBe(fs.readFileSync(expectedFile, 'utf8').trimEnd());

@@ -4,10 +4,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadAll, loadConfigFile, loadPolicyFile } from '../../src/core/config';
+import { loadAll, loadConfigFile, loadPolicyFile, loadPolicyText } from '../../src/core/config';
 import { ConfigError, displayPath, formatIssue, formatKeyPath } from '../../src/core/errors';
 import { DEFAULT_CHECK_MESSAGE } from '../../src/core/config-schema';
-import { main } from '../../src/cli/index';
+import { runConfigCli } from '../fixtures/config/run-config-cli';
 
 const ROOT = path.resolve(__dirname, '../..');
 const EXAMPLE_CONFIG = path.join(ROOT, 'config/mailwarden.yaml');
@@ -111,17 +111,30 @@ describe('the example configuration', () => {
   });
 
   test('mailwarden config check prints one OK line and exits 0', async () => {
-    let stdout = '';
-    const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true));
-    try {
-      expect(await main(['node', 'mailwarden', 'config', 'check', '--config', EXAMPLE_CONFIG])).toBe(0);
-    } finally {
-      spy.mockRestore();
-    }
+    const { code, stdout, stderr } = await runConfigCli(['config', 'check', '--config', EXAMPLE_CONFIG]);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
     const { policy } = await loadAll(EXAMPLE_CONFIG);
     expect(stdout).toBe(
       `config OK: ${displayPath(EXAMPLE_CONFIG)}, policy ${displayPath(EXAMPLE_POLICY)} (2 checks, version ${policy.version})\n`,
     );
+  });
+});
+
+describe('mailwarden config check', () => {
+  test('defaults to config/mailwarden.yaml', async () => {
+    expect(path.resolve('config/mailwarden.yaml')).toBe(EXAMPLE_CONFIG); // jest runs from the repository root
+    const { code, stdout } = await runConfigCli(['config', 'check']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^config OK: config\/mailwarden\.yaml, policy config\/policy\.yaml \(2 checks, version [0-9a-f]{12}\)\n$/);
+  });
+
+  test('--policy checks a candidate policy against the configuration', async () => {
+    const candidate = write('candidate.yaml', 'checks:\n  - plugin: require-device\n    mode: enforced\n');
+    const { code, stdout, stderr } = await runConfigCli(['config', 'check', '--config', EXAMPLE_CONFIG, '--policy', candidate]);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toBe(`${displayPath(candidate)}:3: checks[0].mode: must be one of off, report, warn, enforce (got "enforced")\n`);
   });
 });
 
@@ -244,10 +257,10 @@ describe('errors', () => {
     const file = write(
       'mailwarden.yaml',
       'imap:\n  listeners: [{ host: h, port: 1, tls: none }]\n  upstream: { host: h, port: 1, login: master, masterUser: u, masterPassword: 987654321 }\n' +
-        'admin: { listen: { host: h, port: 2 }, tokens: [s3cr3t-token, 424242] }\n',
+        'admin: { listen: { host: h, port: 2 }, tokens: [s3cr3t-token, 424242, s3cr3t-token] }\n',
     );
     const error = await failure(loadAll(file));
-    expect(error.issues.map((i) => i.keyPath)).toEqual(['imap.upstream.masterPassword', 'admin.tokens[1]']);
+    expect(error.issues.map((i) => i.keyPath)).toEqual(['imap.upstream.masterPassword', 'admin.tokens[1]', 'admin.tokens']);
     expect(error.message).not.toMatch(/987654321|424242|s3cr3t/);
   });
 
@@ -261,6 +274,15 @@ describe('errors', () => {
     const error = await failure(loadAll(write('mailwarden.yaml', 'instanceName: *name\n')));
     expect(error.issues).toHaveLength(1);
     expect(error.message).toMatch(/mailwarden\.yaml: YAML: .*alias/i);
+  });
+
+  test('loadPolicyText validates in-memory YAML like a file, named as the caller says', async () => {
+    const { policy, source } = await loadPolicyText(MIN_POLICY, '(candidate policy)');
+    expect(policy.file).toBe('(candidate policy)');
+    expect(policy.checks[0].line).toBe(2);
+    expect(source.lineOf(['checks', 0, 'plugin'])).toBe(2);
+    const error = await failure(loadPolicyText('checks:\n  - plugin: require-device\n    onError: allow\n', '(candidate policy)'));
+    expect(error.message).toBe('(candidate policy):3: checks[0].onError: must be one of deny, tempfail (got "allow")');
   });
 
   test('formatIssue and displayPath', () => {
