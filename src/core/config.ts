@@ -14,7 +14,7 @@ type KeyPath = readonly (string | number)[];
 
 /** A parsed YAML file that can point at the line of any key (for errors found after loading). */
 export interface YamlSource {
-  /** Absolute path of the file. */
+  /** Absolute path of the file (or the name given to loadPolicyText). */
   readonly file: string;
   /** Line of the key at `keyPath` (of the list item, for an index), or of its nearest ancestor present in the file. */
   lineOf(keyPath: KeyPath): number | null;
