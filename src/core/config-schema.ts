@@ -339,7 +339,7 @@ function describeError(error: ErrorObject, data: unknown): SchemaProblem {
     case 'minProperties':
       return at(`must set at least one of ${Object.keys(error.parentSchema?.properties ?? {}).join(', ')}`);
     case 'uniqueItems':
-      return at(`lists ${describeValue((error.data as unknown[])[Number(params.j)])} twice`);
+      return at(`lists ${secret ? 'the same value' : describeValue((error.data as unknown[])[Number(params.j)])} twice`);
     case 'pattern':
       return at(`${PATTERN_HINTS.get(String(params.pattern)) ?? `must match ${String(params.pattern)}`}${got}`);
     default:
