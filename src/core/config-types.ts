@@ -197,6 +197,8 @@ export interface PolicyConfig {
   readonly file: string;
   /** Content hash; changes with every edit. */
   readonly version: string;
+  /** The YAML text it was loaded from (recorded in the store as the blast-radius baseline). */
+  readonly text: string;
   /** Global switch: every check behaves as `report`. */
   readonly reportOnly: boolean;
   readonly helpdesk: string;

@@ -266,21 +266,30 @@ function configRules(c: RawConfig): SchemaProblem[] {
       problem([...at, 'type'], 'certificate identity needs tls.clientCa (the CA bundle that issued device certificates)');
     }
   });
+  // App passwords are never shown to the upstream (SPEC "Device identity"): such logins use the
+  // master/proxy credential, so every upstream needs one even when others pass through.
+  const appPasswords = c.identity.sources.some((s) => s.type === 'app-password');
   for (const protocol of ['imap', 'smtp'] as const) {
     const section = c[protocol];
     if (!section) continue;
     section.listeners.forEach((l, i) => {
       if (l.tls !== 'none' && !c.tls) problem([protocol, 'listeners', i, 'tls'], `"${l.tls}" needs a certificate: set tls.cert and tls.key`);
     });
-    upstreamRules(section.upstream, [protocol, 'upstream'], problem);
+    upstreamRules(section.upstream, [protocol, 'upstream'], appPasswords, problem);
   }
   return problems;
 }
 
-function upstreamRules(u: UpstreamConfig, at: KeyPath, problem: (keyPath: KeyPath, message: string, linePath?: KeyPath) => void): void {
+function upstreamRules(
+  u: UpstreamConfig,
+  at: KeyPath,
+  appPasswords: boolean,
+  problem: (keyPath: KeyPath, message: string, linePath?: KeyPath) => void,
+): void {
   for (const key of ['masterUser', 'masterPassword'] as const) {
-    if (u.login === 'master' && u[key] === undefined) problem([...at, key], 'required when login is master', [...at, 'login']);
-    if (u.login !== 'master' && u[key] !== undefined) problem([...at, key], 'only used when login is master');
+    if (u[key] !== undefined) continue;
+    if (u.login === 'master') problem([...at, key], 'required when login is master', [...at, 'login']);
+    else if (appPasswords) problem([...at, key], 'required with an app-password identity source (the upstream never sees app passwords)', [...at, 'login']);
   }
 }
 
@@ -313,7 +322,7 @@ function finishConfig(raw: RawConfig, file: string): MailwardenConfig {
 
 // ---------------------------------------------------------------- policy.yaml
 
-type RawPolicy = Mutable<Omit<PolicyConfig, 'file' | 'version' | 'checks'>> & {
+type RawPolicy = Mutable<Omit<PolicyConfig, 'file' | 'version' | 'text' | 'checks'>> & {
   checks: Mutable<Omit<PolicyConfig['checks'][number], 'line' | 'id'> & { id?: string }>[];
 };
 
@@ -333,7 +342,7 @@ function policyFromText(text: string, file: string): Result<{ policy: PolicyConf
   const issues = duplicateIds(checks, source);
   if (issues.length > 0) return { issues };
   const version = createHash('sha256').update(text).digest('hex').slice(0, 12);
-  const policy: PolicyConfig = { ...raw, file, version, checks };
+  const policy: PolicyConfig = { ...raw, file, version, text, checks };
   return { value: { policy: deepFreeze(policy), source }, issues: [] };
 }
 

@@ -54,7 +54,7 @@ describe('the example configuration', () => {
       outageLastKnownMaxSeconds: 300,
     });
     expect(config.reports).toMatchObject({ algorithms: ['ES256', 'EdDSA'], maxAgeSeconds: 86400, maxSkewSeconds: 300, maxBodyBytes: 65536 });
-    expect(config.reports.jwksFile).toBe(path.join(ROOT, 'config/reporters.jwks.json'));
+    expect(config.reports.jwksFile).toBeUndefined(); // no reporter keys until ops configure them
     expect(config.imap).toMatchObject({
       blockStyle: 'refuse',
       maxLineBytes: 65536,
