@@ -1,0 +1,162 @@
+// The IMAP front end as the runtime drives it: one TCP listener per configured address (implicit
+// TLS, STARTTLS or plaintext), PROXY protocol from configured balancers, graceful shutdown.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import type { ImapConfig, MailwardenConfig, ProtocolListener } from '../core/config-types';
+import type { Gate, ProtocolService } from '../core/gate';
+import { isTrusted, readProxyHeader, trustedProxies, type ProxiedAddress } from './proxy-protocol';
+import { ImapConnection, type ConnectionContext } from './session';
+import { Upstream } from './upstream';
+
+/** Bound on reading a PROXY header and on an implicit-TLS handshake. */
+const HANDSHAKE_MS = 15000;
+
+function resolvePath(config: MailwardenConfig, file: string): string {
+  return path.resolve(path.dirname(config.configFile), file);
+}
+
+/** The listener certificate (config `tls`), or null when no listener needs TLS. */
+function secureContextFor(config: MailwardenConfig, listeners: readonly ProtocolListener[]): { context: tls.SecureContext; requestCert: boolean } | null {
+  if (!listeners.some((l) => l.tls !== 'none')) return null;
+  const files = config.tls;
+  if (!files) throw new Error('imap: a listener uses TLS but the configuration has no tls.cert / tls.key');
+  const read = (file: string): Buffer => fs.readFileSync(resolvePath(config, file));
+  const context = tls.createSecureContext({
+    cert: read(files.cert),
+    key: read(files.key),
+    ...(files.clientCa ? { ca: read(files.clientCa) } : {}),
+    minVersion: 'TLSv1.2',
+  });
+  return { context, requestCert: files.clientCa !== undefined };
+}
+
+/**
+ * A readable that yields `head` first, then the socket's own bytes: for bytes that arrived together
+ * with a PROXY header and belong to the TLS handshake (a TLSSocket over a net.Socket reads its handle
+ * directly and would miss them).
+ */
+function prepend(socket: net.Socket, head: Buffer): Duplex {
+  const duplex = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end(cb);
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  duplex.push(head);
+  socket.on('data', (d: Buffer) => {
+    if (!duplex.push(d)) socket.pause();
+  });
+  socket.on('end', () => duplex.push(null));
+  socket.on('close', () => duplex.destroy());
+  socket.on('error', (err) => duplex.destroy(err));
+  return duplex;
+}
+
+export async function startImapService(gate: Gate, config: ImapConfig): Promise<ProtocolService> {
+  const secure = secureContextFor(gate.config(), config.listeners);
+  const upstream = new Upstream(config.upstream);
+  const connections = new Set<ImapConnection>();
+  const sockets = new Set<net.Socket>();
+  const servers: net.Server[] = [];
+  const addresses: { host: string; port: number; tls: 'implicit' | 'starttls' | 'none' }[] = [];
+  let accepting = true;
+
+  const track = (c: ImapConnection): (() => void) => {
+    connections.add(c);
+    return () => connections.delete(c);
+  };
+
+  for (const listener of config.listeners) {
+    const proxies = trustedProxies(listener.proxyProtocolFrom);
+    const ctx: ConnectionContext = {
+      gate,
+      config,
+      listener,
+      secureContext: secure?.context ?? null,
+      requestCert: secure?.requestCert ?? false,
+      upstream,
+      track,
+    };
+
+    const open = (socket: net.Socket, proxied: ProxiedAddress | null, head: Buffer): void => {
+      const peer = proxied?.address
+        ? proxied
+        : { address: socket.remoteAddress, port: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort };
+      if (listener.tls !== 'implicit') {
+        if (head.length > 0) socket.unshift(head);
+        new ImapConnection(ctx, socket, peer).start();
+        return;
+      }
+      const tlsSocket = new tls.TLSSocket(head.length > 0 ? (prepend(socket, head) as unknown as net.Socket) : socket, {
+        isServer: true,
+        secureContext: secure!.context,
+        requestCert: secure!.requestCert,
+        rejectUnauthorized: false,
+      });
+      const timer = setTimeout(() => tlsSocket.destroy(), HANDSHAKE_MS);
+      tlsSocket.on('error', () => tlsSocket.destroy());
+      tlsSocket.once('secure', () => {
+        clearTimeout(timer);
+        new ImapConnection(ctx, tlsSocket, peer).start();
+      });
+    };
+
+    const server = net.createServer({ noDelay: true }, (socket) => {
+      if (!accepting) return void socket.destroy();
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      socket.on('error', () => socket.destroy());
+      if (!isTrusted(proxies, socket.remoteAddress)) return open(socket, null, Buffer.alloc(0));
+      // From a configured balancer the header is mandatory: without it the real client is unknown.
+      readProxyHeader(socket, HANDSHAKE_MS).then(
+        ({ header, rest }) => open(socket, header, rest),
+        (err: Error) => {
+          gate.log.warn('imap: PROXY header refused', { remoteAddress: socket.remoteAddress, error: err.message });
+          socket.destroy();
+        },
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listener.port, listener.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => gate.log.error('imap: listener error', { error: err.message }));
+    const bound = server.address() as net.AddressInfo;
+    addresses.push({ host: listener.host, port: bound.port, tls: listener.tls });
+    servers.push(server);
+    gate.log.info('imap: listening', { host: listener.host, port: bound.port, tls: listener.tls, proxyProtocol: proxies !== null });
+  }
+
+  return {
+    addresses,
+    async shutdown(drainMs: number): Promise<void> {
+      accepting = false;
+      // close() resolves only once every connection is gone, so it is awaited last.
+      const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      const deadline = Date.now() + drainMs;
+      while (connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const c of [...connections]) c.shutdown();
+      // BYE goes out at a response boundary (bounded inside the relay); then whatever is left is cut.
+      const hard = Date.now() + 2500;
+      while (connections.size > 0 && Date.now() < hard) await new Promise((r) => setTimeout(r, 50));
+      for (const c of [...connections]) c.destroy();
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}

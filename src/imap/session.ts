@@ -1,0 +1,513 @@
+// One client connection: the pre-authentication state machine mailwarden answers itself
+// (CAPABILITY, NOOP, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE), then the upstream login and relay.
+import { randomBytes } from 'node:crypto';
+import type net from 'node:net';
+import tls from 'node:tls';
+import type { ImapConfig, ProtocolListener } from '../core/config-types';
+import type { Gate } from '../core/gate';
+import type { LiveSession } from '../core/sessions';
+import {
+  decodeOauthbearer,
+  decodePlain,
+  decodeSaslText,
+  decodeXoauth2,
+  oauthbearerErrorChallenge,
+  xoauth2ErrorChallenge,
+  type SaslDecodeResult,
+} from '../identity/sasl';
+import type { Credential } from '../identity/types';
+import type { Decision } from '../policy/decision';
+import { CommandReader, hasControlChars, parseCommand, SyntaxError, tokenText, type Segment, type Token } from './parser';
+import { startQuarantine } from './quarantine';
+import { filterCapabilities, Relay } from './relay';
+import * as replies from './replies';
+import type { Upstream } from './upstream';
+
+/** Shared by every connection of one listener. */
+export interface ConnectionContext {
+  readonly gate: Gate;
+  readonly config: ImapConfig;
+  readonly listener: ProtocolListener;
+  /** Present when the listener can speak TLS (implicit or STARTTLS). */
+  readonly secureContext: tls.SecureContext | null;
+  /** Ask for a client certificate (device identity from the MDM's CA). */
+  readonly requestCert: boolean;
+  readonly upstream: Upstream;
+  /** The service's set of open connections (graceful shutdown); returns the removal function. */
+  readonly track: (connection: ImapConnection) => () => void;
+}
+
+export interface Peer {
+  readonly address?: string;
+  readonly port?: number;
+  readonly localAddress?: string;
+  readonly localPort?: number;
+}
+
+/** RFC 2971 §3.3 limits for ID. */
+const ID_MAX_PAIRS = 30;
+const ID_MAX_KEY = 30;
+const ID_MAX_VALUE = 1024;
+/** TLS handshake bound after STARTTLS (Node's default is 120 s). */
+const HANDSHAKE_MS = 15000;
+
+/** Commands that only make sense after login: answered BAD and counted (RFC 9051 §6.3, §6.4). */
+const MECHANISMS = ['PLAIN', 'LOGIN', 'XOAUTH2', 'OAUTHBEARER'] as const;
+type Mechanism = (typeof MECHANISMS)[number];
+
+/** `::ffff:192.0.2.1` → `192.0.2.1`, so logs, policy and Dovecot see plain IPv4. */
+export function plainAddress(address: string | undefined): string | undefined {
+  return address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+export class ImapConnection {
+  readonly id = randomBytes(8).toString('hex');
+  private reader: CommandReader;
+  private tlsActive: boolean;
+  private busy = false;
+  private closed = false;
+  private badCommands = 0;
+  private commands = 0;
+  private failedLogins = 0;
+  private hints: Record<string, string> = {};
+  private lineWaiter: ((line: string | null) => void) | null = null;
+  private preAuthTimer: NodeJS.Timeout | null = null;
+  private relay: Relay | null = null;
+  private quarantine: { end(text: string): void } | null = null;
+  private revokedWith: Decision | null = null;
+  private untrack: () => void = () => {};
+  private readonly onData = (chunk: Buffer): void => {
+    this.reader.push(chunk);
+    this.pump();
+  };
+
+  constructor(
+    private readonly ctx: ConnectionContext,
+    private socket: net.Socket,
+    private readonly peer: Peer,
+  ) {
+    this.tlsActive = socket instanceof tls.TLSSocket;
+    this.reader = this.newReader();
+  }
+
+  start(): void {
+    this.untrack = this.ctx.track(this);
+    this.socket.setNoDelay(true);
+    this.socket.on('data', this.onData);
+    this.socket.on('error', () => this.destroy());
+    this.socket.on('close', () => this.destroy());
+    // Absolute pre-auth deadline (Dovecot style): trickling bytes do not extend it.
+    this.preAuthTimer = setTimeout(() => this.bye(replies.TEXT.timeout), this.ctx.config.preAuthTimeoutMs);
+    this.preAuthTimer.unref();
+    this.send(`* OK [CAPABILITY ${this.capabilities().join(' ')}] IMAP proxy ready.`);
+  }
+
+  /** Graceful shutdown: BYE now before login, at a response boundary after it. */
+  shutdown(): void {
+    const text = replies.bye(replies.TEXT.shutdown);
+    if (this.relay) this.relay.end(text);
+    else if (this.quarantine) this.quarantine.end(text);
+    else this.bye(replies.TEXT.shutdown);
+  }
+
+  /** Last resort after the drain time. */
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    this.lineWaiter?.(null);
+    this.lineWaiter = null;
+    this.socket.destroy();
+    this.untrack();
+  }
+
+  private get loginAllowed(): boolean {
+    return this.tlsActive || this.ctx.listener.tls === 'none';
+  }
+
+  private capabilities(): string[] {
+    const caps = ['IMAP4rev1', 'SASL-IR', 'LITERAL+', 'ID'];
+    if (!this.loginAllowed) return [...caps, 'STARTTLS', 'LOGINDISABLED'];
+    const oauth = this.ctx.gate.config().identity.sources.some((s) => s.type === 'oauth');
+    return [...caps, 'AUTH=PLAIN', 'AUTH=LOGIN', ...(oauth ? ['AUTH=OAUTHBEARER', 'AUTH=XOAUTH2'] : [])];
+  }
+
+  private newReader(): CommandReader {
+    const { maxLineBytes, maxLiteralBytes } = this.ctx.config;
+    return new CommandReader({ maxLineBytes, maxLiteralBytes });
+  }
+
+  private send(...lines: string[]): void {
+    if (!this.closed) this.socket.write(replies.wire(lines));
+  }
+
+  private bye(text: string): void {
+    if (this.closed) return;
+    this.socket.end(replies.bye(text));
+    this.closed = true;
+    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    this.lineWaiter?.(null);
+    this.lineWaiter = null;
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.untrack();
+  }
+
+  private pump(): void {
+    while (!this.closed && this.relay === null && this.quarantine === null) {
+      if (this.busy && !this.lineWaiter) {
+        this.socket.pause();
+        return;
+      }
+      const event = this.reader.next();
+      if (!event) return;
+      if (event.type === 'fatal') {
+        this.bye(event.reason === 'line-too-long' ? 'Line too long.' : 'Literal too large.');
+        return;
+      }
+      if (event.type === 'continue') {
+        this.send('+ Ready for literal data');
+        continue;
+      }
+      if (this.lineWaiter) {
+        const waiter = this.lineWaiter;
+        this.lineWaiter = null;
+        // A SASL response is one plain line; anything with a literal is malformed.
+        waiter(event.segments.length === 1 ? (event.segments[0] as string) : '\0');
+        continue;
+      }
+      this.dispatch(event.segments);
+    }
+  }
+
+  /** Next raw line from the client (SASL responses), or null when the connection closed. */
+  private readLine(): Promise<string | null> {
+    return new Promise((resolve) => {
+      this.lineWaiter = resolve;
+      this.socket.resume();
+      this.pump();
+    });
+  }
+
+  private dispatch(segments: readonly Segment[]): void {
+    if (this.commands++ === 0 && typeof segments[0] === 'string' && /^PROXY (TCP4|TCP6|UNKNOWN)\b/.test(segments[0])) {
+      // A PROXY header from an address not configured for it: the client address cannot be trusted.
+      this.bye('PROXY protocol not accepted from this address.');
+      return;
+    }
+    let command;
+    try {
+      command = parseCommand(segments);
+    } catch (err) {
+      const e = err as SyntaxError;
+      this.bad(e.tag, e.message);
+      return;
+    }
+    const { tag, name, args } = command;
+    switch (name) {
+      case 'CAPABILITY':
+        this.send(`* CAPABILITY ${this.capabilities().join(' ')}`, `${tag} OK CAPABILITY completed`);
+        return;
+      case 'NOOP':
+        this.send(`${tag} OK NOOP completed`);
+        return;
+      case 'LOGOUT':
+        this.send('* BYE Logging out');
+        this.socket.end(`${tag} OK LOGOUT completed\r\n`);
+        this.destroyLater();
+        return;
+      case 'ID':
+        return this.idCommand(tag, args);
+      case 'STARTTLS':
+        return this.starttls(tag, args);
+      case 'LOGIN':
+        return this.run(this.loginCommand(tag, args));
+      case 'AUTHENTICATE':
+        return this.run(this.authenticate(tag, args));
+      default:
+        this.bad(tag, 'Command not allowed before login');
+    }
+  }
+
+  private destroyLater(): void {
+    this.closed = true;
+    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.untrack();
+  }
+
+  private run(work: Promise<void>): void {
+    this.busy = true;
+    work
+      .catch((err: unknown) => this.ctx.gate.log.error('imap: login failed unexpectedly', { session: this.id, error: String(err) }))
+      .finally(() => {
+        this.busy = false;
+        if (!this.closed && this.relay === null && this.quarantine === null) {
+          this.socket.resume();
+          this.pump();
+        }
+      });
+  }
+
+  /** `tag BAD`; an invalid tag is not echoed (ALPACA: Dovecot imap-login does the same). */
+  private bad(tag: string | null, message: string): void {
+    this.send(`${tag ?? '*'} BAD ${message}`);
+    if (++this.badCommands >= this.ctx.config.maxBadCommands) this.bye(replies.TEXT.tooManyBad);
+  }
+
+  private idCommand(tag: string, args: readonly Token[]): void {
+    const list = args[0];
+    if (args.length !== 1 || !list || (list.kind !== 'list' && list.kind !== 'nil')) return this.bad(tag, 'ID expects a list or NIL');
+    if (list.kind === 'list') {
+      const items = list.items;
+      if (items.length % 2 !== 0 || items.length / 2 > ID_MAX_PAIRS) return this.bad(tag, 'Invalid ID list');
+      const hints: Record<string, string> = {};
+      for (let i = 0; i < items.length; i += 2) {
+        const key = tokenText(items[i]);
+        const value = items[i + 1]?.kind === 'nil' ? '' : tokenText(items[i + 1]);
+        if (key === null || value === null || Buffer.byteLength(key) > ID_MAX_KEY || Buffer.byteLength(value) > ID_MAX_VALUE) {
+          return this.bad(tag, 'Invalid ID field');
+        }
+        // Hints only (RFC 2971 §3.4: no operational decisions on ID alone); control characters dropped.
+        hints[key.toLowerCase().replace(/[^\x21-\x7e]/g, '')] = value.replace(/[\u0000-\u001f\u007f]/g, '');
+      }
+      this.hints = hints;
+    }
+    this.send('* ID ("name" "mailwarden")', `${tag} OK ID completed`);
+  }
+
+  private starttls(tag: string, args: readonly Token[]): void {
+    if (args.length > 0) return this.bad(tag, 'STARTTLS takes no arguments');
+    if (this.tlsActive) return this.bad(tag, 'TLS is already active');
+    const context = this.ctx.secureContext;
+    if (!context || this.ctx.listener.tls !== 'starttls') return this.bad(tag, 'STARTTLS is not available here');
+    // Stop reading and throw away everything the client sent after the command: those bytes came
+    // in plaintext and must never run inside TLS (CVE-2011-0411, RFC 2595 §3.1).
+    this.socket.off('data', this.onData);
+    this.reader.discard();
+    this.socket.write(`${tag} OK Begin TLS negotiation now\r\n`);
+    const raw = this.socket;
+    const secure = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext: context,
+      requestCert: this.ctx.requestCert,
+      rejectUnauthorized: false,
+    });
+    this.socket = secure;
+    this.busy = true;
+    const handshake = setTimeout(() => this.destroy(), HANDSHAKE_MS);
+    secure.on('error', () => this.destroy());
+    secure.on('close', () => this.destroy());
+    secure.once('secure', () => {
+      clearTimeout(handshake);
+      // Everything learnt before TLS is forgotten (RFC 3207 §4.2 spirit; RFC 9051 §6.2.1).
+      this.tlsActive = true;
+      this.reader = this.newReader();
+      this.hints = {};
+      this.badCommands = 0;
+      this.failedLogins = 0;
+      this.busy = false;
+      secure.on('data', this.onData);
+    });
+  }
+
+  private async loginCommand(tag: string, args: readonly Token[]): Promise<void> {
+    if (!this.loginAllowed) return void this.send(replies.privacyRequired(tag));
+    const username = tokenText(args[0]);
+    const password = tokenText(args[1]);
+    if (args.length !== 2 || username === null || password === null) return this.bad(tag, 'LOGIN expects a user name and a password');
+    // CR, LF or NUL in a name (e.g. from a literal) never reaches the identity layer or an upstream command.
+    if (hasControlChars(username) || /[\0\r\n]/.test(password)) return this.bad(tag, 'Control characters are not allowed in LOGIN');
+    await this.login(tag, { kind: 'password', username, password }, null);
+  }
+
+  private async authenticate(tag: string, args: readonly Token[]): Promise<void> {
+    const mechName = tokenText(args[0])?.toUpperCase();
+    if (!mechName || args.length > 2) return this.bad(tag, 'AUTHENTICATE expects a mechanism');
+    if (!this.loginAllowed) return void this.send(replies.privacyRequired(tag));
+    const mech = MECHANISMS.find((m) => m === mechName);
+    if (!mech || (!this.capabilities().includes(`AUTH=${mech}`))) {
+      return void this.send(`${tag} NO Unsupported authentication mechanism`);
+    }
+    const initial = args[1] ? tokenText(args[1]) : null;
+    // SASL-IR (RFC 4959): "=" is an empty initial response.
+    const first = initial === null ? null : initial === '=' ? '' : initial;
+    const decoded = await this.saslExchange(tag, mech, first);
+    if (decoded === null) return;
+    if (!decoded.ok) {
+      if (decoded.error === 'bad-base64') return this.bad(tag, 'Invalid base64 data');
+      if (decoded.error === 'authzid-mismatch') return this.loginFailed(tag, replies.authorizationFailed(tag));
+      if (mech === 'XOAUTH2' || mech === 'OAUTHBEARER') return this.oauthFailure(tag, mech);
+      return this.loginFailed(tag, replies.authenticationFailed(tag));
+    }
+    await this.login(tag, decoded.credential, mech);
+  }
+
+  /** The continuation dialogue; null when the client aborted (`*`, answered BAD) or left. */
+  private async saslExchange(tag: string, mech: Mechanism, initial: string | null): Promise<SaslDecodeResult | null> {
+    const ask = async (challenge: string): Promise<string | null> => {
+      this.send(`+ ${challenge}`);
+      const line = await this.readLine();
+      if (line === null) return null;
+      if (line === '*') {
+        // RFC 9051 §6.2.2: the client aborted; the server answers BAD.
+        this.bad(tag, 'Authentication aborted by client');
+        return null;
+      }
+      return line;
+    };
+    if (mech === 'LOGIN') {
+      const user = initial ?? (await ask('VXNlcm5hbWU6'));
+      if (user === null) return null;
+      const pass = await ask('UGFzc3dvcmQ6');
+      if (pass === null) return null;
+      const u = decodeSaslText(user);
+      if (!u.ok) return u;
+      const p = decodeSaslText(pass);
+      if (!p.ok) return p;
+      return { ok: true, credential: { kind: 'password', username: u.text, password: p.text } };
+    }
+    const response = initial ?? (await ask(''));
+    if (response === null) return null;
+    if (mech === 'PLAIN') return decodePlain(response);
+    return mech === 'XOAUTH2' ? decodeXoauth2(response) : decodeOauthbearer(response);
+  }
+
+  /** RFC 7628 §3.2.2 / Google XOAUTH2: an error challenge, the client's dummy answer, then NO. */
+  private async oauthFailure(tag: string, mech: 'XOAUTH2' | 'OAUTHBEARER'): Promise<void> {
+    this.send(`+ ${mech === 'XOAUTH2' ? xoauth2ErrorChallenge() : oauthbearerErrorChallenge()}`);
+    const line = await this.readLine();
+    if (line === null) return;
+    this.loginFailed(tag, replies.authenticationFailed(tag));
+  }
+
+  private loginFailed(tag: string, line: string): void {
+    this.send(line);
+    if (++this.failedLogins >= this.ctx.config.maxBadCommands) this.bye(replies.TEXT.tooManyFailures);
+  }
+
+  private peerCertificate(): tls.PeerCertificate | undefined {
+    const s = this.socket;
+    if (!(s instanceof tls.TLSSocket) || !s.authorized) return undefined;
+    const cert = s.getPeerCertificate();
+    return cert && Object.keys(cert).length > 0 ? cert : undefined;
+  }
+
+  /** Credential → identity → decision → reply, and on allow the upstream login and relay. */
+  private async login(tag: string, credential: Credential, mech: Mechanism | null): Promise<void> {
+    const { gate } = this.ctx;
+    const remoteAddress = plainAddress(this.peer.address);
+    const log = { session: this.id, remoteAddress, mechanism: mech ?? 'LOGIN-command' };
+    let identity;
+    try {
+      identity = await gate.identity.resolve({
+        credential,
+        peerCertificate: this.peerCertificate(),
+        remoteAddress,
+        upstreamLogin: this.ctx.config.upstream.login,
+      });
+    } catch (err) {
+      gate.log.error('imap: identity resolver failed', { ...log, error: String(err) });
+      identity = { ok: false as const, failure: 'unavailable' as const, detail: String(err) };
+    }
+    if (this.closed) return;
+    if (!identity.ok) {
+      gate.log.info('imap: login refused by identity', { ...log, failure: identity.failure, detail: identity.detail });
+      if (identity.failure === 'unavailable') return void this.send(replies.unavailable(tag));
+      if (credential.kind === 'bearer' && (mech === 'XOAUTH2' || mech === 'OAUTHBEARER')) return this.oauthFailure(tag, mech);
+      return this.loginFailed(tag, replies.authenticationFailed(tag));
+    }
+    const decision = await gate.decide({
+      user: identity.user,
+      deviceId: identity.deviceId,
+      protocol: 'imap',
+      identitySource: identity.source,
+      identityStrength: identity.strength,
+      hints: this.hints,
+      remoteAddress,
+      trigger: 'login',
+    });
+    if (this.closed) return;
+    const outcome = replies.loginOutcome(tag, decision, this.ctx.config.blockStyle);
+    if (outcome.kind === 'refuse') return void this.send(...outcome.lines);
+    if (outcome.kind === 'quarantine') {
+      gate.log.info('imap: quarantined', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
+      this.enterAuthenticated();
+      this.quarantine = startQuarantine({
+        socket: this.socket,
+        tag,
+        user: identity.user,
+        sentence: outcome.sentence,
+        pipelined: this.reader.takeRemaining(),
+        onClose: () => this.destroy(),
+      });
+      return;
+    }
+
+    // Registered before the upstream login so a revocation in that window is not lost.
+    const unregister = gate.sessions.add(this.liveSession(identity, remoteAddress));
+    const result = await this.ctx.upstream.login({
+      login: identity.upstream,
+      clientId: this.hints,
+      remoteAddress,
+      remotePort: this.peer.port,
+      localAddress: plainAddress(this.peer.localAddress),
+      localPort: this.peer.localPort,
+      sessionId: this.id,
+      secure: this.tlsActive,
+    });
+    if (!result.ok) {
+      unregister();
+      gate.log.warn('imap: upstream login failed', { ...log, user: identity.user, failure: result.failure, detail: result.detail });
+      if (result.failure === 'bad-credentials') return this.loginFailed(tag, replies.authenticationFailed(tag));
+      return void this.send(replies.unavailable(tag));
+    }
+    const upstreamSocket = result.session.socket;
+    if (this.closed || this.revokedWith) {
+      unregister();
+      upstreamSocket.destroy();
+      if (this.revokedWith) this.send(...replies.loginOutcome(tag, this.revokedWith, 'refuse').lines);
+      return;
+    }
+    gate.log.info('imap: logged in', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
+    this.enterAuthenticated();
+    this.send(...outcome.lines, replies.loggedIn(tag, filterCapabilities(result.session.capabilities)));
+    this.relay = new Relay({
+      client: this.socket,
+      upstream: upstreamSocket,
+      clientBytes: this.reader.takeRemaining(),
+      upstreamBytes: result.session.leftover,
+      onClose: () => {
+        unregister();
+        this.destroy();
+      },
+    });
+  }
+
+  private enterAuthenticated(): void {
+    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    this.preAuthTimer = null;
+    this.socket.off('data', this.onData);
+    this.lineWaiter = null;
+  }
+
+  private liveSession(
+    identity: { user: string; deviceId: string | null; source: LiveSession['identitySource']; strength: 'strong' | 'weak' },
+    remoteAddress: string | undefined,
+  ): LiveSession {
+    return {
+      id: this.id,
+      protocol: 'imap',
+      user: identity.user,
+      deviceId: identity.deviceId,
+      identitySource: identity.source,
+      identityStrength: identity.strength,
+      hints: { ...this.hints },
+      remoteAddress,
+      revoke: (decision: Decision) => {
+        this.ctx.gate.log.info('imap: session revoked', { session: this.id, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
+        if (this.relay) this.relay.end(replies.revoked(decision));
+        else this.revokedWith = decision;
+      },
+    };
+  }
+}

@@ -1,0 +1,344 @@
+// The proxy's client side towards the real IMAP server: connect (plain, implicit TLS or STARTTLS),
+// forward the client's address with ID, log in (passthrough or master user), behind a circuit breaker.
+import net from 'node:net';
+import tls from 'node:tls';
+import type { UpstreamConfig } from '../core/config-types';
+import type { Credential, UpstreamLogin } from '../identity/types';
+import { quote } from './parser';
+
+export interface UpstreamSession {
+  readonly socket: net.Socket;
+  /** Capabilities the upstream announced after login (unfiltered). */
+  readonly capabilities: readonly string[];
+  /** Bytes the upstream sent after the tagged OK of the login (normally none). */
+  readonly leftover: Buffer;
+}
+
+export type UpstreamResult =
+  | { readonly ok: true; readonly session: UpstreamSession }
+  | {
+      readonly ok: false;
+      /** bad-credentials only in passthrough mode: the upstream said the client's password is wrong. */
+      readonly failure: 'unavailable' | 'bad-credentials';
+      readonly detail: string;
+    };
+
+export interface UpstreamLoginRequest {
+  readonly login: UpstreamLogin;
+  /** The client's own ID fields (name, version, …): forwarded for the upstream's logs. */
+  readonly clientId: Readonly<Record<string, string>>;
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+  readonly localAddress?: string;
+  readonly localPort?: number;
+  readonly sessionId: string;
+  readonly secure: boolean;
+}
+
+/**
+ * Opens after `failures` consecutive unavailable-class failures and fails logins at once for
+ * `resetMs`; then lets one trial through (half-open). Dovecot's login proxy does the same after 30 s.
+ */
+export class CircuitBreaker {
+  private failures = 0;
+  private openUntil = 0;
+  private trialInFlight = false;
+
+  constructor(
+    private readonly limit: number,
+    private readonly resetMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** May a login try the upstream now? */
+  allow(): boolean {
+    if (this.failures < this.limit) return true;
+    if (this.now() < this.openUntil || this.trialInFlight) return false;
+    this.trialInFlight = true;
+    return true;
+  }
+
+  success(): void {
+    this.failures = 0;
+    this.trialInFlight = false;
+  }
+
+  failure(): void {
+    this.failures++;
+    this.trialInFlight = false;
+    if (this.failures >= this.limit) this.openUntil = this.now() + this.resetMs;
+  }
+
+  get open(): boolean {
+    return this.failures >= this.limit && this.now() < this.openUntil;
+  }
+}
+
+class UpstreamError extends Error {
+  constructor(
+    message: string,
+    readonly failure: 'unavailable' | 'bad-credentials' = 'unavailable',
+  ) {
+    super(message);
+  }
+}
+
+/** One response line from the upstream (login phase only: no literals expected). */
+interface Line {
+  readonly tag: string;
+  readonly rest: string;
+}
+
+/** Reads CRLF lines from a socket during the login phase, bounded. */
+class LineChannel {
+  private buffer = Buffer.alloc(0);
+  private waiter: { resolve: (l: Line) => void; reject: (e: Error) => void } | null = null;
+  private error: Error | null = null;
+  private readonly onData = (chunk: Buffer): void => {
+    this.buffer = Buffer.concat([this.buffer, chunk]);
+    if (this.buffer.length > 65536) this.fail(new UpstreamError('upstream sent an over-long line during login'));
+    this.pump();
+  };
+  private readonly onClose = (): void => this.fail(new UpstreamError('upstream closed the connection during login'));
+  private readonly onError = (err: Error): void => this.fail(new UpstreamError(`upstream connection error: ${err.message}`));
+
+  constructor(readonly socket: net.Socket) {
+    socket.on('data', this.onData);
+    socket.on('close', this.onClose);
+    socket.on('error', this.onError);
+  }
+
+  next(): Promise<Line> {
+    if (this.error) return Promise.reject(this.error);
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+      this.pump();
+    });
+  }
+
+  /** Stop reading and return the bytes not consumed (the relay takes over). */
+  detach(): Buffer {
+    this.socket.off('data', this.onData);
+    this.socket.off('close', this.onClose);
+    this.socket.off('error', this.onError);
+    this.socket.pause();
+    const rest = this.buffer;
+    this.buffer = Buffer.alloc(0);
+    return rest;
+  }
+
+  fail(err: Error): void {
+    if (this.error) return;
+    this.error = err;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.reject(err);
+  }
+
+  private pump(): void {
+    if (!this.waiter) return;
+    const lf = this.buffer.indexOf(10);
+    if (lf < 0) return;
+    const text = this.buffer.toString('utf8', 0, lf).replace(/\r$/, '');
+    this.buffer = this.buffer.subarray(lf + 1);
+    if (/\{\d+\+?\}$/.test(text)) return this.fail(new UpstreamError('upstream sent a literal during login'));
+    const sp = text.indexOf(' ');
+    const line = { tag: sp < 0 ? text : text.slice(0, sp), rest: sp < 0 ? '' : text.slice(sp + 1) };
+    const w = this.waiter;
+    this.waiter = null;
+    w.resolve(line);
+  }
+}
+
+/** `[CAPABILITY a b c]` at the start of response text, or null. */
+export function capabilitiesInCode(text: string): string[] | null {
+  const m = /^(?:OK|PREAUTH) \[CAPABILITY ([^\]]*)\]/i.exec(text);
+  return m ? m[1]!.split(' ').filter(Boolean) : null;
+}
+
+function saslPlain(authzid: string, authcid: string, password: string): string {
+  return Buffer.from(`${authzid}\0${authcid}\0${password}`, 'utf8').toString('base64');
+}
+
+export class Upstream {
+  readonly breaker: CircuitBreaker;
+
+  constructor(private readonly config: UpstreamConfig) {
+    this.breaker = new CircuitBreaker(config.circuitBreaker.failures, config.circuitBreaker.resetMs);
+  }
+
+  /** Connect and log in within `connectTimeoutMs`; never throws. */
+  async login(request: UpstreamLoginRequest): Promise<UpstreamResult> {
+    if (!this.breaker.allow()) return { ok: false, failure: 'unavailable', detail: 'upstream circuit breaker open' };
+    let socket: net.Socket | null = null;
+    let timer: NodeJS.Timeout | undefined;
+    let channel: LineChannel | null = null;
+    try {
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new UpstreamError(`upstream did not complete the login within ${this.config.connectTimeoutMs} ms`)),
+          this.config.connectTimeoutMs,
+        );
+      });
+      const run = async (): Promise<UpstreamSession> => {
+        socket = await this.connect();
+        channel = new LineChannel(socket);
+        const greetingCaps = await this.greeting(channel);
+        if (this.config.tls === 'starttls') {
+          ({ socket, channel } = await this.starttls(channel));
+        }
+        const caps = await this.authenticate(channel, greetingCaps, request);
+        const leftover = channel.detach();
+        return { socket: channel.socket, capabilities: caps, leftover };
+      };
+      const session = await Promise.race([run(), deadline]);
+      this.breaker.success();
+      return { ok: true, session };
+    } catch (err) {
+      const e = err instanceof UpstreamError ? err : new UpstreamError((err as Error).message);
+      (channel as LineChannel | null)?.fail(e);
+      (socket as net.Socket | null)?.destroy();
+      // A wrong client password means the upstream is healthy.
+      if (e.failure === 'bad-credentials') this.breaker.success();
+      else this.breaker.failure();
+      return { ok: false, failure: e.failure, detail: e.message };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private connect(): Promise<net.Socket> {
+    const { host, port } = this.config;
+    return new Promise((resolve, reject) => {
+      const socket =
+        this.config.tls === 'implicit'
+          ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: this.config.rejectUnauthorized })
+          : net.connect({ host, port });
+      socket.setNoDelay(true);
+      const ready = this.config.tls === 'implicit' ? 'secureConnect' : 'connect';
+      const onError = (err: Error): void => reject(new UpstreamError(`cannot connect to upstream ${host}:${port}: ${err.message}`));
+      socket.once('error', onError);
+      socket.once(ready, () => {
+        socket.off('error', onError);
+        resolve(socket);
+      });
+    });
+  }
+
+  /** The greeting must be `* OK`; PREAUTH is never trusted and BYE means unavailable. */
+  private async greeting(channel: LineChannel): Promise<string[]> {
+    const line = await channel.next();
+    if (line.tag !== '*' || !/^OK\b/i.test(line.rest)) {
+      throw new UpstreamError(`upstream greeting is not "* OK": ${line.tag} ${line.rest.slice(0, 80)}`);
+    }
+    return capabilitiesInCode(line.rest) ?? [];
+  }
+
+  private async starttls(channel: LineChannel): Promise<{ socket: net.Socket; channel: LineChannel }> {
+    channel.socket.write('S STARTTLS\r\n');
+    const line = await this.tagged(channel, 'S');
+    if (!/^OK\b/i.test(line.rest)) throw new UpstreamError(`upstream refused STARTTLS: ${line.rest.slice(0, 80)}`);
+    // Bytes after the OK and before the handshake would be a response-injection attempt (NO STARTTLS paper).
+    const early = channel.detach();
+    if (early.length > 0) throw new UpstreamError('upstream sent data after its STARTTLS response');
+    const { host } = this.config;
+    const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ socket: channel.socket, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: this.config.rejectUnauthorized });
+      s.once('secureConnect', () => resolve(s));
+      s.once('error', (err) => reject(new UpstreamError(`upstream TLS handshake failed: ${err.message}`)));
+    });
+    return { socket: secure, channel: new LineChannel(secure) };
+  }
+
+  private async tagged(channel: LineChannel, tag: string, untagged?: (rest: string) => void): Promise<Line> {
+    for (;;) {
+      const line = await channel.next();
+      if (line.tag === tag) return line;
+      if (line.tag === '*') {
+        if (/^BYE\b/i.test(line.rest)) throw new UpstreamError(`upstream said BYE: ${line.rest.slice(0, 80)}`);
+        untagged?.(line.rest);
+      }
+    }
+  }
+
+  private async authenticate(channel: LineChannel, greetingCaps: readonly string[], request: UpstreamLoginRequest): Promise<string[]> {
+    const hasSaslIr = greetingCaps.some((c) => c.toUpperCase() === 'SASL-IR');
+    const [mech, payload] = this.saslFor(request.login);
+    // ID first (Dovecot honours x-originating-* from login_trusted_networks), pipelined with the login.
+    const id = `I ID ${idList(request)}\r\n`;
+    const auth = hasSaslIr ? `L AUTHENTICATE ${mech} ${payload}\r\n` : `L AUTHENTICATE ${mech}\r\n`;
+    channel.socket.write(id + auth);
+    await this.tagged(channel, 'I');
+    let caps: string[] | null = null;
+    const onUntagged = (rest: string): void => {
+      const m = /^CAPABILITY (.*)$/i.exec(rest);
+      if (m) caps = m[1]!.split(' ').filter(Boolean);
+    };
+    let line: Line;
+    for (;;) {
+      line = await channel.next();
+      if (line.tag === '+' && !hasSaslIr) {
+        channel.socket.write(`${payload}\r\n`);
+        continue;
+      }
+      if (line.tag === '+') {
+        // A challenge after a complete PLAIN/XOAUTH2 response is an error report: answer empty (XOAUTH2).
+        channel.socket.write('\r\n');
+        continue;
+      }
+      if (line.tag === 'L') break;
+      if (line.tag === '*') {
+        if (/^BYE\b/i.test(line.rest)) throw new UpstreamError(`upstream said BYE: ${line.rest.slice(0, 80)}`);
+        onUntagged(line.rest);
+      }
+    }
+    if (!/^OK\b/i.test(line.rest)) {
+      const passthrough = request.login.mode === 'passthrough';
+      // Upstream AUTHENTICATIONFAILED is the client's fault only when we replayed the client's secret;
+      // with the master user it is our configuration, so the client gets UNAVAILABLE (details in the log).
+      if (passthrough && /^NO \[AUTHENTICATIONFAILED\]/i.test(line.rest)) {
+        throw new UpstreamError('upstream rejected the client credentials', 'bad-credentials');
+      }
+      throw new UpstreamError(`upstream refused the login: ${line.rest.slice(0, 120)}`);
+    }
+    const fromOk = capabilitiesInCode(line.rest);
+    if (fromOk) return fromOk;
+    if (caps) return caps;
+    channel.socket.write('C CAPABILITY\r\n');
+    await this.tagged(channel, 'C', onUntagged);
+    return caps ?? [];
+  }
+
+  private saslFor(login: UpstreamLogin): [string, string] {
+    if (login.mode === 'master') {
+      const { masterUser, masterPassword } = this.config;
+      if (!masterUser || !masterPassword) throw new UpstreamError('upstream.login is master but masterUser/masterPassword are not set');
+      // RFC 4616 authzid = the user, authcid = the master user (Dovecot master passdb).
+      return ['PLAIN', saslPlain(login.username, masterUser, masterPassword)];
+    }
+    return passthroughSasl(login.credential, login.username);
+  }
+}
+
+function passthroughSasl(credential: Credential, username: string): [string, string] {
+  if (credential.kind === 'password') return ['PLAIN', saslPlain('', username, credential.password)];
+  const xoauth2 = `user=${username}\x01auth=Bearer ${credential.token}\x01\x01`;
+  return ['XOAUTH2', Buffer.from(xoauth2, 'utf8').toString('base64')];
+}
+
+/** RFC 2971 limits: ≤ 30 pairs, key ≤ 30 octets, value ≤ 1024 octets. */
+function idList(request: UpstreamLoginRequest): string {
+  const pairs: [string, string][] = [];
+  for (const [k, v] of Object.entries(request.clientId)) {
+    if (k.startsWith('x-') || k.length > 30) continue;
+    pairs.push([k, v.slice(0, 1024)]);
+    if (pairs.length >= 20) break;
+  }
+  if (request.remoteAddress) pairs.push(['x-originating-ip', request.remoteAddress]);
+  if (request.remotePort) pairs.push(['x-originating-port', String(request.remotePort)]);
+  if (request.localAddress) pairs.push(['x-connected-ip', request.localAddress]);
+  if (request.localPort) pairs.push(['x-connected-port', String(request.localPort)]);
+  pairs.push(['x-session-id', request.sessionId]);
+  pairs.push(['x-client-transport', request.secure ? 'TLS' : 'insecure']);
+  return `(${pairs.map(([k, v]) => `${quote(k)} ${quote(v)}`).join(' ')})`;
+}
