@@ -61,36 +61,54 @@ export class Decider {
 
   async decide(request: DecisionRequest): Promise<Decision> {
     const started = performance.now();
+    const { decision, policy, now, fromLastKnown, firstSeen } = await this.evaluate(request);
+    if (firstSeen) this.applyFirstSeen(request.deviceId, firstSeen.mark, firstSeen.clear, now);
+    this.finish(decision, request, policy, now, fromLastKnown, (performance.now() - started) / 1000);
+    return decision;
+  }
+
+  /**
+   * The decision a login would get now, without any effect: no audit event, no grace mark, not
+   * counted by the brake or the metrics ("why is device X blocked?"). Never throws.
+   */
+  async dryRun(request: DecisionRequest): Promise<Decision> {
+    return (await this.evaluate(request)).decision;
+  }
+
+  private async evaluate(request: DecisionRequest): Promise<{
+    decision: Decision;
+    policy: CompiledPolicy | null;
+    now: Date;
+    fromLastKnown: boolean;
+    firstSeen?: { mark: string[]; clear: string[] };
+  }> {
     const refId = newRefId();
     let now = new Date();
     let policy: CompiledPolicy | null = null;
-    let decision: Decision;
-    let fromLastKnown = false;
     try {
       now = this.now();
       policy = this.options.getPolicy();
       const loaded = await this.loadFacts(request, policy, refId, now);
-      if ('decision' in loaded) {
-        decision = loaded.decision;
-      } else {
-        fromLastKnown = loaded.facts.fromLastKnown === true;
-        const config = this.options.getConfig();
-        const result = await evaluatePolicy(policy, request, loaded.facts, {
-          now,
-          refId,
-          maxReportAgeHours: config.store.maxReportAgeHours,
-          groups: config.groups[request.user] ?? config.groups[request.user.toLowerCase()] ?? [],
-          brakeReportOnly: this.brake.reportOnly(),
-        });
-        decision = result.decision;
-        this.applyFirstSeen(request.deviceId, result.firstSeenToMark, result.firstSeenToClear, now);
-      }
+      if ('decision' in loaded) return { decision: loaded.decision, policy, now, fromLastKnown: false };
+      const config = this.options.getConfig();
+      const result = await evaluatePolicy(policy, request, loaded.facts, {
+        now,
+        refId,
+        maxReportAgeHours: config.store.maxReportAgeHours,
+        groups: config.groups[request.user] ?? config.groups[request.user.toLowerCase()] ?? [],
+        brakeReportOnly: this.brake.reportOnly(),
+      });
+      return {
+        decision: result.decision,
+        policy,
+        now,
+        fromLastKnown: loaded.facts.fromLastKnown === true,
+        firstSeen: { mark: result.firstSeenToMark, clear: result.firstSeenToClear },
+      };
     } catch (err) {
-      this.options.log.error('decision failed: internal error, answering tempfail', { refId, user: request.user, error: errorText(err) });
-      decision = tempfailDecision(policy, request, refId, now, CoreReasonCodes.INTERNAL_ERROR);
+      this.safeLog('decision failed: internal error, answering tempfail', err, { refId, user: request.user });
+      return { decision: tempfailDecision(policy, request, refId, now, CoreReasonCodes.INTERNAL_ERROR), policy, now, fromLastKnown: false };
     }
-    this.finish(decision, request, policy, now, fromLastKnown, (performance.now() - started) / 1000);
-    return decision;
   }
 
   /** Resolves when every background write started so far has finished (tests, shutdown). */
@@ -174,9 +192,9 @@ export class Decider {
     void task.finally(() => this.pending.delete(task));
   }
 
-  private safeLog(message: string, err: unknown): void {
+  private safeLog(message: string, err: unknown, context: Record<string, unknown> = {}): void {
     try {
-      this.options.log.error(message, { error: errorText(err) });
+      this.options.log.error(message, { ...context, error: errorText(err) });
     } catch {
       // The logger itself is broken: nothing left to tell.
     }

@@ -225,3 +225,17 @@ it('feeds the brake: after a change, too many denials put the changed check in r
   expect(t.alerts).toEqual([['brake-tripped', expect.objectContaining({ checks: ['no-tiktok-on-mobiles'], logins: 10, denied: 10 })]]);
   expect(t.entries.some((e) => e.level === 'error' && e.msg === 'brake-tripped')).toBe(true);
 });
+
+it('dryRun answers like decide but leaves no trace (no audit, no grace mark, no brake, no metrics)', async () => {
+  const policy = await compile(policyConfig([{ ...tiktokCheck, graceHours: 24 }]));
+  const t = await setup({ policy });
+  await t.memory.putDevice(device({ apps: ['com.zhiliaoapp.musically'] }), 3600);
+  const decision = await t.decider.dryRun(request({ trigger: 'admin' }));
+  await t.decider.idle();
+  expect(decision).toMatchObject({ action: 'allow', reasonCode: 'OK' });
+  expect(decision.warnings[0]).toContain('TikTok');
+  expect(t.entries.filter((e) => e.msg === 'decision')).toHaveLength(0);
+  expect(await t.memory.readAudit('0', 10)).toHaveLength(0);
+  expect(await t.memory.getFirstSeenNoncompliant('dev-1', 'no-tiktok-on-mobiles')).toBeNull();
+  expect(t.metrics).toHaveLength(0);
+});
