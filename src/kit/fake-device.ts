@@ -6,6 +6,7 @@ import path from 'node:path';
 import { CompactSign, SignJWT, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import { REPORT_TYP } from '../identity/jwks';
 import { parseReportPayload, type ReportPayload } from '../admin/reports';
+import { AdminApiError, createAdminClient } from '../admin/client';
 
 export interface SigningKeys {
   /** The private key (with kid, alg, use): keep it secret; it signs reports or tokens. */
@@ -143,45 +144,22 @@ export async function makeOauthToken(input: OauthTokenInput): Promise<string> {
     .sign(key);
 }
 
-/** The admin API's error body: { error: { code, message } }. */
-async function adminError(response: Response): Promise<{ code: string; message: string }> {
-  const text = await response.text();
-  try {
-    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
-    return { code: String(body.error?.code ?? `HTTP_${response.status}`), message: String(body.error?.message ?? text) };
-  } catch {
-    return { code: `HTTP_${response.status}`, message: text.slice(0, 200) };
-  }
-}
-
-function adminEndpoint(adminUrl: string, pathname: string): string {
-  return `${adminUrl.replace(/\/+$/, '')}${pathname}`;
-}
-
-async function post(url: string, token: string, contentType: string, body: string): Promise<Response> {
-  try {
-    return await fetch(url, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': contentType },
-      body,
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { message?: string } }).cause?.message;
-    throw new Error(`POST ${url}: ${cause ?? (err instanceof Error ? err.message : String(err))}`);
-  }
-}
-
 export type PushResult =
-  | { readonly ok: true; readonly status: number; readonly stored: boolean; readonly deviceId: string }
+  | { readonly ok: true; readonly status: 200 | 202; readonly stored: boolean; readonly deviceId: string }
   | { readonly ok: false; readonly status: number; readonly code: string; readonly message: string };
 
-/** POST /v1/reports. A 4xx is a result (the code names the problem); a network failure throws. */
+/**
+ * POST /v1/reports (Content-Type: application/jose). A refusal is a result whose code names the
+ * problem (docs/reports.md); an unreachable admin API throws.
+ */
 export async function pushReport(adminUrl: string, token: string, jws: string): Promise<PushResult> {
-  const response = await post(adminEndpoint(adminUrl, '/v1/reports'), token, 'application/jose', jws);
-  if (!response.ok) return { ok: false, status: response.status, ...(await adminError(response)) };
-  const body = (await response.json()) as { stored?: boolean; deviceId?: string };
-  return { ok: true, status: response.status, stored: body.stored === true, deviceId: String(body.deviceId) };
+  try {
+    const outcome = await createAdminClient({ baseUrl: adminUrl, token }).postReport(jws);
+    return { ok: true, status: outcome.stored ? 202 : 200, stored: outcome.stored, deviceId: outcome.deviceId };
+  } catch (err) {
+    if (err instanceof AdminApiError && err.status !== 0) return { ok: false, status: err.status, code: err.code, message: err.message };
+    throw err;
+  }
 }
 
 /** POST /v1/devices/{id}/app-passwords: a new app password for the device (shown once). Throws on refusal. */
@@ -190,17 +168,8 @@ export async function enrollDevice(
   token: string,
   subject: { user: string; deviceId: string },
 ): Promise<{ password: string; credentialId: string }> {
-  const url = adminEndpoint(adminUrl, `/v1/devices/${encodeURIComponent(subject.deviceId)}/app-passwords`);
-  const response = await post(url, token, 'application/json', JSON.stringify({ user: subject.user }));
-  if (response.status !== 201) {
-    const { code, message } = await adminError(response);
-    throw new Error(`enrolment refused (${response.status} ${code}): ${message}`);
-  }
-  const body = (await response.json()) as { password?: unknown; credentialId?: unknown };
-  if (typeof body.password !== 'string' || typeof body.credentialId !== 'string') {
-    throw new Error('enrolment answer has no password');
-  }
-  return { password: body.password, credentialId: body.credentialId };
+  const issued = await createAdminClient({ baseUrl: adminUrl, token }).issueAppPassword(subject.deviceId, subject.user);
+  return { password: issued.password, credentialId: issued.credentialId };
 }
 
 export interface LoginDetailsInput {

@@ -1,5 +1,5 @@
 // OAuth bearer-token identity: JWTs verified against a JWKS file or URL, and every way one can be bad.
-import { createPrivateKey, sign } from 'node:crypto';
+import { createPrivateKey, sign, type JsonWebKey } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
