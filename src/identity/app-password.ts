@@ -8,7 +8,7 @@ import type { IdentitySourceConfig } from '../core/config-types';
 import type { DeviceStore } from '../store/device-store';
 import type { CredentialContext, IdentityResult } from './types';
 import { badCredentials, unavailable, type IdentitySourceHandler } from './source';
-import { sameUser, validateIdentifier } from './validate';
+import { InvalidIdentifierError, sameUser, validateIdentifier } from './validate';
 
 export type AppPasswordSourceConfig = Extract<IdentitySourceConfig, { type: 'app-password' }>;
 
@@ -75,7 +75,8 @@ export async function loadAppPasswordKey(hmacKeyFile: string | undefined, config
 
 /**
  * Issue a new app password for a device and store its hash. The password is returned here once and
- * is never stored or logged. Throws on an invalid user or device id, or when the store is down.
+ * is never stored or logged. Throws InvalidIdentifierError on a bad user or device id, and
+ * StoreUnavailableError when the store is down.
  */
 export async function issueAppPassword(
   store: DeviceStore,
@@ -84,7 +85,7 @@ export async function issueAppPassword(
   now: Date = new Date(),
 ): Promise<{ password: string; credentialId: string }> {
   const problem = validateIdentifier(subject.user, 'user') ?? validateIdentifier(subject.deviceId, 'deviceId');
-  if (problem) throw new Error(problem);
+  if (problem) throw new InvalidIdentifierError(problem);
   for (let attempt = 0; attempt < 5; attempt++) {
     const credentialId = randomString(ID_CHARS);
     if ((await store.getAppPassword(credentialId)) !== null) continue;

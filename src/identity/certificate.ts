@@ -32,19 +32,19 @@ export function parseSubjectAltNames(value: string): string[] {
 
 /**
  * Field syntax (config `deviceField` / `userField`):
- * - `subject.<attr>`: a subject attribute, e.g. `subject.CN`, `subject.serialNumber`, `subject.UID`
- * - `serialNumber`: the certificate's own serial number (hex)
- * - `fingerprint256`: the certificate's SHA-256 fingerprint
+ * - `<attr>` or `subject.<attr>`: a subject attribute, e.g. `CN`, `serialNumber`, `UID`, `emailAddress`
+ * - `cert.serialNumber`, `cert.fingerprint256`: the certificate's own serial number (hex) or SHA-256
+ *   fingerprint
  * - `subjectaltname:<prefix>`: the rest of the first subject alternative name that starts with
  *   `<prefix>`, e.g. `subjectaltname:URI:urn:device:` or `subjectaltname:email:`
  */
 export function parseCertificateField(spec: string, where: string): FieldReader {
-  if (spec.startsWith('subject.') && spec.length > 'subject.'.length) {
-    const attr = spec.slice('subject.'.length);
+  const attr = /^(?:subject\.)?([A-Za-z][A-Za-z0-9]*)$/.exec(spec)?.[1];
+  if (attr !== undefined) {
     return (cert) => (cert.subject as unknown as Record<string, string | string[]> | undefined)?.[attr];
   }
-  if (spec === 'serialNumber') return (cert) => cert.serialNumber || undefined;
-  if (spec === 'fingerprint256') return (cert) => cert.fingerprint256 || undefined;
+  if (spec === 'cert.serialNumber') return (cert) => cert.serialNumber || undefined;
+  if (spec === 'cert.fingerprint256') return (cert) => cert.fingerprint256 || undefined;
   if (spec.startsWith('subjectaltname:') && spec.length > 'subjectaltname:'.length) {
     const prefix = spec.slice('subjectaltname:'.length);
     return (cert) => {
@@ -52,7 +52,9 @@ export function parseCertificateField(spec: string, where: string): FieldReader 
       return hit === undefined ? undefined : hit.slice(prefix.length);
     };
   }
-  throw new Error(`${where}: unknown certificate field "${spec}" (subject.<attr>, serialNumber, fingerprint256, subjectaltname:<prefix>)`);
+  throw new Error(
+    `${where}: unknown certificate field "${spec}" (CN, subject.<attr>, cert.serialNumber, cert.fingerprint256, subjectaltname:<prefix>)`,
+  );
 }
 
 /** A field read as one value; null when absent, an error string when ambiguous or invalid. */

@@ -41,6 +41,15 @@ export function validateSecret(value: string, field: string, maxBytes: number): 
   return null;
 }
 
+/** Thrown where an invalid name is a caller's mistake (enrolment): the admin API answers 400. */
+export class InvalidIdentifierError extends Error {
+  readonly code = 'INVALID_IDENTIFIER';
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidIdentifierError';
+  }
+}
+
 /**
  * Whether two user names are the same account. Case-insensitive: mail servers commonly fold
  * login names (Dovecot `auth_username_format = %Lu`), and the name we act as always comes from the

@@ -10,6 +10,7 @@ import {
   parseAppPassword,
 } from '../../src/identity/app-password';
 import { createIdentityResolver } from '../../src/identity/resolver';
+import { InvalidIdentifierError } from '../../src/identity/validate';
 import type { IdentityResolver } from '../../src/identity/types';
 import { MemoryDeviceStore } from '../../src/store/memory-store';
 import { StoreUnavailableError, type DeviceStore } from '../../src/store/device-store';
@@ -124,6 +125,7 @@ describe('app passwords', () => {
   });
 
   it('refuses to issue for a device id or user with control characters', async () => {
+    await expect(issueAppPassword(store, { user: USER, deviceId: 'dev\r\n' }, key)).rejects.toThrow(InvalidIdentifierError);
     await expect(issueAppPassword(store, { user: USER, deviceId: 'dev\r\n' }, key)).rejects.toThrow(/deviceId/);
     await expect(issueAppPassword(store, { user: 'a\0b', deviceId: DEVICE }, key)).rejects.toThrow(/user/);
   });

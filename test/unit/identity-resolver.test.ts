@@ -94,7 +94,7 @@ describe('asserted identity', () => {
 
 describe('certificate identity', () => {
   const laptop = cert({
-    subject: { CN: 'dev-42', O: 'Acme', OU: ['a', 'b'], emailAddress: USER } as unknown as PeerCertificate['subject'],
+    subject: { CN: 'dev-42', serialNumber: 'SN-77', O: 'Acme', OU: ['a', 'b'], emailAddress: USER } as unknown as PeerCertificate['subject'],
     subjectaltname: 'DNS:laptop.example, URI:urn:device:abc-9, URI:"urn:device:x\\u002cy"',
     serialNumber: '0A1B',
     fingerprint256: 'AD:5A',
@@ -110,10 +110,12 @@ describe('certificate identity', () => {
   });
 
   it.each([
+    ['CN', 'dev-42'],
     ['subject.CN', 'dev-42'],
+    ['serialNumber', 'SN-77'],
     ['subjectaltname:URI:urn:device:', 'abc-9'],
-    ['serialNumber', '0A1B'],
-    ['fingerprint256', 'AD:5A'],
+    ['cert.serialNumber', '0A1B'],
+    ['cert.fingerprint256', 'AD:5A'],
   ])('reads the device id from %s; the password goes upstream as is', async (deviceField, deviceId) => {
     const resolver = await make([{ type: 'certificate', deviceField }]);
     const result = await resolver.resolve({ ...password(USER), peerCertificate: laptop, upstreamLogin: 'master' });
