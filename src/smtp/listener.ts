@@ -1,0 +1,161 @@
+// The only file that sees smtp-server's callbacks: one SMTP listener (implicit TLS, STARTTLS or
+// plaintext) whose events are handed to async handlers; replies and errors go back as callbacks here.
+import type net from 'node:net';
+import type tls from 'node:tls';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { ProtocolListener } from '../core/config-types';
+import type { Logger } from '../core/log';
+import type { Credential } from '../identity/types';
+import { Replies, type SmtpReply } from './replies';
+
+export type AuthOutcome = { readonly ok: true; readonly user: string } | { readonly ok: false; readonly reply: SmtpReply };
+
+/** What the proxy does at each step of a client session; every method resolves, none throws on purpose. */
+export interface SmtpHandlers {
+  /** After implicit TLS or STARTTLS (the client certificate, if any, is on the socket). */
+  secure(socket: tls.TLSSocket, session: SMTPServerSession): void;
+  auth(credential: Credential, session: SMTPServerSession): Promise<AuthOutcome>;
+  /** null = accepted (smtp-server answers 250). */
+  mailFrom(address: SMTPServerAddress, session: SMTPServerSession): Promise<SmtpReply | null>;
+  rcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<SmtpReply | null>;
+  /** Must consume or leave the stream; the reply goes out once the client's final dot arrived. */
+  data(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<SmtpReply>;
+  close(session: SMTPServerSession): void;
+}
+
+export interface ListenerOptions {
+  readonly listener: ProtocolListener;
+  readonly hostname: string;
+  readonly maxMessageBytes: number;
+  /** Certificate, key and optional client CA; required unless the listener is plaintext. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
+}
+
+export interface RunningListener {
+  readonly address: { host: string; port: number; tls: ProtocolListener['tls'] };
+  /** Stop accepting; after drainMs tell the remaining clients 421 and close them. */
+  close(drainMs: number): Promise<void>;
+}
+
+/** RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command. */
+const SOCKET_TIMEOUT_MS = 5 * 60_000;
+/** Postfix smtpd_recipient_limit; smtp-server answers the excess with 452 (RFC 5321 §4.5.3.1.8). */
+const MAX_RECIPIENTS = 1000;
+
+function smtpError(reply: SmtpReply): Error & { responseCode: number } {
+  return Object.assign(new Error(reply.text), { responseCode: reply.code });
+}
+
+/** smtp-server decodes PLAIN, LOGIN and XOAUTH2 itself; this turns its result into our Credential. */
+function credentialOf(auth: SMTPServerAuthentication): Credential | null {
+  if (auth.method === 'XOAUTH2') return auth.accessToken ? { kind: 'bearer', username: auth.username, token: auth.accessToken } : null;
+  if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') return null;
+  // RFC 4616 §2: an authzid different from the authcid asks to act as someone else: not offered.
+  if (auth.authzid && auth.authcid && auth.authzid !== auth.authcid) return null;
+  return { kind: 'password', username: auth.username ?? '', password: auth.password ?? '' };
+}
+
+export async function startListener(options: ListenerOptions, handlers: SmtpHandlers, log: Logger): Promise<RunningListener> {
+  const { listener } = options;
+  if (listener.tls !== 'none' && !options.tls) throw new Error(`smtp listener ${listener.host}:${listener.port} uses TLS but no tls.cert/tls.key is configured`);
+  // Report unexpected handler failures as a temporary local error: the client keeps its message.
+  const guard = <T>(work: () => Promise<T>, done: (err: Error | null, value?: T) => void): void => {
+    work().then(
+      (value) => done(null, value),
+      (err: unknown) => {
+        log.error('smtp handler failed', { event: 'smtp.error', error: err instanceof Error ? err.stack : String(err) });
+        done(smtpError(Replies.localError));
+      },
+    );
+  };
+  const server = new SMTPServer({
+    secure: listener.tls === 'implicit',
+    ...(options.tls && {
+      cert: options.tls.cert,
+      key: options.tls.key,
+      minVersion: 'TLSv1.2',
+      // Ask for a device certificate when an MDM CA is configured; onSecure reads whether it chained.
+      ...(options.tls.ca && { ca: options.tls.ca, requestCert: true, rejectUnauthorized: false }),
+    }),
+    name: options.hostname,
+    // STARTTLS only on a STARTTLS listener; AUTH in plaintext only where configured (RFC 4954 §4).
+    disabledCommands: listener.tls === 'starttls' ? [] : ['STARTTLS'],
+    allowInsecureAuth: listener.tls === 'none',
+    authMethods: ['PLAIN', 'LOGIN', 'XOAUTH2'],
+    authOptional: false,
+    authRequiredMessage: Replies.authRequiredText,
+    size: options.maxMessageBytes,
+    // Keep our own enhanced codes in the text (see replies.ts); smtp-server's would be prefixed twice.
+    hideENHANCEDSTATUSCODES: true,
+    disableReverseLookup: true,
+    useProxy: listener.proxyProtocolFrom && listener.proxyProtocolFrom.length > 0 ? [...listener.proxyProtocolFrom] : false,
+    socketTimeout: SOCKET_TIMEOUT_MS,
+    // close() below decides when remaining sessions are ended; smtp-server's own timer stays out of it.
+    closeTimeout: 24 * 3600_000,
+    maxRecipients: MAX_RECIPIENTS,
+    logger: false,
+    onSecure(socket: net.Socket | tls.TLSSocket, session, callback) {
+      handlers.secure(socket as tls.TLSSocket, session);
+      callback();
+    },
+    onAuth(auth, session, callback) {
+      const credential = credentialOf(auth);
+      if (!credential) return callback(smtpError(Replies.badCredentials));
+      guard(
+        () => handlers.auth(credential, session),
+        (err, outcome) => {
+          if (err || !outcome) return callback(err ?? smtpError(Replies.localError));
+          if (outcome.ok) return callback(null, { user: outcome.user });
+          callback(smtpError(outcome.reply));
+        },
+      );
+    },
+    onMailFrom(address, session, callback) {
+      guard(() => handlers.mailFrom(address, session), (err, reply) => callback(err ?? (reply ? smtpError(reply) : null)));
+    },
+    onRcptTo(address, session, callback) {
+      guard(() => handlers.rcptTo(address, session), (err, reply) => callback(err ?? (reply ? smtpError(reply) : null)));
+    },
+    onData(stream, session, callback) {
+      guard(
+        () => handlers.data(stream, session),
+        (err, reply) => {
+          if (err || !reply) return callback(err ?? smtpError(Replies.localError));
+          if (reply.code >= 200 && reply.code < 300) return callback(null, reply.text);
+          callback(smtpError(reply));
+        },
+      );
+    },
+    onClose(session) {
+      handlers.close(session);
+    },
+  });
+  // Socket errors (resets, TLS failures) arrive here; without a listener they would crash the process.
+  server.on('error', (err) => log.debug('smtp connection error', { event: 'smtp.socket', error: err.message }));
+
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(listener.port, listener.host, () => {
+      server.server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.server.address() as net.AddressInfo;
+  return {
+    address: { host: listener.host, port: bound.port, tls: listener.tls },
+    close: (drainMs) =>
+      new Promise<void>((resolve) => {
+        // Sessions in the middle of a message get drainMs to finish; then 421 (RFC 5321 §3.8).
+        const timer = setTimeout(() => {
+          for (const connection of server.connections) {
+            connection.send(Replies.shuttingDown.code, Replies.shuttingDown.text);
+            connection.close();
+          }
+        }, drainMs);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,58 @@
+// The SMTP submission front end as the runtime drives it: one smtp-server listener per configured
+// address, all sharing one proxy (policy at AUTH, relay upstream), the notifier and graceful shutdown.
+import fs from 'node:fs';
+import type { SmtpConfig } from '../core/config-types';
+import type { Gate, ProtocolService } from '../core/gate';
+import { startListener, type ListenerOptions, type RunningListener } from './listener';
+import { Notifier, type NotifyStore } from './notify';
+import { SmtpProxy } from './proxy';
+import { Relay } from './relay';
+
+export interface SmtpServiceOptions {
+  /**
+   * Shared store for the user notification's last-sent flag (smtp.notifyUser). Without it no
+   * notification is sent (logged once at start when notifyUser is enabled).
+   */
+  readonly store?: NotifyStore;
+}
+
+/** Listener certificate from the top-level `tls` section (paths already absolute after loading). */
+function listenerTls(gate: Gate, config: SmtpConfig): ListenerOptions['tls'] {
+  if (!config.listeners.some((l) => l.tls !== 'none')) return undefined;
+  const files = gate.config().tls;
+  if (!files) throw new Error('smtp: a listener uses TLS but the configuration has no tls.cert / tls.key');
+  return {
+    cert: fs.readFileSync(files.cert),
+    key: fs.readFileSync(files.key),
+    ...(files.clientCa ? { ca: fs.readFileSync(files.clientCa) } : {}),
+  };
+}
+
+export async function startSmtpService(gate: Gate, config: SmtpConfig, options: SmtpServiceOptions = {}): Promise<ProtocolService> {
+  // Upstream and notification settings are read per session, so a reload applies to new sessions;
+  // listeners and the size limit (advertised in EHLO) stay as started.
+  const current = (): SmtpConfig => gate.config().smtp ?? config;
+  const relay = new Relay(gate.log, () => ({ upstream: current().upstream, hostname: current().hostname }));
+  if (config.notifyUser?.enabled && !options.store) gate.log.warn('smtp.notifyUser is enabled but no store was given; no notification will be sent');
+  const notifier = options.store
+    ? new Notifier({ relay, store: options.store, log: gate.log, settings: () => current().notifyUser, helpdesk: () => gate.policy().helpdesk })
+    : null;
+  const proxy = new SmtpProxy({ gate, relay, notifier, maxMessageBytes: config.maxMessageBytes });
+  const tls = listenerTls(gate, config);
+  const running: RunningListener[] = [];
+  try {
+    for (const listener of config.listeners) {
+      running.push(await startListener({ listener, hostname: config.hostname, maxMessageBytes: config.maxMessageBytes, tls }, proxy, gate.log));
+    }
+  } catch (err) {
+    await Promise.all(running.map((l) => l.close(0)));
+    throw err;
+  }
+  gate.log.info('smtp listening', { event: 'smtp.start', addresses: running.map((l) => l.address) });
+  return {
+    addresses: running.map((l) => l.address),
+    shutdown: async (drainMs) => {
+      await Promise.all(running.map((l) => l.close(drainMs)));
+    },
+  };
+}

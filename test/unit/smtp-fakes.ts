@@ -1,0 +1,109 @@
+// Helpers for the SMTP unit tests: a config for a proxy in front of the capturing sink, a raw
+// line-oriented SMTP test client (for byte sequences no real client would send), and a flag store.
+import net from 'node:net';
+import type { SmtpConfig } from '../../src/core/config-types';
+
+export function smtpConfig(upstreamPort: number, overrides: Partial<SmtpConfig> = {}, upstream: Partial<SmtpConfig['upstream']> = {}): SmtpConfig {
+  return {
+    listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }],
+    upstream: {
+      host: '127.0.0.1',
+      port: upstreamPort,
+      tls: 'none',
+      rejectUnauthorized: true,
+      connectTimeoutMs: 1000,
+      login: 'passthrough',
+      circuitBreaker: { failures: 3, resetMs: 60000 },
+      xclient: false,
+      ...upstream,
+    },
+    maxMessageBytes: 1024 * 1024,
+    hostname: 'mailwarden.test',
+    ...overrides,
+  };
+}
+
+/** A raw SMTP client: write exact bytes, read whole replies. */
+export class RawClient {
+  private buffer = '';
+  private readonly waiting: ((line: string) => void)[] = [];
+  private readonly replies: string[] = [];
+
+  private constructor(readonly socket: net.Socket) {
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      this.buffer += chunk;
+      let eol: number;
+      while ((eol = this.buffer.indexOf('\r\n')) >= 0) {
+        const line = this.buffer.slice(0, eol);
+        this.buffer = this.buffer.slice(eol + 2);
+        this.pending.push(line);
+        if (/^\d{3} /.test(line) || /^\d{3}$/.test(line)) {
+          const reply = this.pending.join('\n');
+          this.pending = [];
+          const waiter = this.waiting.shift();
+          if (waiter) waiter(reply);
+          else this.replies.push(reply);
+        }
+      }
+    });
+  }
+
+  private pending: string[] = [];
+
+  static async connect(port: number): Promise<RawClient> {
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    const client = new RawClient(socket);
+    await client.reply(); // greeting
+    return client;
+  }
+
+  /** The next complete reply (multi-line replies joined with \n). */
+  reply(timeoutMs = 5000): Promise<string> {
+    const queued = this.replies.shift();
+    if (queued !== undefined) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no reply')), timeoutMs);
+      this.waiting.push((r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+    });
+  }
+
+  write(bytes: string | Buffer): void {
+    this.socket.write(typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes);
+  }
+
+  async command(line: string): Promise<string> {
+    this.write(`${line}\r\n`);
+    return this.reply();
+  }
+
+  /** EHLO + AUTH PLAIN; returns the AUTH reply. */
+  async login(user: string, password: string): Promise<string> {
+    await this.command('EHLO client.test');
+    return this.command(`AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`).toString('base64')}`);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** The two store methods the notifier uses, in memory. */
+export function flagStore(): { flags: Map<string, string>; getFlag(name: string): Promise<string | null>; setFlag(name: string, value: string | null): Promise<void> } {
+  const flags = new Map<string, string>();
+  return {
+    flags,
+    getFlag: async (name) => flags.get(name) ?? null,
+    setFlag: async (name, value) => {
+      if (value === null) flags.delete(name);
+      else flags.set(name, value);
+    },
+  };
+}
