@@ -164,15 +164,20 @@ export async function simulate(
   };
 }
 
+/** Columns two spaces apart; the first left-aligned, numbers (the rest) right-aligned when `numeric`. */
+function columns(rows: readonly (readonly string[])[], numeric: boolean): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const pad = (v: string, i: number) => (i === 0 || !numeric ? v.padEnd(widths[i]!) : v.padStart(widths[i]!));
+  return rows.map((r) => r.map(pad).join('  ').trimEnd());
+}
+
 function table(title: string, rows: readonly SimulationRow[], withFailing: boolean): string[] {
   const headers = [title, 'denied now', 'denied then', 'newly denied', 'newly allowed', ...(withFailing ? ['fails (any mode)'] : [])];
   const cells = rows.map((r) => [
     r.key,
     ...[r.deniedNow, r.deniedCandidate, r.newlyDenied, r.newlyAllowed, ...(withFailing ? [r.failing ?? 0] : [])].map(String),
   ]);
-  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) => c.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ').trimEnd();
-  return [line(headers), ...cells.map(line)];
+  return columns([headers, ...cells], true);
 }
 
 /** A readable report: per check, per platform, totals, and the first devices that change. */
@@ -196,7 +201,8 @@ export function formatSimulation(result: SimulationResult, options: { maxDevices
   const list = (title: string, changes: readonly DeviceChange[]) => {
     if (changes.length === 0) return;
     out.push('', `${title}${changes.length > max ? ` (first ${max} of ${changes.length})` : ''}:`);
-    for (const c of changes.slice(0, max)) out.push(`  ${c.deviceId}  ${c.user}  ${c.platform}  ${c.checkId ?? '-'}  ${c.reasonCode}`);
+    const rows = changes.slice(0, max).map((c) => [c.deviceId, c.user, c.platform, c.checkId ?? '-', c.reasonCode]);
+    out.push(...columns(rows, false).map((line) => `  ${line}`));
   };
   list('Newly denied devices', result.newlyDenied);
   list('Newly allowed devices', result.newlyAllowed);
