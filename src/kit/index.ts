@@ -1,3 +1,3 @@
-// The fake-device kit as a module: `import { makeReporterKeys, signReport, ... } from 'mailwarden/kit'`.
+// The fake-device kit as a module (compiled: dist/src/kit): keys, signed reports, enrolment, login details.
 export * from './fake-device';
 export type { ReportPayload } from '../admin/reports';
