@@ -113,7 +113,13 @@ function effectiveMode(check: CompiledCheck, compiled: CompiledPolicy, request: 
   return mode;
 }
 
-type Outcome = { kind: 'verdict'; verdict: Verdict } | { kind: 'error'; code: string; reason: string };
+/** One check's run, normalised: what the audit records and what the engine acts on. */
+interface CheckRun {
+  readonly outcome: 'pass' | 'fail' | 'unknown' | 'error';
+  readonly code?: string;
+  readonly reason?: string;
+  readonly vars?: Readonly<Record<string, string>>;
+}
 
 const TIMED_OUT = Symbol('timeout');
 
@@ -125,23 +131,25 @@ function isVerdict(v: unknown): v is Verdict {
 }
 
 /** Runs one plugin; a throw, a timeout or a malformed verdict is an error outcome, never a pass. */
-async function runCheck(check: CompiledCheck, facts: CheckFacts): Promise<Outcome> {
+async function runCheck(check: CompiledCheck, facts: CheckFacts): Promise<CheckRun> {
   let timer: NodeJS.Timeout | undefined;
   try {
     let result: unknown = check.plugin.evaluate(facts, check.options);
+    // A synchronous plugin cannot be interrupted anyway; only a promise needs the timer.
     if (result instanceof Promise) {
       const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
         timer = setTimeout(resolve, check.config.timeoutMs, TIMED_OUT);
       });
       result = await Promise.race([result, timeout]);
       if (result === TIMED_OUT) {
-        return { kind: 'error', code: CoreReasonCodes.CHECK_TIMEOUT, reason: `no verdict within ${check.config.timeoutMs} ms` };
+        return { outcome: 'error', code: CoreReasonCodes.CHECK_TIMEOUT, reason: `no verdict within ${check.config.timeoutMs} ms` };
       }
     }
-    if (!isVerdict(result)) return { kind: 'error', code: CoreReasonCodes.CHECK_ERROR, reason: 'plugin returned no valid verdict' };
-    return { kind: 'verdict', verdict: result };
+    if (!isVerdict(result)) return { outcome: 'error', code: CoreReasonCodes.CHECK_ERROR, reason: 'plugin returned no valid verdict' };
+    if (result.verdict === 'pass') return { outcome: 'pass' };
+    return { outcome: result.verdict, code: result.code, reason: result.reason, ...(result.vars ? { vars: result.vars } : {}) };
   } catch (err) {
-    return { kind: 'error', code: CoreReasonCodes.CHECK_ERROR, reason: err instanceof Error ? err.message : String(err) };
+    return { outcome: 'error', code: CoreReasonCodes.CHECK_ERROR, reason: err instanceof Error ? err.message : String(err) };
   } finally {
     if (timer) clearTimeout(timer);
   }
@@ -200,6 +208,7 @@ export async function evaluatePolicy(
   const base = baseDecision(compiled.version, request, ctx.refId, ctx.now);
   const firstSeenToMark: string[] = [];
   const firstSeenToClear: string[] = [];
+  const done = (decision: Decision): EngineResult => ({ decision, firstSeenToMark, firstSeenToClear });
   const commonVars = { user: request.user, deviceId: request.deviceId ?? '', refId: ctx.refId, helpdesk: policy.helpdesk };
 
   // No device identity at all: the policy's `unidentified` rule. `allow` lets the checks decide
@@ -207,11 +216,7 @@ export async function evaluatePolicy(
   const unidentified = request.deviceId === null || request.identitySource === 'none';
   if (unidentified && policy.unidentified.action !== 'allow') {
     const message = withRefId(renderTemplate(policy.unidentified.message, { ...commonVars, platform: '' }), ctx.refId);
-    return {
-      decision: { ...base, action: policy.unidentified.action, reasonCode: CoreReasonCodes.UNIDENTIFIED, message, warnings: [], checks: [] },
-      firstSeenToMark,
-      firstSeenToClear,
-    };
+    return done({ ...base, action: policy.unidentified.action, reasonCode: CoreReasonCodes.UNIDENTIFIED, message, warnings: [], checks: [] });
   }
 
   const { status, device } = classifyDevice(stored.device, ctx.now, ctx.maxReportAgeHours);
@@ -240,81 +245,61 @@ export async function evaluatePolicy(
     }
     const effective = effectiveMode(check, compiled, request, stored, ctx);
     const start = performance.now();
-    const outcome = await runCheck(check, facts);
-    const ms = elapsed(start);
-    const head = { checkId: check.id, plugin: cfg.plugin, mode, effectiveMode: effective, ms };
+    const run = await runCheck(check, facts);
+    const head = { checkId: check.id, plugin: cfg.plugin, mode, effectiveMode: effective, ms: elapsed(start) };
+    const detail = { ...(run.code ? { code: run.code } : {}), ...(run.reason ? { reason: run.reason } : {}) };
 
     // An `unknown` with onUnknown: pass counts as passing (recorded as unknown for the audit).
-    const failing =
-      outcome.kind === 'error' || outcome.verdict.verdict === 'fail' || (outcome.verdict.verdict === 'unknown' && cfg.onUnknown === 'fail');
-    const code = outcome.kind === 'error' ? outcome.code : outcome.verdict.verdict === 'pass' ? undefined : outcome.verdict.code;
-    const reason = outcome.kind === 'error' ? outcome.reason : outcome.verdict.verdict === 'pass' ? undefined : outcome.verdict.reason;
-    const recorded = outcome.kind === 'error' ? 'error' : outcome.verdict.verdict;
-    const detail = { ...(code ? { code } : {}), ...(reason ? { reason } : {}) };
-
-    if (!failing) {
+    if (run.outcome === 'pass' || (run.outcome === 'unknown' && cfg.onUnknown === 'pass')) {
       if (Object.hasOwn(stored.firstSeen, check.id)) firstSeenToClear.push(check.id);
-      results.push({ ...head, outcome: recorded, ...detail });
+      results.push({ ...head, outcome: run.outcome, ...detail });
       continue;
     }
     const exemption = exemptionFor(check, stored.exemptions, request, ctx.now);
     if (exemption) {
       const note = `exempt until ${exemption.expiresAt} (${exemption.note})`;
-      results.push({ ...head, outcome: 'exempt', ...detail, reason: reason ? `${note}; ${reason}` : note });
+      results.push({ ...head, outcome: 'exempt', ...detail, reason: run.reason ? `${note}; ${run.reason}` : note });
       continue;
     }
 
-    if (outcome.kind === 'error') {
+    if (run.outcome === 'error') {
       results.push({ ...head, outcome: 'error', ...detail });
       // A broken check blocks only where the check may block; onError (never allow) decides.
       if (effective !== 'enforce') continue;
       const message = withRefId(renderTemplate(policy.messages.tempfail, { ...commonVars, platform }), ctx.refId);
-      return {
-        decision: { ...base, action: cfg.onError, reasonCode: outcome.code, message, warnings, decidedBy: check.id, checks: results },
-        firstSeenToMark,
-        firstSeenToClear,
-      };
+      return done({ ...base, action: cfg.onError, reasonCode: run.code!, message, warnings, decidedBy: check.id, checks: results });
     }
 
     // Plugin vars first: the core's own ({refId}, {user}, …) cannot be overridden by a plugin.
-    const vars = { ...(outcome.verdict.verdict !== 'pass' ? outcome.verdict.vars : {}), ...commonVars, platform };
+    const vars = { ...run.vars, ...commonVars, platform };
     const message = withRefId(renderTemplate(cfg.message, vars), ctx.refId);
-    if (effective === 'report') {
-      results.push({ ...head, outcome: recorded, ...detail, message });
-      continue;
+
+    // Enforced with a grace period: allowed with a warning until first-seen + graceHours.
+    let graceUntil: Date | null = null;
+    if (effective === 'enforce' && cfg.graceHours > 0 && request.deviceId !== null) {
+      const seen = stored.firstSeen[check.id];
+      if (seen === undefined) firstSeenToMark.push(check.id);
+      const until = new Date((seen ?? ctx.now.getTime()) + cfg.graceHours * HOUR_MS);
+      if (ctx.now < until) graceUntil = until;
     }
+    results.push({ ...head, outcome: run.outcome, ...detail, message, ...(graceUntil ? { graceUntil: graceUntil.toISOString() } : {}) });
+
+    if (effective === 'report') continue;
     if (effective === 'warn') {
-      results.push({ ...head, outcome: recorded, ...detail, message });
       warnings.push(`${policy.messages.warnPrefix} ${message}`);
       continue;
     }
-
-    // enforce: within the grace period the login is allowed with a warning saying when it ends.
-    if (cfg.graceHours > 0 && request.deviceId !== null) {
-      const seen = stored.firstSeen[check.id];
-      if (seen === undefined) firstSeenToMark.push(check.id);
-      const graceUntil = new Date((seen ?? ctx.now.getTime()) + cfg.graceHours * HOUR_MS);
-      if (ctx.now < graceUntil) {
-        const until = humanTime(graceUntil);
-        const graceText = cfg.graceMessage
-          ? withRefId(renderTemplate(cfg.graceMessage, { ...vars, graceUntil: until }), ctx.refId)
-          : `From ${until}: ${message}`;
-        results.push({ ...head, outcome: recorded, ...detail, message, graceUntil: graceUntil.toISOString() });
-        warnings.push(`${policy.messages.warnPrefix} ${graceText}`);
-        continue;
-      }
+    if (graceUntil) {
+      // The warning says when the block starts, from the first failure on.
+      const until = humanTime(graceUntil);
+      const graceText = cfg.graceMessage
+        ? withRefId(renderTemplate(cfg.graceMessage, { ...vars, graceUntil: until }), ctx.refId)
+        : `From ${until}: ${message}`;
+      warnings.push(`${policy.messages.warnPrefix} ${graceText}`);
+      continue;
     }
-    results.push({ ...head, outcome: recorded, ...detail, message });
-    return {
-      decision: { ...base, action: cfg.action, reasonCode: code!, message, warnings, decidedBy: check.id, checks: results },
-      firstSeenToMark,
-      firstSeenToClear,
-    };
+    return done({ ...base, action: cfg.action, reasonCode: run.code!, message, warnings, decidedBy: check.id, checks: results });
   }
 
-  return {
-    decision: { ...base, action: 'allow', reasonCode: CoreReasonCodes.OK, warnings, checks: results },
-    firstSeenToMark,
-    firstSeenToClear,
-  };
+  return done({ ...base, action: 'allow', reasonCode: CoreReasonCodes.OK, warnings, checks: results });
 }
