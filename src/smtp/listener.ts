@@ -94,7 +94,13 @@ export async function startListener(options: ListenerOptions, handlers: SmtpHand
     closeTimeout: 24 * 3600_000,
     maxRecipients: MAX_RECIPIENTS,
     logger: false,
+    onConnect(session, callback) {
+      // RFC 4954 §3: do not advertise AUTH where it is not permitted (before STARTTLS).
+      if (listener.tls === 'starttls') session.disabledCommands = ['AUTH'];
+      callback();
+    },
     onSecure(socket: net.Socket | tls.TLSSocket, session, callback) {
+      session.disabledCommands = undefined;
       handlers.secure(socket as tls.TLSSocket, session);
       callback();
     },

@@ -1,6 +1,7 @@
 // Helpers for the SMTP unit tests: a config for a proxy in front of the capturing sink, a raw
 // line-oriented SMTP test client (for byte sequences no real client would send), and a flag store.
 import net from 'node:net';
+import tls from 'node:tls';
 import type { SmtpConfig } from '../../src/core/config-types';
 
 export function smtpConfig(upstreamPort: number, overrides: Partial<SmtpConfig> = {}, upstream: Partial<SmtpConfig['upstream']> = {}): SmtpConfig {
@@ -29,16 +30,19 @@ export class RawClient {
   private readonly waiting: ((line: string) => void)[] = [];
   private readonly replies: string[] = [];
 
-  private constructor(readonly socket: net.Socket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      this.buffer += chunk;
+  private constructor(public socket: net.Socket) {
+    this.attach(socket);
+  }
+
+  private attach(socket: net.Socket): void {
+    socket.on('data', (chunk: Buffer) => {
+      this.buffer += chunk.toString('latin1');
       let eol: number;
       while ((eol = this.buffer.indexOf('\r\n')) >= 0) {
         const line = this.buffer.slice(0, eol);
         this.buffer = this.buffer.slice(eol + 2);
         this.pending.push(line);
-        if (/^\d{3} /.test(line) || /^\d{3}$/.test(line)) {
+        if (/^\d{3}( |$)/.test(line)) {
           const reply = this.pending.join('\n');
           this.pending = [];
           const waiter = this.waiting.shift();
@@ -49,18 +53,31 @@ export class RawClient {
     });
   }
 
-  private pending: string[] = [];
-
-  static async connect(port: number): Promise<RawClient> {
-    const socket = net.connect(port, '127.0.0.1');
+  /** TLS handshake over the current connection (after a 220 to STARTTLS). */
+  async startTls(): Promise<void> {
+    this.socket.removeAllListeners('data');
+    const secured = tls.connect({ socket: this.socket, rejectUnauthorized: false });
     await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
+      secured.once('secureConnect', resolve);
+      secured.once('error', reject);
+    });
+    this.socket = secured;
+    this.attach(secured);
+  }
+
+  /** Plaintext or implicit TLS. */
+  static async connect(port: number, options: { tls?: boolean } = {}): Promise<RawClient> {
+    const socket = options.tls ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      socket.once(options.tls ? 'secureConnect' : 'connect', resolve);
       socket.once('error', reject);
     });
     const client = new RawClient(socket);
     await client.reply(); // greeting
     return client;
   }
+
+  private pending: string[] = [];
 
   /** The next complete reply (multi-line replies joined with \n). */
   reply(timeoutMs = 5000): Promise<string> {

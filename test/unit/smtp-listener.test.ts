@@ -1,0 +1,142 @@
+// SMTP listeners: implicit TLS and STARTTLS (with the plaintext-injection defence), no AUTH in
+// plaintext on a STARTTLS port, and the PROXY protocol from a configured balancer.
+import net from 'node:net';
+import nodemailer from 'nodemailer';
+import type { MailwardenConfig, ProtocolListener } from '../../src/core/config-types';
+import type { ProtocolService } from '../../src/core/gate';
+import { startSmtpService } from '../../src/smtp/service';
+import { startSmtpSink, type SmtpSink } from '../harness/smtp-sink';
+import { makeTestPki, type TestPki } from '../harness/tls';
+import { decision, fakeGate, type FakeGate } from './imap-fakes';
+import { RawClient, smtpConfig } from './smtp-fakes';
+
+let pki: TestPki;
+let sink: SmtpSink;
+let gate: FakeGate;
+let service: ProtocolService | null = null;
+
+beforeAll(() => {
+  pki = makeTestPki();
+});
+afterAll(() => pki.cleanup());
+
+beforeEach(async () => {
+  sink = await startSmtpSink({ auth: { users: { 'alice@example.com': 'alice-pw' } }, xclient: true });
+  gate = fakeGate();
+  gate.decideWith = (req) => decision('allow', { protocol: 'smtp', user: req.user, deviceId: req.deviceId });
+  const base = gate.config();
+  gate.config = () => ({ ...base, tls: { cert: pki.serverCert, key: pki.serverKey } }) as MailwardenConfig;
+});
+
+afterEach(async () => {
+  await service?.shutdown(0);
+  service = null;
+  await sink.stop();
+});
+
+async function start(listener: Partial<ProtocolListener>, xclient = false): Promise<number> {
+  service = await startSmtpService(gate, smtpConfig(sink.port, { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none', ...listener }] }, { xclient }));
+  return service.addresses[0]!.port;
+}
+
+const MESSAGE = Buffer.from('Subject: tls\r\n\r\nover TLS\r\n');
+
+it('implicit TLS (465-style): nodemailer delivers over TLS; STARTTLS is not offered', async () => {
+  const port = await start({ tls: 'implicit' });
+  const c = await RawClient.connect(port, { tls: true });
+  expect(await c.command('EHLO x')).not.toContain('STARTTLS');
+  c.close();
+  const transport = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    secure: true,
+    tls: { rejectUnauthorized: false },
+    auth: { user: 'alice@example.com+laptop', pass: 'alice-pw' },
+  });
+  await transport.sendMail({ envelope: { from: 'alice@example.com', to: ['alice@example.com'] }, raw: MESSAGE });
+  const [got] = await sink.waitForMessages(1);
+  expect(got!.raw.equals(MESSAGE)).toBe(true);
+});
+
+it('STARTTLS (587-style): AUTH before STARTTLS is refused, nodemailer upgrades and delivers', async () => {
+  const port = await start({ tls: 'starttls' });
+  const c = await RawClient.connect(port);
+  const ehlo = await c.command('EHLO x');
+  expect(ehlo).toContain('STARTTLS');
+  expect(ehlo).not.toContain('AUTH');
+  expect(await c.command(`AUTH PLAIN ${Buffer.from('\0alice@example.com\0alice-pw').toString('base64')}`)).toMatch(/^5/);
+  expect(await c.command('MAIL FROM:<alice@example.com>')).toBe('530 5.7.0 Authentication required');
+  c.close();
+  const transport = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    secure: false,
+    requireTLS: true,
+    tls: { rejectUnauthorized: false },
+    auth: { user: 'alice@example.com+laptop', pass: 'alice-pw' },
+  });
+  await transport.sendMail({ envelope: { from: 'alice@example.com', to: ['alice@example.com'] }, raw: MESSAGE });
+  expect(await sink.waitForMessages(1)).toHaveLength(1);
+});
+
+it('commands pipelined behind STARTTLS in plaintext are discarded, not run after the handshake', async () => {
+  const port = await start({ tls: 'starttls' });
+  const c = await RawClient.connect(port);
+  await c.command('EHLO x');
+  // CVE-2011-0411: an attacker appends AUTH to the client's STARTTLS in the same segment.
+  c.write(`STARTTLS\r\nAUTH PLAIN ${Buffer.from('\0alice@example.com+laptop\0alice-pw').toString('base64')}\r\n`);
+  expect(await c.reply()).toMatch(/^220/);
+  await c.startTls();
+  // The first reply after the handshake answers our EHLO; nothing answered the injected AUTH.
+  expect(await c.command('EHLO x')).toMatch(/^250-/);
+  expect(await c.command('MAIL FROM:<alice@example.com>')).toBe('530 5.7.0 Authentication required');
+  c.close();
+  expect(gate.contexts).toHaveLength(0);
+});
+
+it('PROXY protocol from a configured balancer: the real client address is used and forwarded with XCLIENT', async () => {
+  gate.resolveWith = (ctx) => ({
+    ok: true,
+    user: 'alice@example.com',
+    deviceId: 'laptop',
+    source: 'app-password',
+    strength: 'strong',
+    upstream: { mode: 'master', username: ctx.credential.username ?? '' },
+  });
+  const port = await start({ tls: 'none', proxyProtocolFrom: ['127.0.0.1'] }, true);
+  const socket = net.connect(port, '127.0.0.1');
+  await new Promise((r) => socket.once('connect', r));
+  socket.write('PROXY TCP4 203.0.113.7 127.0.0.1 51234 587\r\n');
+  const lines: string[] = [];
+  socket.setEncoding('latin1');
+  const next = (): Promise<string> =>
+    new Promise((resolve) => {
+      const onData = (d: string): void => {
+        lines.push(d);
+        if (/^\d{3} /m.test(d)) {
+          socket.off('data', onData);
+          resolve(lines.splice(0).join(''));
+        }
+      };
+      socket.on('data', onData);
+    });
+  expect(await next()).toMatch(/^220/);
+  socket.write('EHLO client.example\r\n');
+  await next();
+  socket.write(`AUTH PLAIN ${Buffer.from('\0alice@example.com\0pw').toString('base64')}\r\n`);
+  expect(await next()).toMatch(/^235/);
+  socket.write('MAIL FROM:<alice@example.com>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n');
+  await next();
+  socket.write('Subject: via balancer\r\n\r\nhi\r\n.\r\nQUIT\r\n');
+  const [got] = await sink.waitForMessages(1);
+  socket.destroy();
+  expect(gate.contexts[0]!.remoteAddress).toBe('203.0.113.7');
+  expect(got!.xclient).toMatchObject({ ADDR: '203.0.113.7', PORT: '51234', HELO: 'client.example', LOGIN: 'alice@example.com' });
+  expect(got!.login).toEqual({ method: 'XCLIENT', user: 'alice@example.com' });
+});
+
+it('a listener with TLS but no certificate configured refuses to start', async () => {
+  const base = fakeGate().config();
+  gate.config = () => base;
+  await expect(start({ tls: 'implicit' })).rejects.toThrow(/tls\.cert/);
+});
