@@ -1,0 +1,339 @@
+// In-process cache in front of any DeviceStore: recent lookups are answered from memory (bounded,
+// LRU, max age), dropped when the change channel says they changed, and — while the store is
+// unreachable — served as last-known state for a bounded time, then refused (the caller tempfails).
+import {
+  StoreUnavailableError,
+  type AppPasswordCredential,
+  type AuditEntry,
+  type ChangeEvent,
+  type DeviceLookup,
+  type DeviceRecord,
+  type DeviceStore,
+  type Exemption,
+  type ExemptionScope,
+  type StoredFacts,
+} from './device-store';
+
+/** The same words as the store_cache_total metric's `result` label (src/admin/metrics.ts). */
+export type CacheResult = 'hit' | 'miss' | 'stale' | 'last-known';
+
+export interface CacheStats {
+  readonly hits: number;
+  /** Not cached at all. */
+  readonly misses: number;
+  /** Cached but older than maxAgeMs, so asked again. */
+  readonly stale: number;
+  /** Served from last-known state while the store was unavailable. */
+  readonly lastKnown: number;
+  /** Store unavailable and nothing recent enough cached: the error went to the caller. */
+  readonly refused: number;
+  readonly entries: number;
+}
+
+export interface CacheOptions {
+  readonly maxEntries: number;
+  readonly maxAgeMs: number;
+  /** While the store cannot answer, cached facts younger than this are served; 0 = never. */
+  readonly outageLastKnownMaxSeconds: number;
+  readonly now?: () => number;
+  /** Called for every cached lookup (wire it to Metrics.onStoreCache). */
+  readonly onResult?: (result: CacheResult) => void;
+}
+
+interface Entry<T> {
+  readonly value: T;
+  readonly fetchedAtMs: number;
+  readonly deviceId: string | null;
+  readonly user: string | null;
+}
+
+export class CachedDeviceStore implements DeviceStore {
+  readonly kind: DeviceStore['kind'];
+  private readonly entries = new Map<string, Entry<StoredFacts | DeviceLookup>>();
+  /** Cache keys by device id and by user, so one change event drops exactly its entries. */
+  private readonly byDevice = new Map<string, Set<string>>();
+  private readonly byUser = new Map<string, Set<string>>();
+  /** Bumped on every invalidation: a fetch that started before one must not be cached. */
+  private generation = 0;
+  private readonly counts = { hits: 0, misses: 0, stale: 0, lastKnown: 0, refused: 0 };
+  private readonly now: () => number;
+  private readonly lastKnownMs: number;
+  private unsubscribe: (() => Promise<void>) | null = null;
+  private readonly offReconnect: () => void;
+  /** Present exactly when the inner store has it (callers fall back to readAudit otherwise). */
+  readonly readAuditLast?: (count: number) => Promise<AuditEntry[]>;
+
+  constructor(
+    private readonly inner: DeviceStore,
+    private readonly options: CacheOptions,
+  ) {
+    this.kind = inner.kind;
+    this.now = options.now ?? Date.now;
+    this.lastKnownMs = options.outageLastKnownMaxSeconds * 1000;
+    // Events may have been lost while disconnected: nothing cached can be trusted any more.
+    this.offReconnect = inner.onReconnect(() => this.clear());
+    if (inner.readAuditLast) this.readAuditLast = (count) => inner.readAuditLast!(count);
+  }
+
+  /** Subscribes to the inner store's change channel; call once before serving (createStore does). */
+  async start(): Promise<void> {
+    this.unsubscribe ??= await this.inner.subscribe((event) => this.onChange(event));
+  }
+
+  stats(): CacheStats {
+    return { ...this.counts, entries: this.entries.size };
+  }
+
+  /** Drops everything cached (also used on reconnect and by the kill switch). */
+  clear(): void {
+    this.generation += 1;
+    this.entries.clear();
+    this.byDevice.clear();
+    this.byUser.clear();
+  }
+
+  async loadFacts(deviceId: string | null, user: string, checkIds: readonly string[]): Promise<StoredFacts> {
+    const key = `f\u0000${deviceId ?? ''}\u0000${user}\u0000${checkIds.join('\u0000')}`;
+    return this.cached(key, deviceId, user, () => this.inner.loadFacts(deviceId, user, checkIds), (facts) => ({
+      ...facts,
+      fromLastKnown: true,
+    }));
+  }
+
+  /** Cached like loadFacts, but never answered from last-known state (it cannot be marked as such). */
+  async getDevice(deviceId: string): Promise<DeviceLookup> {
+    return this.cached(`d\u0000${deviceId}`, deviceId, null, () => this.inner.getDevice(deviceId), null);
+  }
+
+  getDevices(deviceIds: readonly string[]): Promise<DeviceLookup[]> {
+    return this.inner.getDevices(deviceIds);
+  }
+
+  async putDevice(record: DeviceRecord, ttlSeconds: number): Promise<boolean> {
+    try {
+      return await this.inner.putDevice(record, ttlSeconds);
+    } finally {
+      this.invalidate(record.deviceId, null);
+    }
+  }
+
+  async deleteDevice(deviceId: string): Promise<void> {
+    try {
+      await this.inner.deleteDevice(deviceId);
+    } finally {
+      this.invalidate(deviceId, null);
+    }
+  }
+
+  listUserDevices(user: string): Promise<string[]> {
+    return this.inner.listUserDevices(user);
+  }
+
+  listDevices(): Promise<DeviceRecord[]> {
+    return this.inner.listDevices();
+  }
+
+  getExemptions(deviceId: string, user: string): Promise<Exemption[]> {
+    return this.inner.getExemptions(deviceId, user);
+  }
+
+  async putExemption(exemption: Exemption): Promise<void> {
+    try {
+      await this.inner.putExemption(exemption);
+    } finally {
+      this.invalidateSubject(exemption.scope, exemption.subject);
+    }
+  }
+
+  async removeExemption(scope: ExemptionScope, subject: string): Promise<void> {
+    try {
+      await this.inner.removeExemption(scope, subject);
+    } finally {
+      this.invalidateSubject(scope, subject);
+    }
+  }
+
+  listExemptions(): Promise<Exemption[]> {
+    return this.inner.listExemptions();
+  }
+
+  getFirstSeenNoncompliant(deviceId: string, checkId: string): Promise<number | null> {
+    return this.inner.getFirstSeenNoncompliant(deviceId, checkId);
+  }
+
+  async markFirstSeenNoncompliant(deviceId: string, checkId: string, atMs: number): Promise<number> {
+    try {
+      return await this.inner.markFirstSeenNoncompliant(deviceId, checkId, atMs);
+    } finally {
+      this.invalidate(deviceId, null);
+    }
+  }
+
+  async clearFirstSeenNoncompliant(deviceId: string, checkId: string): Promise<void> {
+    try {
+      await this.inner.clearFirstSeenNoncompliant(deviceId, checkId);
+    } finally {
+      this.invalidate(deviceId, null);
+    }
+  }
+
+  putAppPassword(credential: AppPasswordCredential): Promise<void> {
+    return this.inner.putAppPassword(credential);
+  }
+
+  getAppPassword(credentialId: string): Promise<AppPasswordCredential | null> {
+    return this.inner.getAppPassword(credentialId);
+  }
+
+  removeAppPasswords(deviceId: string): Promise<number> {
+    return this.inner.removeAppPasswords(deviceId);
+  }
+
+  appendAudit(event: Record<string, unknown>): Promise<string> {
+    return this.inner.appendAudit(event);
+  }
+
+  readAudit(afterId: string, count: number): Promise<AuditEntry[]> {
+    return this.inner.readAudit(afterId, count);
+  }
+
+  publish(event: ChangeEvent): Promise<void> {
+    return this.inner.publish(event);
+  }
+
+  subscribe(listener: (event: ChangeEvent) => void): Promise<() => Promise<void>> {
+    return this.inner.subscribe(listener);
+  }
+
+  onReconnect(listener: () => void): () => void {
+    return this.inner.onReconnect(listener);
+  }
+
+  getFlag(name: string): Promise<string | null> {
+    return this.inner.getFlag(name);
+  }
+
+  async setFlag(name: string, value: string | null): Promise<void> {
+    try {
+      await this.inner.setFlag(name, value);
+    } finally {
+      this.clear(); // the kill switch is part of every cached StoredFacts
+    }
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+
+  async close(): Promise<void> {
+    this.offReconnect();
+    await this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.clear();
+    await this.inner.close();
+  }
+
+  /**
+   * Fresh entry → served. Otherwise ask the store; if it is unavailable and `asLastKnown` is given,
+   * an entry younger than the outage bound is served through it. Never anything the store did not say.
+   */
+  private async cached<T extends StoredFacts | DeviceLookup>(
+    key: string,
+    deviceId: string | null,
+    user: string | null,
+    fetch: () => Promise<T>,
+    asLastKnown: ((value: T) => T) | null,
+  ): Promise<T> {
+    const entry = this.entries.get(key) as Entry<T> | undefined;
+    const age = entry ? this.now() - entry.fetchedAtMs : Infinity;
+    if (entry && age < this.options.maxAgeMs) {
+      this.entries.delete(key); // re-insert: Map order is the LRU order
+      this.entries.set(key, entry);
+      this.count('hit');
+      return entry.value;
+    }
+    this.count(entry ? 'stale' : 'miss');
+    const generation = this.generation;
+    let value: T;
+    try {
+      value = await fetch();
+    } catch (err) {
+      if (err instanceof StoreUnavailableError && entry && asLastKnown && age < this.lastKnownMs && this.entries.get(key) === entry) {
+        this.count('last-known');
+        return asLastKnown(entry.value);
+      }
+      if (err instanceof StoreUnavailableError) this.counts.refused += 1;
+      throw err;
+    }
+    if (generation === this.generation) this.remember(key, { value, fetchedAtMs: this.now(), deviceId, user });
+    return value;
+  }
+
+  private count(result: CacheResult): void {
+    if (result === 'hit') this.counts.hits += 1;
+    else if (result === 'miss') this.counts.misses += 1;
+    else if (result === 'stale') this.counts.stale += 1;
+    else this.counts.lastKnown += 1;
+    this.options.onResult?.(result);
+  }
+
+  private remember(key: string, entry: Entry<StoredFacts | DeviceLookup>): void {
+    this.drop(key);
+    this.entries.set(key, entry);
+    if (entry.deviceId !== null) addTo(this.byDevice, entry.deviceId, key);
+    if (entry.user !== null) addTo(this.byUser, entry.user, key);
+    while (this.entries.size > this.options.maxEntries) {
+      const oldest = this.entries.keys().next().value as string;
+      this.drop(oldest);
+    }
+  }
+
+  private drop(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    if (entry.deviceId !== null) removeFrom(this.byDevice, entry.deviceId, key);
+    if (entry.user !== null) removeFrom(this.byUser, entry.user, key);
+  }
+
+  private invalidate(deviceId: string | null, user: string | null): void {
+    this.generation += 1;
+    for (const key of [...(deviceId === null ? [] : (this.byDevice.get(deviceId) ?? [])), ...(user === null ? [] : (this.byUser.get(user) ?? []))]) {
+      this.drop(key);
+    }
+  }
+
+  private invalidateSubject(scope: ExemptionScope, subject: string): void {
+    if (scope === 'device') this.invalidate(subject, null);
+    else this.invalidate(null, subject);
+  }
+
+  private onChange(event: ChangeEvent): void {
+    switch (event.kind) {
+      case 'device':
+        this.invalidate(event.deviceId, null);
+        break;
+      case 'exemption':
+        this.invalidateSubject(event.scope, event.subject);
+        break;
+      case 'kill-switch':
+        this.clear();
+        break;
+      case 'policy':
+        break; // a policy change does not change stored facts
+    }
+  }
+}
+
+function addTo(index: Map<string, Set<string>>, name: string, key: string): void {
+  let keys = index.get(name);
+  if (!keys) index.set(name, (keys = new Set()));
+  keys.add(key);
+}
+
+function removeFrom(index: Map<string, Set<string>>, name: string, key: string): void {
+  const keys = index.get(name);
+  if (!keys) return;
+  keys.delete(key);
+  if (keys.size === 0) index.delete(name);
+}
