@@ -1,8 +1,9 @@
 // What every identity source implements for the resolver, and the small result builders they share.
+import type { IdentitySourceConfig } from '../core/config-types';
 import type { Credential, CredentialContext, IdentityResult, UpstreamLogin } from './types';
 
 export interface IdentitySourceHandler {
-  readonly type: 'oauth' | 'certificate' | 'app-password' | 'asserted';
+  readonly type: IdentitySourceConfig['type'];
   /**
    * null: this source does not recognise the credential (the next source is tried). Otherwise the
    * source decides: a result, success or failure. Throws only on bugs (the resolver turns a throw
