@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../core/log';
 import type { IdentitySourceConfig } from '../core/config-types';
-import type { DeviceStore } from '../store/device-store';
+import type { AppPasswordCredential, DeviceStore } from '../store/device-store';
 import type { CredentialContext, IdentityResult } from './types';
 import { badCredentials, unavailable, type IdentitySourceHandler } from './source';
 import { InvalidIdentifierError, sameUser, validateIdentifier } from './validate';
@@ -114,7 +114,7 @@ export async function createAppPasswordSource(
     const parsed = parseAppPassword(credential.password);
     if (!parsed) return null;
     const id = parsed.credentialId;
-    let stored;
+    let stored: AppPasswordCredential | null;
     try {
       stored = await deps.store.getAppPassword(id);
     } catch (err) {
