@@ -14,7 +14,7 @@ export interface SinkMessage {
   /** The message exactly as received (dot-unstuffed, final CRLF kept, terminator removed). */
   readonly raw: Buffer;
   /** Who logged in: the SASL user, or the XCLIENT LOGIN. */
-  readonly login?: { readonly method: string; readonly user: string };
+  readonly login?: { readonly method: string; readonly user: string; readonly authzid?: string };
   readonly xclient: Readonly<Record<string, string>>;
 }
 
@@ -62,7 +62,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   const messages: SinkMessage[] = [];
   const rejected = new Map<string, { code: number; text: string }>();
   const faults: SinkFault[] = [];
-  const logins = new Map<string, { method: string; user: string }>();
+  const logins = new Map<string, { method: string; user: string; authzid?: string }>();
   const waiters: (() => void)[] = [];
   let transactions = 0;
   let abortedData = 0;
@@ -93,7 +93,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
         auth.method === 'XCLIENT' ||
         (auth.method === 'XOAUTH2' ? tokens[user] === auth.accessToken : users[user] !== undefined && users[user] === auth.password);
       if (!ok) return callback(error(535, '5.7.8 Error: authentication failed'));
-      logins.set(session.id, { method: auth.method, user });
+      logins.set(session.id, { method: auth.method, user, ...(auth.authzid && auth.authzid !== user ? { authzid: auth.authzid } : {}) });
       callback(null, { user });
     },
     onMailFrom(_address, _session, callback) {
