@@ -4,6 +4,7 @@
 import type { Logger } from '../core/log';
 import { CoreReasonCodes, type Decision } from './decision';
 import type { CompiledCheck, CompiledPolicy } from './compile';
+import { errorText } from './engine';
 import { KILL_SWITCH_FLAG, type DeviceStore } from '../store/device-store';
 
 /**
@@ -110,7 +111,7 @@ export class Brake {
         `checks now in report mode on this instance: ${this.candidates.join(', ')}`,
       { msg: 'brake-tripped', ...details },
     );
-    const failed = (err: unknown) => this.options.log.error('brake alert failed', { error: err instanceof Error ? err.message : String(err) });
+    const failed = (err: unknown) => this.options.log.error('brake alert failed', { error: errorText(err) });
     try {
       this.options.onTrip?.();
       Promise.resolve(this.options.alert?.('brake-tripped', details)).catch(failed);

@@ -7,6 +7,7 @@ import { issueAt, type YamlSource } from '../core/config';
 import { ConfigError, type ConfigIssue } from '../core/errors';
 import { OptionError } from './options';
 import { loadPlugin, pluginSearchPath } from './registry';
+import { errorText } from './engine';
 
 export interface CompiledCheck {
   readonly id: string;
@@ -46,7 +47,7 @@ function parseKeyPath(text: string): KeyPath {
 /** Splits an option error into the path under `options` and the problem. */
 function optionProblem(err: unknown): { path: KeyPath; message: string } {
   if (err instanceof OptionError) return { path: [...err.path], message: err.problem };
-  const text = err instanceof Error ? err.message : String(err);
+  const text = errorText(err);
   const match = LEADING_PATH.exec(text);
   return match ? { path: parseKeyPath(match[1]!), message: match[2]! } : { path: [], message: text };
 }

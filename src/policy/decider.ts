@@ -6,7 +6,7 @@ import type { MailwardenConfig } from '../core/config-types';
 import { StoreUnavailableError, type DeviceStore, type StoredFacts } from '../store/device-store';
 import { CoreReasonCodes, type Decision, type DecisionRequest } from './decision';
 import type { CompiledPolicy } from './compile';
-import { evaluatePolicy, tempfailDecision } from './engine';
+import { errorText, evaluatePolicy, tempfailDecision } from './engine';
 import { Brake } from './brake';
 
 /** Crockford base32: no I, L, O, U, so a reference read over the phone is unambiguous. */
@@ -36,10 +36,6 @@ export interface DeciderOptions {
 }
 
 const NO_FACTS: StoredFacts = { device: null, exemptions: [], firstSeen: {}, killSwitch: false };
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 export class Decider {
   readonly brake: Brake;

@@ -123,6 +123,15 @@ interface CheckRun {
 
 const TIMED_OUT = Symbol('timeout');
 
+/** A thrown value as text; never throws itself (a plugin may throw anything, even an object String() rejects). */
+export function errorText(err: unknown): string {
+  try {
+    return err instanceof Error ? err.message : String(err);
+  } catch {
+    return 'an unprintable value was thrown';
+  }
+}
+
 function isVerdict(v: unknown): v is Verdict {
   if (typeof v !== 'object' || v === null) return false;
   const verdict = (v as { verdict?: unknown }).verdict;
@@ -135,8 +144,8 @@ async function runCheck(check: CompiledCheck, facts: CheckFacts): Promise<CheckR
   let timer: NodeJS.Timeout | undefined;
   try {
     let result: unknown = check.plugin.evaluate(facts, check.options);
-    // A synchronous plugin cannot be interrupted anyway; only a promise needs the timer.
-    if (result instanceof Promise) {
+    // A synchronous plugin cannot be interrupted anyway; only a promise (any thenable) needs the timer.
+    if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
       const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
         timer = setTimeout(resolve, check.config.timeoutMs, TIMED_OUT);
       });
@@ -149,7 +158,7 @@ async function runCheck(check: CompiledCheck, facts: CheckFacts): Promise<CheckR
     if (result.verdict === 'pass') return { outcome: 'pass' };
     return { outcome: result.verdict, code: result.code, reason: result.reason, ...(result.vars ? { vars: result.vars } : {}) };
   } catch (err) {
-    return { outcome: 'error', code: CoreReasonCodes.CHECK_ERROR, reason: err instanceof Error ? err.message : String(err) };
+    return { outcome: 'error', code: CoreReasonCodes.CHECK_ERROR, reason: errorText(err) };
   } finally {
     if (timer) clearTimeout(timer);
   }

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CheckPlugin } from './contract';
 import { displayPath } from '../core/errors';
+import { errorText } from './engine';
 
 /** Plugin names are kebab-case; this also keeps a name from walking out of its folder. */
 const PLUGIN_NAME = /^[a-z0-9][a-z0-9-]*$/;
@@ -83,7 +84,7 @@ export function loadPlugin(name: string, dirs: readonly string[]): PluginLookup 
     try {
       mod = require(file);
     } catch (err) {
-      return { ok: false, problem: `cannot load ${displayPath(file)}: ${err instanceof Error ? err.message : String(err)}` };
+      return { ok: false, problem: `cannot load ${displayPath(file)}: ${errorText(err)}` };
     }
     const plugin = pluginFromModule(mod, name);
     if (typeof plugin === 'string') return { ok: false, problem: `${displayPath(file)}: ${plugin}` };

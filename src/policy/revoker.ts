@@ -5,6 +5,7 @@ import type { LiveSession, SessionRegistry } from '../core/sessions';
 import type { Protocol } from './contract';
 import type { Decision, DecisionRequest } from './decision';
 import type { ChangeEvent, DeviceStore } from '../store/device-store';
+import { errorText } from './engine';
 
 export interface RevokerOptions {
   readonly store: DeviceStore;
@@ -92,7 +93,7 @@ export class Revoker {
         const outcome = await this.revalidateOne(session, trigger).catch((err: unknown) => {
           this.options.log.error('live session re-evaluation failed; session kept', {
             sessionId: session.id,
-            error: err instanceof Error ? err.message : String(err),
+            error: errorText(err),
           });
           return 'undecided' as const;
         });
