@@ -65,6 +65,8 @@ export class ImapConnection {
   private reader: CommandReader;
   private tlsActive: boolean;
   private busy = false;
+  /** Between STARTTLS and the end of the handshake: nothing is read. */
+  private upgrading = false;
   private closed = false;
   private badCommands = 0;
   private commands = 0;
@@ -153,7 +155,7 @@ export class ImapConnection {
   }
 
   private pump(): void {
-    while (!this.closed && this.relay === null && this.quarantine === null) {
+    while (!this.closed && !this.upgrading && this.relay === null && this.quarantine === null) {
       if (this.busy && !this.lineWaiter) {
         this.socket.pause();
         return;
@@ -293,7 +295,7 @@ export class ImapConnection {
       rejectUnauthorized: false,
     });
     this.socket = secure;
-    this.busy = true;
+    this.upgrading = true;
     const handshake = setTimeout(() => this.destroy(), HANDSHAKE_MS);
     secure.on('error', () => this.destroy());
     secure.on('close', () => this.destroy());
@@ -305,7 +307,7 @@ export class ImapConnection {
       this.hints = {};
       this.badCommands = 0;
       this.failedLogins = 0;
-      this.busy = false;
+      this.upgrading = false;
       secure.on('data', this.onData);
     });
   }
