@@ -239,3 +239,18 @@ it('dryRun answers like decide but leaves no trace (no audit, no grace mark, no 
   expect(await t.memory.getFirstSeenNoncompliant('dev-1', 'no-tiktok-on-mobiles')).toBeNull();
   expect(t.metrics).toHaveLength(0);
 });
+
+it('marks a decision made on last-known facts (store outage) in the audit event', async () => {
+  const inner = new MemoryDeviceStore();
+  await inner.putDevice(device(), 3600);
+  const store = new Proxy(inner, {
+    get(target, prop, receiver) {
+      if (prop === 'loadFacts') return async (...args: Parameters<typeof inner.loadFacts>) => ({ ...(await target.loadFacts(...args)), fromLastKnown: true });
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const t = await setup({ store });
+  expect((await t.decider.decide(request())).action).toBe('allow');
+  expect(t.entries.find((e) => e.msg === 'decision')).toMatchObject({ fromLastKnown: true });
+});
