@@ -42,16 +42,20 @@ async function setup(options: { policy?: CompiledPolicy; store?: DeviceStore; no
   return { decider, memory, store, log, entries, metrics, alerts, setTime, policy };
 }
 
-/** A store whose loadFacts fails with `error` (everything else works). */
-function failingStore(error: Error): DeviceStore {
-  const inner = new MemoryDeviceStore();
+/** `inner` with some of its methods replaced. */
+function override<T extends object>(inner: T, methods: Partial<Record<keyof T, unknown>>): T {
   return new Proxy(inner, {
     get(target, prop, receiver) {
-      if (prop === 'loadFacts') return () => Promise.reject(error);
+      if (Object.hasOwn(methods, prop)) return methods[prop as keyof T];
       const value = Reflect.get(target, prop, receiver) as unknown;
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
+}
+
+/** A store whose loadFacts fails with `error` (everything else works). */
+function failingStore(error: Error): DeviceStore {
+  return override(new MemoryDeviceStore(), { loadFacts: () => Promise.reject(error) });
 }
 
 it('denies the iOS device with TikTok, writes one audit line and one audit stream entry', async () => {
@@ -140,13 +144,7 @@ it('never throws: a broken policy getter is a tempfail', async () => {
 it('a failing audit stream is logged and does not change the decision', async () => {
   const inner = new MemoryDeviceStore();
   await inner.putDevice(device(), 3600);
-  const store = new Proxy(inner, {
-    get(target, prop, receiver) {
-      if (prop === 'appendAudit') return () => Promise.reject(new Error('stream full'));
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  const store = override(inner, { appendAudit: () => Promise.reject(new Error('stream full')) });
   const t = await setup({ store });
   const decision = await t.decider.decide(request());
   await t.decider.idle();
@@ -243,13 +241,8 @@ it('dryRun answers like decide but leaves no trace (no audit, no grace mark, no 
 it('marks a decision made on last-known facts (store outage) in the audit event', async () => {
   const inner = new MemoryDeviceStore();
   await inner.putDevice(device(), 3600);
-  const store = new Proxy(inner, {
-    get(target, prop, receiver) {
-      if (prop === 'loadFacts') return async (...args: Parameters<typeof inner.loadFacts>) => ({ ...(await target.loadFacts(...args)), fromLastKnown: true });
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  const lastKnown = async (...args: Parameters<typeof inner.loadFacts>) => ({ ...(await inner.loadFacts(...args)), fromLastKnown: true });
+  const store = override(inner, { loadFacts: lastKnown });
   const t = await setup({ store });
   expect((await t.decider.decide(request())).action).toBe('allow');
   expect(t.entries.find((e) => e.msg === 'decision')).toMatchObject({ fromLastKnown: true });
