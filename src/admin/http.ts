@@ -247,6 +247,10 @@ function errorReply(err: unknown, log: Logger, method: string | undefined, path:
       headers: { 'retry-after': '5' },
     };
   }
+  // Thrown by enrolment (src/identity/validate.ts) for a user or device id it cannot accept.
+  if ((err as { code?: unknown } | null)?.code === 'INVALID_IDENTIFIER') {
+    return { status: 400, body: errorBody('INVALID_IDENTIFIER', (err as Error).message) };
+  }
   log.error('admin request failed', { method, path, error: err instanceof Error ? err.message : String(err) });
   return { status: 500, body: errorBody('INTERNAL', 'internal error; see the mailwarden log') };
 }

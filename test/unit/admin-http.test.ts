@@ -273,6 +273,15 @@ describe('app passwords', () => {
     expectError(mismatch, 409, 'DEVICE_USER_MISMATCH');
     expect(await admin.store.getAppPassword('cred-dev-1')).toBeNull();
   });
+
+  test('an identifier enrolment refuses is 400 INVALID_IDENTIFIER', async () => {
+    admin.services.issueAppPassword = async () => {
+      throw Object.assign(new Error('user: control characters are not allowed'), { code: 'INVALID_IDENTIFIER' });
+    };
+    const answer = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'a\u0001b' });
+    expectError(answer, 400, 'INVALID_IDENTIFIER');
+    expect(answer.body.error.message).toContain('control characters');
+  });
 });
 
 describe('exemptions', () => {
