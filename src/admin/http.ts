@@ -344,12 +344,15 @@ function scopeParam(raw: string): ExemptionScope {
 function buildRoutes(services: AdminServices): Route[] {
   const { store, log, metrics } = services;
 
-  /** Admin actions go to the audit stream too; the action already happened, so a failure is only logged. */
-  const audit = async (action: string, fields: Record<string, unknown>): Promise<void> => {
+  /**
+   * Admin operations go to the audit stream too, as `msg: 'admin'` beside the decisions' `msg: 'decision'`.
+   * The operation already happened, so a failure to audit it is only logged.
+   */
+  const audit = async (operation: string, fields: Record<string, unknown>): Promise<void> => {
     try {
-      await store.appendAudit({ type: 'admin', action, at: new Date().toISOString(), ...fields });
+      await store.appendAudit({ msg: 'admin', operation, at: new Date().toISOString(), ...fields });
     } catch (err) {
-      log.error('admin action not audited: store error', { action, error: (err as Error).message });
+      log.error('admin operation not audited: store error', { operation, error: (err as Error).message });
     }
   };
 

@@ -381,7 +381,7 @@ describe('simulate, kill switch, metrics', () => {
     expect(await json('PUT', '/v1/kill-switch', { on: false })).toMatchObject({ status: 200, body: { on: false } });
     expectError(await json('PUT', '/v1/kill-switch', { on: 'yes' }), 400, 'BAD_REQUEST');
     expect(admin.calls.killSwitch).toEqual([true, false]);
-    expect(JSON.stringify(await admin.store.readAudit('0', 10))).toContain('"action":"kill-switch"');
+    expect(JSON.stringify(await admin.store.readAudit('0', 10))).toContain('"msg":"admin","operation":"kill-switch"');
   });
 
   test('/metrics serves the Prometheus text of every counter', async () => {
