@@ -1,0 +1,335 @@
+// The composition root: loads and validates the configuration, builds the store, identity resolver,
+// decider, revoker, admin API and protocol listeners, and owns reload (validate everything, check the
+// blast radius, swap atomically, re-evaluate live sessions) and graceful shutdown.
+import path from 'node:path';
+import { loadAll, loadPolicyText } from './config';
+import type { MailwardenConfig } from './config-types';
+import { ConfigError } from './errors';
+import { watchConfig, onSighup, type ConfigWatcher } from './config-watcher';
+import { createLogger, type Logger } from './log';
+import { SessionRegistry } from './sessions';
+import type { Gate, ProtocolService } from './gate';
+import { createStore } from '../store/create-store';
+import type { CachedDeviceStore } from '../store/cached-store';
+import { compilePolicy, type CompiledPolicy } from '../policy/compile';
+import { Decider } from '../policy/decider';
+import { Revoker } from '../policy/revoker';
+import { setKillSwitch } from '../policy/brake';
+import { checkBlastRadius, type BlastRadiusResult } from '../policy/blast-radius';
+import { simulate } from '../policy/simulate';
+import { createIdentityResolver } from '../identity/resolver';
+import { InvalidIdentifierError } from '../identity/validate';
+import { appPasswordKeyFor, issueAppPassword } from '../identity/app-password';
+import { createReportVerifier, type ReportVerifier } from '../admin/reports';
+import { AdminError, startAdminServer, type AdminServer } from '../admin/http';
+import { createMetrics, type Metrics } from '../admin/metrics';
+import { createAlerter, type Alerter } from '../admin/alerts';
+import { startImapService } from '../imap/service';
+import { startSmtpService } from '../smtp/service';
+
+/** Store flag holding the policy YAML last activated by any instance (the blast-radius baseline at start). */
+export const ACTIVE_POLICY_FLAG = 'policy:active';
+
+export interface RuntimeOptions {
+  readonly configFile: string;
+  /** Defaults to a winston logger configured by `logging` in the config file. */
+  readonly logger?: Logger;
+  /** Activate the policy even when the blast-radius guard refuses it. */
+  readonly forcePolicy?: boolean;
+  /** Watch the config files and handle SIGHUP (default true). */
+  readonly watch?: boolean;
+  /** Start the IMAP / SMTP listeners the config defines (default true). */
+  readonly listeners?: boolean;
+}
+
+export type ReloadOutcome =
+  | { readonly result: 'ok'; readonly version: string; readonly unchanged: boolean }
+  | { readonly result: 'invalid'; readonly error: string }
+  | { readonly result: 'blast-radius'; readonly error: string };
+
+export interface Runtime {
+  readonly gate: Gate;
+  readonly store: CachedDeviceStore;
+  readonly decider: Decider;
+  readonly revoker: Revoker;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly admin: AdminServer | null;
+  readonly imap: ProtocolService | null;
+  readonly smtp: ProtocolService | null;
+  config(): MailwardenConfig;
+  policy(): CompiledPolicy;
+  /** Re-read both files; on any error the configuration in force stays. */
+  reload(options?: { force?: boolean }): Promise<ReloadOutcome>;
+  /** Stop accepting, drain sessions for up to `drainMs` (default imap.drainMs), close everything. */
+  stop(drainMs?: number): Promise<void>;
+}
+
+interface Loaded {
+  readonly config: MailwardenConfig;
+  readonly policy: CompiledPolicy;
+}
+
+async function loadAndCompile(configFile: string): Promise<Loaded> {
+  const { config, policy, policySource } = await loadAll(configFile);
+  const compiled = await compilePolicy(policy, policySource, { pluginDirs: config.pluginDirs });
+  return { config, policy: compiled };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
+  const configFile = path.resolve(options.configFile);
+  let current = await loadAndCompile(configFile);
+  const configDir = path.dirname(configFile);
+  const log = options.logger ?? createLogger({ level: current.config.logging.level, file: current.config.logging.file });
+  const metrics = createMetrics({ defaultLabels: { instance: current.config.instanceName } });
+  const alerter: Alerter = createAlerter(current.config.alerts, log);
+  const store = await createStore(current.config.store, log, { onCacheResult: (r) => metrics.onStoreCache(r) });
+  const sessions = new SessionRegistry();
+  const identity = await createIdentityResolver(current.config.identity.sources, { store, log, configDir });
+  let reportVerifier: ReportVerifier = await createReportVerifier(current.config.reports, configDir, log);
+
+  const decider = new Decider({
+    store,
+    log,
+    getPolicy: () => current.policy,
+    getConfig: () => current.config,
+    metrics,
+    alert: (kind, details) => alerter.alert(kind, details),
+  });
+  const revoker = new Revoker({ store, sessions, decider, log, metrics });
+
+  const gate: Gate = {
+    log,
+    identity,
+    decide: (request) => decider.decide(request),
+    sessions,
+    config: () => current.config,
+    policy: () => current.policy.config,
+  };
+
+  const simulationContext = () => ({
+    maxReportAgeHours: current.config.store.maxReportAgeHours,
+    groups: current.config.groups,
+    store,
+  });
+
+  /** Blast-radius guard: how many known devices `candidate` would newly deny compared with `baseline`. */
+  async function guard(baseline: CompiledPolicy, candidate: CompiledPolicy): Promise<BlastRadiusResult> {
+    const devices = await store.listDevices();
+    const sim = await simulate(baseline, candidate, devices, simulationContext());
+    return checkBlastRadius(sim, candidate.config.blastRadius);
+  }
+
+  /** The policy text last activated anywhere (shared store), compiled, as the baseline at start. */
+  async function activeBaseline(config: MailwardenConfig): Promise<CompiledPolicy | null> {
+    try {
+      const text = await store.getFlag(ACTIVE_POLICY_FLAG);
+      if (!text) return null;
+      const { policy, source } = await loadPolicyText(text, '(policy last activated)');
+      return await compilePolicy(policy, source, { pluginDirs: config.pluginDirs });
+    } catch (err) {
+      log.warn('blast-radius baseline unavailable; the policy is activated without comparison', { error: errorText(err) });
+      return null;
+    }
+  }
+
+  async function recordActivation(loaded: Loaded): Promise<void> {
+    try {
+      await store.setFlag(ACTIVE_POLICY_FLAG, loaded.policy.config.text);
+    } catch (err) {
+      log.warn('could not record the activated policy in the store', { error: errorText(err) });
+    }
+  }
+
+  // Blast-radius guard at start: compare with the policy last activated by any instance.
+  const baseline = await activeBaseline(current.config);
+  if (baseline && baseline.version !== current.policy.version) {
+    const verdict = await guard(baseline, current.policy).catch((err: unknown) => ({ ok: true as const, skipped: errorText(err) }));
+    if (!verdict.ok) {
+      if (!options.forcePolicy) {
+        metrics.onBlastRadiusRefusal();
+        void alerter.alert('blast-radius-refused', { policy: current.policy.config.file, error: verdict.message });
+        await store.close();
+        throw new ConfigError([{ file: current.policy.config.file, line: null, keyPath: 'checks', message: `${verdict.message} (start with --force-policy to activate it anyway)` }]);
+      }
+      log.warn('policy activated despite the blast-radius guard (--force-policy)', { error: verdict.message });
+    }
+  }
+  await recordActivation(current);
+  decider.policyChanged(null, current.policy);
+  await revoker.start();
+
+  let reloading: Promise<ReloadOutcome> | null = null;
+  async function reloadOnce(force: boolean): Promise<ReloadOutcome> {
+    let next: Loaded;
+    try {
+      next = await loadAndCompile(configFile);
+    } catch (err) {
+      const error = errorText(err);
+      log.error('configuration reload refused; the configuration in force stays', { error });
+      metrics.onReload('invalid');
+      void alerter.alert('reload-refused', { error });
+      return { result: 'invalid', error };
+    }
+    const previous = current;
+    if (next.policy.version !== previous.policy.version) {
+      const verdict = await guard(previous.policy, next.policy).catch((err: unknown) => {
+        // Without the device population the guard cannot count: refuse rather than guess.
+        return { ok: false as const, message: `blast radius could not be computed: ${errorText(err)}` };
+      });
+      if (!verdict.ok) {
+        if (!force) {
+          log.error('policy reload refused by the blast-radius guard; the policy in force stays', { error: verdict.message });
+          metrics.onBlastRadiusRefusal();
+          metrics.onReload('blast-radius');
+          void alerter.alert('blast-radius-refused', { policy: next.policy.config.file, error: verdict.message });
+          return { result: 'blast-radius', error: verdict.message };
+        }
+        log.warn('policy activated despite the blast-radius guard (forced)', { error: verdict.message });
+      }
+    }
+    warnAboutListenerChanges(previous.config, next.config, log);
+    current = next; // the atomic swap: every later decision sees the new pair
+    reportVerifier = await createReportVerifier(next.config.reports, configDir, log).catch((err: unknown) => {
+      log.error('reporter keys could not be reloaded; the previous keys stay', { error: errorText(err) });
+      return reportVerifier;
+    });
+    const unchanged = next.policy.version === previous.policy.version;
+    metrics.onReload(force ? 'forced' : 'ok');
+    log.info('configuration reloaded', { policyVersion: next.policy.version, unchanged });
+    if (!unchanged) {
+      decider.policyChanged(previous.policy, next.policy);
+      await recordActivation(next);
+      void revoker.revalidate(sessions.all(), 'policy');
+    }
+    return { result: 'ok', version: next.policy.version, unchanged };
+  }
+
+  function reload(opts: { force?: boolean } = {}): Promise<ReloadOutcome> {
+    // Serialise: a file change and a SIGHUP arriving together give one reload after another.
+    const run = (reloading ?? Promise.resolve()).then(() => reloadOnce(opts.force ?? false));
+    reloading = run.finally(() => {
+      if (reloading === run) reloading = null;
+    }) as Promise<ReloadOutcome>;
+    return run;
+  }
+
+  let admin: AdminServer | null = null;
+  if (current.config.admin) {
+    admin = await startAdminServer(current.config.admin.listen, {
+      tokens: () => current.config.admin?.tokens ?? [],
+      store,
+      log,
+      metrics,
+      async ready() {
+        const checks: Record<string, string> = { config: 'ok' };
+        try {
+          await store.ping();
+          checks.store = 'ok';
+        } catch (err) {
+          checks.store = errorText(err);
+        }
+        return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
+      },
+      verifyReport: (jws) => reportVerifier.verify(jws),
+      recordTtlSeconds: () => current.config.store.recordTtlHours * 3600,
+      reportMaxBytes: () => current.config.reports.maxBodyBytes,
+      decideForDevice: (deviceId, user, protocol) =>
+        decider.dryRun({ user, deviceId, protocol, identitySource: 'app-password', identityStrength: 'strong', trigger: 'admin' }),
+      async issueAppPassword(user, deviceId) {
+        const key = await appPasswordKeyFor(current.config.identity.sources, configDir);
+        if (!key) throw new AdminError(409, 'NO_APP_PASSWORD_SOURCE', 'no app-password identity source is configured (identity.sources)');
+        try {
+          return await issueAppPassword(store, { user, deviceId }, key);
+        } catch (err) {
+          if (err instanceof InvalidIdentifierError) throw new AdminError(400, err.code, err.message);
+          throw err;
+        }
+      },
+      async simulate(candidateYaml) {
+        let candidate = current.policy;
+        if (candidateYaml !== null) {
+          try {
+            const { policy, source } = await loadPolicyText(candidateYaml, '(candidate policy)');
+            candidate = await compilePolicy(policy, source, { pluginDirs: current.config.pluginDirs });
+          } catch (err) {
+            if (err instanceof ConfigError) throw new AdminError(400, 'POLICY_INVALID', err.message);
+            throw err;
+          }
+        }
+        const devices = await store.listDevices();
+        const sim = await simulate(current.policy, candidate, devices, simulationContext());
+        return { ...sim, blastRadius: checkBlastRadius(sim, candidate.config.blastRadius) };
+      },
+      setKillSwitch: (on) => setKillSwitch(store, on),
+    });
+    log.info('admin API listening', { address: admin.address });
+  }
+
+  const startListeners = options.listeners ?? true;
+  const imap = startListeners && current.config.imap ? await startImapService(gate, current.config.imap) : null;
+  const smtp = startListeners && current.config.smtp ? await startSmtpService(gate, current.config.smtp) : null;
+
+  let watcher: ConfigWatcher | null = null;
+  let stopSighup: (() => void) | null = null;
+  if (options.watch ?? true) {
+    const trigger = () => void reload();
+    watcher = watchConfig([configFile, current.config.policyFile], trigger);
+    stopSighup = onSighup(trigger);
+  }
+
+  log.info('mailwarden started', {
+    instance: current.config.instanceName,
+    store: store.kind,
+    policyVersion: current.policy.version,
+    checks: current.policy.checks.map((c) => `${c.id}:${c.config.mode}`),
+    imap: imap?.addresses ?? [],
+    smtp: smtp?.addresses ?? [],
+  });
+
+  let stopping: Promise<void> | null = null;
+  async function stop(drainMs?: number): Promise<void> {
+    stopping ??= (async () => {
+      watcher?.close();
+      stopSighup?.();
+      const drain = drainMs ?? current.config.imap?.drainMs ?? 10000;
+      await Promise.all([imap?.shutdown(drain), smtp?.shutdown(drain)]);
+      await admin?.close();
+      await revoker.stop();
+      await decider.idle();
+      await store.close();
+      log.info('mailwarden stopped');
+    })();
+    return stopping;
+  }
+
+  return {
+    gate,
+    store,
+    decider,
+    revoker,
+    metrics,
+    log,
+    admin,
+    imap,
+    smtp,
+    config: () => current.config,
+    policy: () => current.policy,
+    reload,
+    stop,
+  };
+}
+
+/** Listener addresses and the store are bound at start; a reload cannot move them. */
+function warnAboutListenerChanges(previous: MailwardenConfig, next: MailwardenConfig, log: Logger): void {
+  const sections = ['imap', 'smtp', 'admin', 'store'] as const;
+  for (const key of sections) {
+    if (JSON.stringify(previous[key]) !== JSON.stringify(next[key])) {
+      log.warn(`configuration section "${key}" changed: it takes effect at the next restart`, { section: key });
+    }
+  }
+}
