@@ -612,6 +612,8 @@ function connect(config: RedisConfig, connectionName: string): Client {
     autoResendUnfulfilledCommands: false,
     autoResubscribe: false,
     enableReadyCheck: true,
+    // close() drops pending replies anyway; do not keep a dead socket (Redis down) open 2 s for it.
+    disconnectTimeout: config.commandTimeoutMs,
     // After a failover the old master answers READONLY: reconnect so Sentinel/Cluster finds the new one.
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
   };
