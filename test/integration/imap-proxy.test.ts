@@ -110,8 +110,12 @@ test('OAUTHBEARER with a JWT carrying the device claim (imapflow over implicit T
   await client.connect();
   expect((await client.mailboxOpen('INBOX')).exists).toBe(3);
   await client.logout();
-  const last = rig.runtime.gate.sessions.all();
-  expect(last).toHaveLength(0);
+  let audit: Record<string, unknown>[] = [];
+  for (let i = 0; i < 50 && audit.length === 0; i++) {
+    audit = (await rig.runtime.store.readAudit('0', 10000)).map((e) => e.event).filter((e) => e.deviceId === 'alice-pixel');
+    if (audit.length === 0) await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(audit[0]).toMatchObject({ identitySource: 'oauth', identityStrength: 'strong', action: 'allow' });
 });
 
 test('an IDLE session is ended within 1 s of a non-compliant report for its device', async () => {
