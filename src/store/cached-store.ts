@@ -21,7 +21,7 @@ export interface CacheStats {
   readonly hits: number;
   /** Not cached at all. */
   readonly misses: number;
-  /** Cached but older than maxAgeMs, so asked again. */
+  /** Cached but older than maxAgeMs, so asked again (each lookup counts as exactly one result). */
   readonly stale: number;
   /** Served from last-known state while the store was unavailable. */
   readonly lastKnown: number;
@@ -252,7 +252,6 @@ export class CachedDeviceStore implements DeviceStore {
       this.count('hit');
       return entry.value;
     }
-    this.count(entry ? 'stale' : 'miss');
     const generation = this.generation;
     let value: T;
     try {
@@ -262,9 +261,11 @@ export class CachedDeviceStore implements DeviceStore {
         this.count('last-known');
         return asLastKnown(entry.value);
       }
+      this.count(entry ? 'stale' : 'miss');
       if (err instanceof StoreUnavailableError) this.counts.refused += 1;
       throw err;
     }
+    this.count(entry ? 'stale' : 'miss');
     if (generation === this.generation) this.remember(key, { value, fetchedAtMs: this.now(), deviceId, user });
     return value;
   }

@@ -219,17 +219,19 @@ export class RedisDeviceStore implements DeviceStore {
 
   async loadFacts(deviceId: string | null, user: string, checkIds: readonly string[]): Promise<StoredFacts> {
     const k = this.keys;
+    const userExemptionKey = k.exemption('user', user);
+    const deviceExemptionKey = k.exemption('device', deviceId ?? '');
     const cmds: Cmd[] = [
       ['get', k.flag(KILL_SWITCH_FLAG)],
-      ['get', k.exemption('user', user)],
+      ['get', userExemptionKey],
     ];
     if (deviceId !== null) {
-      cmds.push(['get', k.device(deviceId)], ['get', k.exemption('device', deviceId)]);
+      cmds.push(['get', k.device(deviceId)], ['get', deviceExemptionKey]);
       if (checkIds.length > 0) cmds.push(['hmget', k.firstSeen(deviceId), ...checkIds]);
     }
     // One pipeline: one round trip (in Cluster, one per node, sent in parallel).
     const replies = await this.batch('loadFacts', cmds);
-    const [flag, userExemption, record, deviceExemption, seen] = replies.map((reply) => valueOf(reply, 'loadFacts'));
+    const [flag, userExemption, record, deviceExemption, seen] = replies.map((reply) => replyValue(reply, 'loadFacts'));
     const firstSeen: Record<string, number> = {};
     if (seen !== undefined) {
       checkIds.forEach((checkId, i) => {
@@ -240,7 +242,10 @@ export class RedisDeviceStore implements DeviceStore {
     }
     return {
       device: deviceId === null ? null : this.decodeDevice(record, deviceId),
-      exemptions: this.decodeExemptions([deviceExemption, userExemption]),
+      exemptions: this.decodeExemptions([
+        [deviceExemptionKey, deviceExemption],
+        [userExemptionKey, userExemption],
+      ]),
       firstSeen,
       killSwitch: typeof flag === 'string' && killSwitchOn(flag),
     };
@@ -252,7 +257,7 @@ export class RedisDeviceStore implements DeviceStore {
 
   async getDevices(deviceIds: readonly string[]): Promise<DeviceLookup[]> {
     const replies = await this.batch('getDevices', deviceIds.map((id): Cmd => ['get', this.keys.device(id)]));
-    return replies.map((reply, i) => this.decodeDevice(valueOf(reply, 'getDevices'), deviceIds[i]!));
+    return replies.map((reply, i) => this.decodeDevice(replyValue(reply, 'getDevices'), deviceIds[i]!));
   }
 
   async putDevice(record: DeviceRecord, ttlSeconds: number): Promise<boolean> {
@@ -514,6 +519,9 @@ export class RedisDeviceStore implements DeviceStore {
   /** Keys matching a glob on every master (SCAN, so Redis is never blocked). */
   private async scan(match: string): Promise<string[]> {
     const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    // A cluster that knows no master yet would otherwise look like an empty store (and, say, let the
+    // blast-radius guard count zero devices).
+    if (this.client.status !== 'ready' || nodes.length === 0) throw unavailable('scan', new Error(`not connected (${this.client.status})`));
     const found = new Set<string>();
     for (const node of nodes) {
       let cursor = '0';
@@ -533,16 +541,22 @@ export class RedisDeviceStore implements DeviceStore {
 
   private async readExemptions(op: string, keys: readonly string[]): Promise<Exemption[]> {
     const replies = await this.batch(op, keys.map((key): Cmd => ['get', key]));
-    return this.decodeExemptions(replies.map((reply) => valueOf(reply, op)));
+    return this.decodeExemptions(replies.map((reply, i) => [keys[i]!, replyValue(reply, op)]));
   }
 
-  /** Unusable or expired exemptions are left out (an exemption only ever loosens policy). */
-  private decodeExemptions(values: readonly unknown[]): Exemption[] {
+  /**
+   * Unusable or expired exemptions, and ones whose scope/subject are not those of their key, are
+   * left out (an exemption only ever loosens policy, so ignoring a bad one is the safe side).
+   */
+  private decodeExemptions(entries: readonly (readonly [string, unknown])[]): Exemption[] {
     const out: Exemption[] = [];
-    for (const value of values) {
+    for (const [key, value] of entries) {
       if (value === null || value === undefined) continue;
-      const exemption = value instanceof WrongType ? value.detail : decodeExemption(value as string);
-      if (typeof exemption === 'string') this.log.warn('malformed exemption in the store: ignored', { detail: exemption });
+      let exemption = value instanceof WrongType ? value.detail : decodeExemption(value as string);
+      if (typeof exemption !== 'string' && this.keys.exemption(exemption.scope, exemption.subject) !== key) {
+        exemption = 'scope/subject do not match the key';
+      }
+      if (typeof exemption === 'string') this.log.warn('malformed exemption in the store: ignored', { key, detail: exemption });
       else if ((isoToMs(exemption.expiresAt) ?? 0) > this.now()) out.push(exemption);
     }
     return out;
@@ -658,7 +672,7 @@ function watchConnection(client: Client, name: string, log: Logger, closing: () 
   });
 }
 
-function valueOf(reply: Reply, op: string): unknown {
+function replyValue(reply: Reply, op: string): unknown {
   if (!reply.err) return reply.value;
   if (reply.err.message.startsWith('WRONGTYPE')) return new WrongType(`wrong Redis type: ${reply.err.message}`);
   throw unavailable(op, reply.err);

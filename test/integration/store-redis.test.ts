@@ -125,6 +125,8 @@ describe('RedisDeviceStore: the documented layout', () => {
 
   test('bad data at documented keys: ignored exemption, wrong Redis type, garbled first-seen and kill switch', async () => {
     await raw.set('layout:exemption:device:{dev-bad}', '{"scope":"device"');
+    const elsewhere = { scope: 'user', subject: 'someone-else', expiresAt: new Date(Date.now() + 60_000).toISOString(), createdBy: 'mdm', createdAt: new Date().toISOString() };
+    await raw.set('layout:exemption:user:{nobody}', JSON.stringify(elsewhere));
     await raw.hset('layout:device:{dev-hash}', 'deviceId', 'dev-hash');
     await raw.set('layout:firstseen:{dev-hash}', 'not a hash');
     await raw.hset('layout:firstseen:{dev-bad}', 'banned-apps', 'yesterday');
