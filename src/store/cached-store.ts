@@ -55,6 +55,8 @@ export class CachedDeviceStore implements DeviceStore {
   private readonly byUser = new Map<string, Set<string>>();
   /** Bumped on every invalidation: a fetch that started before one must not be cached. */
   private generation = 0;
+  /** Set when a lookup failed because the store is unavailable; cleared by the next success. */
+  private failedSinceMs: number | null = null;
   private readonly counts = { hits: 0, misses: 0, stale: 0, lastKnown: 0, refused: 0 };
   private readonly now: () => number;
   private readonly lastKnownMs: number;
@@ -246,7 +248,10 @@ export class CachedDeviceStore implements DeviceStore {
   ): Promise<T> {
     const entry = this.entries.get(key) as Entry<T> | undefined;
     const age = entry ? this.now() - entry.fetchedAtMs : Infinity;
-    if (entry && age < this.options.maxAgeMs) {
+    // While the store is unreachable, change events are lost too: an entry is then only as good as
+    // last-known state, so one older than the outage bound is not served without asking the store.
+    const trusted = age < this.options.maxAgeMs && (!this.storeDown() || age < this.lastKnownMs);
+    if (entry && trusted) {
       this.entries.delete(key); // re-insert: Map order is the LRU order
       this.entries.set(key, entry);
       this.count('hit');
@@ -256,7 +261,9 @@ export class CachedDeviceStore implements DeviceStore {
     let value: T;
     try {
       value = await fetch();
+      this.failedSinceMs = null;
     } catch (err) {
+      if (err instanceof StoreUnavailableError) this.failedSinceMs ??= this.now();
       if (err instanceof StoreUnavailableError && entry && asLastKnown && age < this.lastKnownMs && this.entries.get(key) === entry) {
         this.count('last-known');
         return asLastKnown(entry.value);
@@ -268,6 +275,11 @@ export class CachedDeviceStore implements DeviceStore {
     this.count(entry ? 'stale' : 'miss');
     if (generation === this.generation) this.remember(key, { value, fetchedAtMs: this.now(), deviceId, user });
     return value;
+  }
+
+  /** The inner store says it is disconnected, or its last lookup failed as unavailable. */
+  private storeDown(): boolean {
+    return this.failedSinceMs !== null || this.inner.isConnected?.() === false;
   }
 
   private count(result: CacheResult): void {

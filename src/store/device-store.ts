@@ -145,6 +145,11 @@ export interface DeviceStore {
    * Without it the admin API pages through readAudit.
    */
   readAuditLast?(count: number): Promise<AuditEntry[]>;
+  /**
+   * Optional: false while the adapter knows it cannot reach its backend (connection lost). Lets the
+   * cache stop serving entries older than the outage bound at once, before a lookup has failed.
+   */
+  isConnected?(): boolean;
 
   publish(event: ChangeEvent): Promise<void>;
   /** Subscribe to the change channel; returns an unsubscribe function. */

@@ -442,6 +442,10 @@ export class RedisDeviceStore implements DeviceStore {
     ]);
   }
 
+  isConnected(): boolean {
+    return this.client.status === 'ready';
+  }
+
   async ping(): Promise<void> {
     await this.run('ping', () => this.client.ping());
   }
