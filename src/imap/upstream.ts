@@ -2,6 +2,7 @@
 // forward the client's address with ID, log in (passthrough or master user), behind a circuit breaker.
 import net from 'node:net';
 import tls from 'node:tls';
+import { CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamConfig } from '../core/config-types';
 import type { Credential, UpstreamLogin } from '../identity/types';
 import { quote } from './parser';
@@ -33,45 +34,6 @@ export interface UpstreamLoginRequest {
   readonly localPort?: number;
   readonly sessionId: string;
   readonly secure: boolean;
-}
-
-/**
- * Opens after `failures` consecutive unavailable-class failures and fails logins at once for
- * `resetMs`; then lets one trial through (half-open). Dovecot's login proxy does the same after 30 s.
- */
-export class CircuitBreaker {
-  private failures = 0;
-  private openUntil = 0;
-  private trialInFlight = false;
-
-  constructor(
-    private readonly limit: number,
-    private readonly resetMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  /** May a login try the upstream now? */
-  allow(): boolean {
-    if (this.failures < this.limit) return true;
-    if (this.now() < this.openUntil || this.trialInFlight) return false;
-    this.trialInFlight = true;
-    return true;
-  }
-
-  success(): void {
-    this.failures = 0;
-    this.trialInFlight = false;
-  }
-
-  failure(): void {
-    this.failures++;
-    this.trialInFlight = false;
-    if (this.failures >= this.limit) this.openUntil = this.now() + this.resetMs;
-  }
-
-  get open(): boolean {
-    return this.failures >= this.limit && this.now() < this.openUntil;
-  }
 }
 
 class UpstreamError extends Error {

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { CommandReader, parseCommand, type ReaderEvent } from '../../src/imap/parser';
 import { parseProxyHeader, trustedProxies, isTrusted } from '../../src/imap/proxy-protocol';
 import { filterCapabilities, literalAt } from '../../src/imap/relay';
-import { CircuitBreaker } from '../../src/imap/upstream';
+import { CircuitBreaker } from '../../src/core/circuit-breaker';
 
 const limits = { maxLineBytes: 100, maxLiteralBytes: 50 };
 
