@@ -630,6 +630,9 @@ function connect(config: RedisConfig, connectionName: string): Client {
     autoResendUnfulfilledCommands: false,
     autoResubscribe: false,
     enableReadyCheck: true,
+    // Commands issued in one event-loop tick go out as one write: many concurrent logins and their
+    // audit appends share round trips and syscalls (ioredis README: +35-50% throughput).
+    enableAutoPipelining: true,
     // close() drops pending replies anyway; do not keep a dead socket (Redis down) open 2 s for it.
     disconnectTimeout: config.commandTimeoutMs,
     // After a failover the old master answers READONLY: reconnect so Sentinel/Cluster finds the new one.
