@@ -8,6 +8,8 @@ import { compilePolicy, type CompiledPolicy } from '../policy/compile';
 import { simulate, formatSimulation, type SimulationResult } from '../policy/simulate';
 import { checkBlastRadius, type BlastRadiusResult } from '../policy/blast-radius';
 import { createStore } from '../store/create-store';
+import { createAdminClient, resolveAdminTarget } from '../admin/client';
+import type { MailwardenConfig } from '../core/config-types';
 import { DEFAULT_CONFIG_FILE } from './config';
 
 export interface SimulateOptions {
@@ -24,10 +26,7 @@ export interface SimulateOutput {
   readonly text: string;
 }
 
-const MEMORY_NOTE =
-  'Note: the configured store is the embedded in-memory store, which lives inside the running proxy; this ' +
-  'command has its own (empty) one. Run the simulation on the running instance through its admin API ' +
-  '(POST /v1/policy/simulate), or configure store.type: redis.';
+const MEMORY_NOTE = 'Simulated by the running instance (admin API): the embedded in-memory store lives inside it.';
 
 /** Loads the configuration, the policy in force and the candidate, reads the devices, simulates. */
 export async function runSimulate(options: SimulateOptions): Promise<SimulateOutput> {
@@ -39,6 +38,26 @@ export async function runSimulate(options: SimulateOptions): Promise<SimulateOut
     candidate = await compilePolicy(loaded.policy, loaded.source, { pluginDirs: config.pluginDirs });
   }
 
+  const { simulation, blastRadius } =
+    config.store.type === 'memory'
+      ? await simulateOnInstance(options, candidate)
+      : await simulateOnStore(config, current, candidate);
+  const lines = [
+    `Policy in force: ${displayPath(policy.file)}; candidate: ${displayPath(candidate.config.file)}`,
+    formatSimulation(simulation, { maxDevices: options.maxDevices ?? 20 }),
+    '',
+    blastRadius.ok ? 'Blast-radius guard: would accept this policy.' : `Blast-radius guard: would refuse — ${blastRadius.message}`,
+    ...(config.store.type === 'memory' ? ['', MEMORY_NOTE] : []),
+  ];
+  return { simulation, blastRadius, storeType: config.store.type, text: lines.join('\n') };
+}
+
+/** Redis (shared by every instance): read the devices from the store directly. */
+async function simulateOnStore(
+  config: MailwardenConfig,
+  current: CompiledPolicy,
+  candidate: CompiledPolicy,
+): Promise<{ simulation: SimulationResult; blastRadius: BlastRadiusResult }> {
   const store = await createStore(config.store, silentLogger());
   try {
     const devices = await store.listDevices();
@@ -47,18 +66,26 @@ export async function runSimulate(options: SimulateOptions): Promise<SimulateOut
       groups: config.groups,
       store,
     });
-    const blastRadius = checkBlastRadius(simulation, candidate.config.blastRadius);
-    const lines = [
-      `Policy in force: ${displayPath(policy.file)}; candidate: ${displayPath(candidate.config.file)}`,
-      formatSimulation(simulation, { maxDevices: options.maxDevices ?? 20 }),
-      '',
-      blastRadius.ok ? 'Blast-radius guard: would accept this policy.' : `Blast-radius guard: would refuse — ${blastRadius.message}`,
-      ...(config.store.type === 'memory' ? ['', MEMORY_NOTE] : []),
-    ];
-    return { simulation, blastRadius, storeType: config.store.type, text: lines.join('\n') };
+    return { simulation, blastRadius: checkBlastRadius(simulation, candidate.config.blastRadius) };
   } finally {
     await store.close();
   }
+}
+
+/**
+ * The embedded store lives inside the running proxy, so the running instance simulates (POST
+ * /v1/policy/simulate with the candidate's text) against the devices it holds.
+ */
+async function simulateOnInstance(
+  options: SimulateOptions,
+  candidate: CompiledPolicy,
+): Promise<{ simulation: SimulationResult; blastRadius: BlastRadiusResult }> {
+  const client = createAdminClient(await resolveAdminTarget({ config: options.config }));
+  const result = (await client.simulate(options.policy === undefined ? null : candidate.config.text)) as SimulationResult & {
+    blastRadius: BlastRadiusResult;
+  };
+  const { blastRadius, ...simulation } = result;
+  return { simulation, blastRadius };
 }
 
 export function registerPolicyCommands(program: Command): void {

@@ -1,27 +1,44 @@
-// `mailwarden policy simulate` against the example configuration (embedded memory store: no devices).
+// `mailwarden policy simulate` against the example configuration (embedded memory store: simulated by
+// the running instance through its admin API).
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { registerPolicyCommands, runSimulate } from '../../src/cli/policy';
-import { tempDir } from '../harness/ports';
+import { freePort, tempDir } from '../harness/ports';
+import { startRuntime } from '../../src/core/runtime';
+import { silentLogger } from '../../src/core/log';
 
 const CONFIG = path.resolve(__dirname, '../../config/mailwarden.yaml');
 const POLICY = path.resolve(__dirname, '../../config/policy.yaml');
 
-it('compares a candidate with the policy in force and says why no device is visible with the memory store', async () => {
+it('with the memory store, the running instance simulates the candidate over the devices it holds', async () => {
   const dir = tempDir('policy-cli');
+  const port = await freePort();
+  // The example configuration, with the admin API on a free port and no protocol listeners.
+  const config = path.join(dir, 'mailwarden.yaml');
+  fs.writeFileSync(config, fs.readFileSync(CONFIG, 'utf8').replace('port: 8025', `port: ${port}`));
+  fs.copyFileSync(POLICY, path.join(dir, 'policy.yaml'));
+  const runtime = await startRuntime({ configFile: config, logger: silentLogger(), listeners: false, watch: false });
   try {
+    const now = new Date().toISOString();
+    for (const [deviceId, platform] of [['phone-1', 'ios'], ['mac-1', 'macos']] as const) {
+      await runtime.store.putDevice(
+        { deviceId, user: 'alice@example.com', platform, osVersion: '17.5', managed: true, apps: ['com.zhiliaoapp.musically'], reportedAt: now, receivedAt: now, source: 'test' },
+        3600,
+      );
+    }
     const candidate = path.join(dir, 'candidate.yaml');
     fs.writeFileSync(candidate, fs.readFileSync(POLICY, 'utf8').replace('mode: enforce\n    action: deny\n    onUnknown: pass', 'mode: report\n    action: deny\n    onUnknown: pass'));
-    const out = await runSimulate({ config: CONFIG, policy: candidate });
+    const out = await runSimulate({ config, policy: candidate });
     expect(out.storeType).toBe('memory');
-    expect(out.simulation.devices).toBe(0);
-    expect(out.simulation.candidateVersion).not.toBe(out.simulation.currentVersion);
+    expect(out.simulation.devices).toBe(2);
+    expect(out.simulation.total).toMatchObject({ deniedNow: 1, deniedCandidate: 0, newlyAllowed: 1, newlyDenied: 0 });
+    expect(out.simulation.newlyAllowed.map((d) => d.deviceId)).toEqual(['phone-1']);
     expect(out.blastRadius.ok).toBe(true);
-    expect(out.text).toContain('No device is known to the store');
-    expect(out.text).toContain('embedded in-memory store');
+    expect(out.text).toContain('running instance');
     expect(out.text).toContain('Blast-radius guard: would accept this policy.');
   } finally {
+    await runtime.stop(0);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
