@@ -114,12 +114,26 @@ export class ImapConnection {
 
   /** Last resort after the drain time. */
   destroy(): void {
+    this.finish(null);
+  }
+
+  /**
+   * End the connection once: with `last` (already CRLF-terminated) flushed first and the socket cut
+   * a second later if the client does not close; at once when `last` is null; or only the
+   * bookkeeping when the relay already closed the socket.
+   */
+  private finish(last: string | null | 'relay-closed'): void {
     if (this.closed) return;
     this.closed = true;
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.lineWaiter?.(null);
     this.lineWaiter = null;
-    this.socket.destroy();
+    // The relay or quarantine mailbox closed the socket itself (after flushing its BYE).
+    if (last === null) this.socket.destroy();
+    else if (last !== 'relay-closed') {
+      this.socket.end(last);
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    }
     this.untrack();
   }
 
@@ -144,14 +158,7 @@ export class ImapConnection {
   }
 
   private bye(text: string): void {
-    if (this.closed) return;
-    this.socket.end(replies.bye(text));
-    this.closed = true;
-    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
-    this.lineWaiter?.(null);
-    this.lineWaiter = null;
-    setTimeout(() => this.socket.destroy(), 1000).unref();
-    this.untrack();
+    this.finish(replies.bye(text));
   }
 
   private pump(): void {
@@ -213,9 +220,7 @@ export class ImapConnection {
         this.send(`${tag} OK NOOP completed`);
         return;
       case 'LOGOUT':
-        this.send('* BYE Logging out');
-        this.socket.end(`${tag} OK LOGOUT completed\r\n`);
-        this.destroyLater();
+        this.finish(`* BYE Logging out\r\n${tag} OK LOGOUT completed\r\n`);
         return;
       case 'ID':
         return this.idCommand(tag, args);
@@ -228,13 +233,6 @@ export class ImapConnection {
       default:
         this.bad(tag, 'Command not allowed before login');
     }
-  }
-
-  private destroyLater(): void {
-    this.closed = true;
-    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
-    setTimeout(() => this.socket.destroy(), 1000).unref();
-    this.untrack();
   }
 
   private run(work: Promise<void>): void {
@@ -440,7 +438,7 @@ export class ImapConnection {
         user: identity.user,
         sentence: outcome.sentence,
         pipelined: this.reader.takeRemaining(),
-        onClose: () => this.destroy(),
+        onClose: () => this.finish('relay-closed'),
       });
       return;
     }
@@ -480,7 +478,7 @@ export class ImapConnection {
       upstreamBytes: result.session.leftover,
       onClose: () => {
         unregister();
-        this.destroy();
+        this.finish('relay-closed');
       },
     });
   }
