@@ -267,7 +267,6 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       },
       setKillSwitch: (on) => setKillSwitch(store, on),
     });
-    log.info('admin API listening', { address: admin.address });
   }
 
   const startListeners = options.listeners ?? true;
