@@ -259,6 +259,39 @@ describe('core runtime with a real redis-server', () => {
     expect((await runtime.gate.decide(login('blast-0', 'user0@example.com'))).action).toBe('deny');
   });
 
+  test('kill switch on one instance puts every check in report on another instance sharing Redis', async () => {
+    const dir2 = tempDir('core-b');
+    fs.copyFileSync(path.join(dir, 'reporters.jwks.json'), path.join(dir2, 'reporters.jwks.json'));
+    fs.writeFileSync(path.join(dir2, 'mailwarden.yaml'), configYaml(redis, 2));
+    fs.writeFileSync(path.join(dir2, 'policy.yaml'), policyYaml());
+    const other = await startRuntime({ configFile: path.join(dir2, 'mailwarden.yaml'), logger: createLogger({ silent: true, transports: [capture.transport] }), listeners: false, watch: false });
+    try {
+      await report('iphone-ks', 'ios', [TIKTOK]);
+      expect((await other.gate.decide(login('iphone-ks'))).action).toBe('deny'); // cached on instance B now
+      const on = await fetch(`${adminUrl}/v1/kill-switch`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ on: true }),
+      });
+      expect(on.status).toBeLessThan(300);
+      const t0 = Date.now();
+      const relaxed = await waitFor(() => other.gate.decide(login('iphone-ks')), (d) => d.action === 'allow', 3000);
+      expect(relaxed.action).toBe('allow');
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(relaxed.checks.find((c) => c.checkId === 'no-tiktok')).toMatchObject({ outcome: 'fail', effectiveMode: 'report' });
+      await fetch(`${adminUrl}/v1/kill-switch`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ on: false }),
+      });
+      const back = await waitFor(() => other.gate.decide(login('iphone-ks')), (d) => d.action === 'deny', 3000);
+      expect(back.action).toBe('deny');
+    } finally {
+      await other.stop(0);
+      fs.rmSync(dir2, { recursive: true, force: true });
+    }
+  });
+
   test('Redis killed: last-known state within the bound, then tempfail within 250 ms; service returns with Redis', async () => {
     runtime.store.clear();
     expect((await runtime.gate.decide(login('mac-1'))).action).toBe('allow'); // cached now
