@@ -2,7 +2,7 @@
 // mailwarden itself, holding one message that explains the block and the fix. The real mailbox is
 // never touched (many phones turn any refused login into "wrong password"; this one they display).
 import type net from 'node:net';
-import { CommandReader, parseCommand, SyntaxError, tokenText } from './parser';
+import { CommandReader, parseCommand, quote, SyntaxError, tokenText } from './parser';
 import { bye } from './replies';
 
 export interface QuarantineOptions {
@@ -22,14 +22,17 @@ const UIDVALIDITY = 1;
 const IDLE_MS = 31 * 60 * 1000;
 
 /** The explanation message (RFC 5322), CRLF line ends. */
-export function quarantineMessage(user: string, sentence: string, date = new Date()): Buffer {
+const SUBJECT = 'Company mail is blocked on this device';
+const MESSAGE_ID = '<quarantine@mailwarden>';
+
+export function quarantineMessage(user: string, sentence: string, date: string): Buffer {
   const text = sentence.replace(/[\r\n]+/g, ' ');
   const lines = [
     'From: Mail access <postmaster@localhost>',
     `To: <${user.replace(/[<>\r\n]/g, '')}>`,
-    'Subject: Company mail is blocked on this device',
-    `Date: ${date.toUTCString().replace('GMT', '+0000')}`,
-    'Message-ID: <quarantine@mailwarden>',
+    `Subject: ${SUBJECT}`,
+    `Date: ${date}`,
+    `Message-ID: ${MESSAGE_ID}`,
     'MIME-Version: 1.0',
     'Content-Type: text/plain; charset=utf-8',
     'Content-Transfer-Encoding: 8bit',
@@ -48,8 +51,14 @@ export function quarantineMessage(user: string, sentence: string, date = new Dat
 /** Answers the handful of commands a mail app needs to show the one message; everything else is NO. */
 export function startQuarantine(options: QuarantineOptions): { end(text: string): void } {
   const { socket } = options;
-  const message = quarantineMessage(options.user, options.sentence);
+  const now = new Date();
+  const date = now.toUTCString().replace('GMT', '+0000');
+  const message = quarantineMessage(options.user, options.sentence, date);
   const internalDate = '01-Jan-2024 00:00:00 +0000';
+  const [local, domain] = options.user.includes('@') ? options.user.split('@', 2) : [options.user, 'localhost'];
+  const sender = '(("Mail access" NIL "postmaster" "localhost"))';
+  // RFC 9051 §7.5.2 envelope: date subject from sender reply-to to cc bcc in-reply-to message-id.
+  const envelope = `(${quote(date)} ${quote(SUBJECT)} ${sender} ${sender} ${sender} ((NIL NIL ${quote(local ?? '')} ${quote(domain ?? '')})) NIL NIL NIL ${quote(MESSAGE_ID)})`;
   const reader = new CommandReader({ maxLineBytes: 8192, maxLiteralBytes: 8192 });
   let selected = false;
   let idleTag: string | null = null;
@@ -81,6 +90,7 @@ export function startQuarantine(options: QuarantineOptions): { end(text: string)
     if (/FLAGS|ALL|FAST|FULL/.test(want)) items.push('FLAGS (\\Seen)');
     if (/INTERNALDATE|ALL|FAST|FULL/.test(want)) items.push(`INTERNALDATE "${internalDate}"`);
     if (/RFC822\.SIZE|ALL|FAST|FULL/.test(want)) items.push(`RFC822.SIZE ${message.length}`);
+    if (/ENVELOPE|ALL|FULL/.test(want)) items.push(`ENVELOPE ${envelope}`);
     if (/BODYSTRUCTURE/.test(want)) {
       items.push(`BODYSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "8BIT" ${message.length} ${message.toString('utf8').split('\r\n').length} NIL NIL NIL NIL)`);
     }

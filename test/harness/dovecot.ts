@@ -18,11 +18,15 @@ export interface DovecotOptions {
   readonly master?: DovecotUser;
   /** Extra lines appended to dovecot.conf (e.g. service limits for the benchmark). */
   readonly extraConfig?: string;
+  /** Certificate and key (PEM files): enables STARTTLS on `port` and implicit TLS on `tlsPort`. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export interface DovecotServer {
   readonly host: string;
   readonly port: number;
+  /** Implicit-TLS port when started with `tls`, else null. */
+  readonly tlsPort: number | null;
   readonly dir: string;
   readonly users: readonly DovecotUser[];
   readonly master: DovecotUser;
@@ -62,7 +66,15 @@ function accounts(): { internal: string; login: string; uid: number; gid: number
   };
 }
 
-function writeConfig(dir: string, port: number, users: readonly DovecotUser[], master: DovecotUser, extra: string): string {
+function writeConfig(
+  dir: string,
+  ports: { plain: number; tls: number | null },
+  users: readonly DovecotUser[],
+  master: DovecotUser,
+  extra: string,
+  tls: DovecotOptions['tls'],
+): string {
+  const port = ports.plain;
   const acc = accounts();
   fs.writeFileSync(path.join(dir, 'users'), users.map((u) => `${u.user}:{PLAIN}${u.password}\n`).join(''));
   fs.writeFileSync(path.join(dir, 'masters'), `${master.user}:{PLAIN}${master.password}\n`);
@@ -78,7 +90,7 @@ instance_name = mailwarden-test-${port}
 log_path = ${dir}/dovecot.log
 listen = 127.0.0.1
 protocols = imap
-ssl = no
+${tls ? `ssl = yes\nssl_cert = <${tls.cert}\nssl_key = <${tls.key}` : 'ssl = no'}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 # x-originating-ip from the proxy is honoured only from trusted networks (and no auth penalty).
@@ -109,7 +121,9 @@ service imap-login {
     port = ${port}
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = ${ports.tls ?? 0}
+    ssl = ${ports.tls ? 'yes' : 'no'}
   }
 }
 protocol imap {
@@ -128,8 +142,9 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
   const users = options.users ?? DEFAULT_USERS;
   const master = options.master ?? DEFAULT_MASTER;
   const port = await freePort();
+  const tlsPort = options.tls ? await freePort() : null;
   const dir = tempDir('dovecot');
-  const conf = writeConfig(dir, port, users, master, options.extraConfig ?? '');
+  const conf = writeConfig(dir, { plain: port, tls: tlsPort }, users, master, options.extraConfig ?? '', options.tls);
   const logFile = path.join(dir, 'dovecot.log');
   const acc = accounts();
   let child: ChildProcess | null = null;
@@ -174,6 +189,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
   return {
     host: '127.0.0.1',
     port,
+    tlsPort,
     dir,
     users,
     master,

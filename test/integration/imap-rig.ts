@@ -23,6 +23,8 @@ export interface RigOptions {
   readonly tiktok?: Record<string, unknown>;
   readonly blockStyle?: 'refuse' | 'quarantine';
   readonly outageLastKnownMaxSeconds?: number;
+  /** How mailwarden reaches Dovecot (default plaintext on loopback). */
+  readonly upstreamTls?: 'none' | 'implicit' | 'starttls';
 }
 
 export interface Rig {
@@ -79,8 +81,12 @@ function policyYaml(tiktok: Record<string, unknown>): string {
 }
 
 export async function startRig(options: RigOptions = {}): Promise<Rig> {
-  const [redis, dovecot] = await Promise.all([startRedis(), startDovecot()]);
   const pki = makeTestPki();
+  const upstreamTls = options.upstreamTls ?? 'none';
+  const [redis, dovecot] = await Promise.all([
+    startRedis(),
+    startDovecot(upstreamTls === 'none' ? {} : { tls: { cert: pki.serverCert, key: pki.serverKey } }),
+  ]);
   const dir = tempDir('imap-rig');
   const reporter = await makeReporterKeys({ kid: 'mdm-1', outDir: dir });
   const idp = await makeIdpKeys({ kid: 'idp-1', outDir: dir });
@@ -112,8 +118,10 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
       ],
       upstream: {
         host: dovecot.host,
-        port: dovecot.port,
-        tls: 'none',
+        port: upstreamTls === 'implicit' ? dovecot.tlsPort : dovecot.port,
+        tls: upstreamTls,
+        // The test CA is not in the system store; the listener certificate is checked elsewhere.
+        rejectUnauthorized: false,
         // Verified identities (JWT, app password) log in as the Dovecot master user; asserted ones replay the password.
         login: 'master',
         masterUser: dovecot.master.user,
