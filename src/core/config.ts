@@ -286,6 +286,8 @@ function upstreamRules(
   appPasswords: boolean,
   problem: (keyPath: KeyPath, message: string, linePath?: KeyPath) => void,
 ): void {
+  // SMTP with XCLIENT logs in with LOGIN=<user> (Postfix smtpd_authorized_xclient_hosts): no credential.
+  if ('xclient' in u && u.xclient === true) return;
   for (const key of ['masterUser', 'masterPassword'] as const) {
     if (u[key] !== undefined) continue;
     if (u.login === 'master') problem([...at, key], 'required when login is master', [...at, 'login']);

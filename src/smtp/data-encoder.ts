@@ -86,7 +86,8 @@ export class DataEncoder extends Transform {
     if (segmentStart < data.length) out.push(data.subarray(segmentStart));
     this.atLineStart = !this.heldCR && lineStart === data.length;
     this.endsWithCrlf = this.atLineStart;
-    callback(null, Buffer.concat(out));
+    // The common case (no line starting with a dot) passes the chunk through without a copy.
+    callback(null, out.length === 1 ? out[0] : Buffer.concat(out));
   }
 
   override _flush(callback: TransformCallback): void {

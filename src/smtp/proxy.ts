@@ -75,6 +75,8 @@ export interface SmtpProxyOptions {
   readonly notifier: Notifier | null;
   /** The limit smtp-server advertises with SIZE (RFC 1870), enforced while streaming. */
   readonly maxMessageBytes: number;
+  /** smtp.upstream.login now: with 'master', identities the proxy verified log in with the proxy credential. */
+  readonly upstreamLogin: () => 'passthrough' | 'master';
 }
 
 export class SmtpProxy implements SmtpHandlers {
@@ -98,7 +100,12 @@ export class SmtpProxy implements SmtpHandlers {
     if (session.hostNameAppearsAs) client.hints.ehlo = session.hostNameAppearsAs;
     let identity: IdentityResult;
     try {
-      identity = await gate.identity.resolve({ credential, peerCertificate: client.peerCertificate, remoteAddress: session.remoteAddress });
+      identity = await gate.identity.resolve({
+        credential,
+        peerCertificate: client.peerCertificate,
+        remoteAddress: session.remoteAddress,
+        upstreamLogin: this.options.upstreamLogin(),
+      });
     } catch (err) {
       gate.log.error('identity resolver failed', { event: 'smtp.auth', error: (err as Error).message });
       return fail(Replies.authTempFail());

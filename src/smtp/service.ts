@@ -37,7 +37,7 @@ export async function startSmtpService(gate: Gate, config: SmtpConfig, options: 
   const notifier = options.store
     ? new Notifier({ relay, store: options.store, log: gate.log, settings: () => current().notifyUser, helpdesk: () => gate.policy().helpdesk })
     : null;
-  const proxy = new SmtpProxy({ gate, relay, notifier, maxMessageBytes: config.maxMessageBytes });
+  const proxy = new SmtpProxy({ gate, relay, notifier, maxMessageBytes: config.maxMessageBytes, upstreamLogin: () => current().upstream.login });
   const tls = listenerTls(gate, config);
   const running: RunningListener[] = [];
   try {
