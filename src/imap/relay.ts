@@ -9,6 +9,8 @@ const PREFIX = 64;
 const TAIL = 24;
 /** Longest line held whole for inspection; longer ones pass through untouched. */
 const MAX_INSPECT = 65536;
+/** Unsent bytes one direction may hold before its source is paused (failure catalogue #40: ≈ 64 KiB–256 KiB). */
+const MAX_BUFFERED = 256 * 1024;
 /** How long a revocation waits for a response boundary before both sockets are cut hard (§1.9). */
 const CUT_WAIT_MS = 2000;
 
@@ -328,10 +330,15 @@ export class Relay {
     upstream.resume();
   }
 
-  /** Backpressure: a full destination pauses the source until it drains. */
+  /**
+   * Backpressure: a destination holding more than MAX_BUFFERED unsent bytes pauses the source until
+   * it drains. Node's 16 KiB socket high-water mark is below one 64 KiB read, so pausing on every
+   * `false` from write() would stall a bulk FETCH after each read.
+   */
   private write(dest: net.Socket, source: net.Socket, data: Buffer): void {
     if (this.closed) return;
-    if (!dest.write(data)) source.pause();
+    dest.write(data);
+    if (dest.writableLength > MAX_BUFFERED) source.pause();
   }
 
   /**
