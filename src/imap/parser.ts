@@ -121,7 +121,7 @@ export interface ParsedCommand {
   readonly args: readonly Token[];
 }
 
-export class SyntaxError extends Error {
+export class ImapSyntaxError extends Error {
   /** The tag, when it was valid (an invalid tag is never echoed back: ALPACA, RFC 9051 §2.2.1). */
   constructor(message: string, readonly tag: string | null) {
     super(message);
@@ -180,22 +180,22 @@ class Cursor {
 }
 
 /**
- * Parses one command. Throws SyntaxError (the caller answers BAD). `wildcards` also accepts `*` and
+ * Parses one command. Throws ImapSyntaxError (the caller answers BAD). `wildcards` also accepts `*` and
  * `%` in atoms (sequence sets and LIST patterns), which pre-auth commands never need.
  */
 export function parseCommand(segments: readonly Segment[], wildcards = false): ParsedCommand {
   const first = typeof segments[0] === 'string' ? segments[0] : '';
   const sp = first.indexOf(' ');
   const tag = sp < 0 ? first : first.slice(0, sp);
-  if (!isValidTag(tag)) throw new SyntaxError('Invalid tag', null);
-  if (sp < 0) throw new SyntaxError('Missing command', tag);
+  if (!isValidTag(tag)) throw new ImapSyntaxError('Invalid tag', null);
+  if (sp < 0) throw new ImapSyntaxError('Missing command', tag);
   const cur = new Cursor(segments);
   for (let i = 0; i <= sp; i++) cur.take();
   const name = readAtom(cur, tag, false);
-  if (!name) throw new SyntaxError('Missing command', tag);
+  if (!name) throw new ImapSyntaxError('Missing command', tag);
   const args: Token[] = [];
   while (!cur.atEnd()) {
-    if (cur.take() !== 0x20) throw new SyntaxError('Expected a space between arguments', tag);
+    if (cur.take() !== 0x20) throw new ImapSyntaxError('Expected a space between arguments', tag);
     args.push(readToken(cur, tag, 0, wildcards));
   }
   return { tag, name: name.toUpperCase(), args };
@@ -206,7 +206,7 @@ function readAtom(cur: Cursor, tag: string, wildcards: boolean): string {
   for (let c = cur.peek(); c !== -1 && c !== 0x20 && c !== 0x29; c = cur.peek()) {
     // "]" is allowed in astrings (RFC 9051 ASTRING-CHAR), which is where atoms appear here.
     if (!isAtomChar(c) && c !== 0x5d && !(wildcards && (c === 0x2a || c === 0x25))) {
-      throw new SyntaxError(c >= 0x80 ? '8bit data in atom' : 'Invalid characters in atom', tag);
+      throw new ImapSyntaxError(c >= 0x80 ? '8bit data in atom' : 'Invalid characters in atom', tag);
     }
     out += String.fromCharCode(cur.take());
   }
@@ -218,23 +218,23 @@ function readToken(cur: Cursor, tag: string, depth: number, wildcards: boolean):
   if (c === 0x22) return { kind: 'string', value: readQuoted(cur, tag) };
   if (c === 0x7b) {
     const lit = cur.literal();
-    if (!lit) throw new SyntaxError('Invalid literal', tag);
+    if (!lit) throw new ImapSyntaxError('Invalid literal', tag);
     return { kind: 'string', value: lit };
   }
   if (c === 0x28) {
-    if (depth >= MAX_LIST_DEPTH) throw new SyntaxError('Lists nested too deep', tag);
+    if (depth >= MAX_LIST_DEPTH) throw new ImapSyntaxError('Lists nested too deep', tag);
     cur.take();
     const items: Token[] = [];
     while (cur.peek() !== 0x29) {
-      if (cur.peek() === -1) throw new SyntaxError('Unterminated list', tag);
-      if (items.length > 0 && cur.take() !== 0x20) throw new SyntaxError('Expected a space in list', tag);
+      if (cur.peek() === -1) throw new ImapSyntaxError('Unterminated list', tag);
+      if (items.length > 0 && cur.take() !== 0x20) throw new ImapSyntaxError('Expected a space in list', tag);
       items.push(readToken(cur, tag, depth + 1, wildcards));
     }
     cur.take();
     return { kind: 'list', items };
   }
   const atom = readAtom(cur, tag, wildcards);
-  if (!atom) throw new SyntaxError('Missing argument', tag);
+  if (!atom) throw new ImapSyntaxError('Missing argument', tag);
   return atom.toUpperCase() === 'NIL' ? { kind: 'nil' } : { kind: 'atom', value: atom };
 }
 
@@ -243,17 +243,17 @@ function readQuoted(cur: Cursor, tag: string): Buffer {
   const bytes: number[] = [];
   for (;;) {
     const c = cur.peek();
-    if (c === -1) throw new SyntaxError('Unterminated quoted string', tag);
+    if (c === -1) throw new ImapSyntaxError('Unterminated quoted string', tag);
     cur.take();
     if (c === 0x22) return Buffer.from(bytes);
     if (c === 0x5c) {
       const e = cur.peek();
-      if (e !== 0x22 && e !== 0x5c) throw new SyntaxError('Invalid escape in quoted string', tag);
+      if (e !== 0x22 && e !== 0x5c) throw new ImapSyntaxError('Invalid escape in quoted string', tag);
       bytes.push(cur.take());
       continue;
     }
     // QUOTED-CHAR excludes CR and LF; NUL is never allowed in strings (RFC 9051 §4.3).
-    if (c === 0 || c === 0x0d || c === 0x0a) throw new SyntaxError('NULs and line breaks not allowed in strings', tag);
+    if (c === 0 || c === 0x0d || c === 0x0a) throw new ImapSyntaxError('NULs and line breaks not allowed in strings', tag);
     bytes.push(c);
   }
 }

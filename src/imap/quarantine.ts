@@ -2,7 +2,7 @@
 // mailwarden itself, holding one message that explains the block and the fix. The real mailbox is
 // never touched (many phones turn any refused login into "wrong password"; this one they display).
 import type net from 'node:net';
-import { CommandReader, parseCommand, quote, SyntaxError, tokenText } from './parser';
+import { CommandReader, parseCommand, quote, ImapSyntaxError, tokenText } from './parser';
 import { bye } from './replies';
 
 export interface QuarantineOptions {
@@ -133,7 +133,7 @@ export function startQuarantine(options: QuarantineOptions): { end(text: string)
     try {
       cmd = parseCommand(segments, true);
     } catch (err) {
-      send(`${(err as SyntaxError).tag ?? '*'} BAD ${(err as Error).message}\r\n`);
+      send(`${(err as ImapSyntaxError).tag ?? '*'} BAD ${(err as Error).message}\r\n`);
       return;
     }
     const { tag, args } = cmd;

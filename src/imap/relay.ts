@@ -47,6 +47,8 @@ abstract class Framer {
   /** Some of the current line was already forwarded. */
   private lineForwarded = false;
   private held: Buffer | null = null;
+  /** Client side only: size of a synchronising literal waiting for the server's `+` or tagged refusal. */
+  private awaitingContinuation: number | null = null;
   protected stopped = false;
 
   constructor(protected readonly out: (data: Buffer) => void) {}
@@ -106,6 +108,7 @@ abstract class Framer {
           flush(pos);
           if (verdict !== 'drop') this.out(verdict);
           from = lf + 1;
+          this.afterReplaced();
         }
         if (this.stopped) return;
       }
@@ -134,9 +137,6 @@ abstract class Framer {
     flush(pos);
   }
 
-  /** Client side only: a synchronising literal waits for the server's `+` or tagged refusal. */
-  protected awaitingContinuation: number | null = null;
-
   /** The server answered the pending synchronising literal: `+` (accepted) or a tagged result (refused). */
   resolveContinuation(accepted: boolean): void {
     const size = this.awaitingContinuation;
@@ -157,6 +157,8 @@ abstract class Framer {
   protected abstract inspects(prefix: Buffer): boolean;
   /** First line of a message: forward it, replace it, or drop it. */
   protected abstract onMessageStart(line: Buffer, literal: { size: number; sync: boolean } | null): 'forward' | 'drop' | Buffer;
+  /** Called after a replaced or dropped line, once everything before it was forwarded. */
+  protected afterReplaced(): void {}
   /** Does the subclass want to act at the next message boundary? */
   protected wantsBoundary(): boolean {
     return false;
@@ -236,6 +238,10 @@ class ResponseFramer extends Framer {
 
 /** client → upstream: refuses COMPRESS and UNAUTHENTICATE, follows synchronising literals. */
 class CommandFramer extends Framer {
+  /** Tag of the last command started (to match a tagged refusal of its synchronising literal). */
+  tag: string | null = null;
+  private refusal: { reply: Buffer; close: boolean } | null = null;
+
   constructor(
     out: (data: Buffer) => void,
     private readonly refuse: (reply: Buffer, close: boolean) => void,
@@ -243,8 +249,6 @@ class CommandFramer extends Framer {
   ) {
     super(out);
   }
-
-  tag: string | null = null;
 
   protected inspects(): boolean {
     return true;
@@ -257,10 +261,22 @@ class CommandFramer extends Framer {
     if (m && (name === 'COMPRESS' || name === 'UNAUTHENTICATE')) {
       // RFC 4978 would turn the stream into raw DEFLATE; RFC 8437 would let the client switch users
       // behind the policy's back. Neither is offered, so refuse locally; a literal here cannot be skipped safely.
-      this.refuse(Buffer.from(`${m[1]} NO [CANNOT] ${name} is not available through this proxy\r\n`, 'latin1'), literal !== null);
+      this.refusal = {
+        reply: Buffer.from(`${m[1]} NO [CANNOT] ${name} is not available through this proxy\r\n`, 'latin1'),
+        close: literal !== null,
+      };
       return 'drop';
     }
     return 'forward';
+  }
+
+  protected override afterReplaced(): void {
+    const refusal = this.refusal;
+    this.refusal = null;
+    if (!refusal) return;
+    // A literal after a refused command must not reach the upstream as commands: read no more.
+    if (refusal.close) this.stop();
+    this.refuse(refusal.reply, refusal.close);
   }
 
   protected override onSyncLiteral(): boolean {

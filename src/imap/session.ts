@@ -17,7 +17,7 @@ import {
 } from '../identity/sasl';
 import type { Credential } from '../identity/types';
 import type { Decision } from '../policy/decision';
-import { CommandReader, hasControlChars, parseCommand, SyntaxError, tokenText, type Segment, type Token } from './parser';
+import { CommandReader, hasControlChars, parseCommand, ImapSyntaxError, tokenText, type Segment, type Token } from './parser';
 import { startQuarantine } from './quarantine';
 import { filterCapabilities, Relay } from './relay';
 import * as replies from './replies';
@@ -51,7 +51,7 @@ const ID_MAX_VALUE = 1024;
 /** TLS handshake bound after STARTTLS (Node's default is 120 s). */
 const HANDSHAKE_MS = 15000;
 
-/** Commands that only make sense after login: answered BAD and counted (RFC 9051 §6.3, §6.4). */
+/** SASL mechanisms mailwarden verifies itself (OAuth ones only with an oauth identity source). */
 const MECHANISMS = ['PLAIN', 'LOGIN', 'XOAUTH2', 'OAUTHBEARER'] as const;
 type Mechanism = (typeof MECHANISMS)[number];
 
@@ -207,7 +207,7 @@ export class ImapConnection {
     try {
       command = parseCommand(segments);
     } catch (err) {
-      const e = err as SyntaxError;
+      const e = err as ImapSyntaxError;
       this.bad(e.tag, e.message);
       return;
     }

@@ -115,3 +115,12 @@ test('end() waits for the end of a large literal, then BYE and both legs close',
   expect(text.indexOf('* BYE')).toBe(text.indexOf(')\r\n') + 3);
   expect(text).not.toContain('* 3 EXISTS');
 });
+
+test('a refused COMPRESS carrying a literal ends the session; its literal never reaches the upstream', async () => {
+  const p = await relayPair();
+  p.client.write('a1 NOOP\r\na2 COMPRESS {12+}\r\nb LOGOUT\r\n\r\n');
+  await p.closed;
+  await until(() => Buffer.concat(p.toClient).toString().includes('a2 NO [CANNOT]'));
+  await new Promise((r) => setTimeout(r, 50));
+  expect(Buffer.concat(p.toServer).toString()).toBe('a1 NOOP\r\n');
+});
