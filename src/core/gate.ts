@@ -5,6 +5,7 @@ import type { SessionRegistry } from './sessions';
 import type { IdentityResolver } from '../identity/types';
 import type { Decision, DecisionRequest } from '../policy/decision';
 import type { MailwardenConfig, PolicyConfig } from './config-types';
+import type { Metrics } from '../admin/metrics';
 
 export interface Gate {
   readonly log: Logger;
@@ -15,6 +16,11 @@ export interface Gate {
   /** The configuration in force now (it changes on reload; read it per connection). */
   config(): MailwardenConfig;
   policy(): PolicyConfig;
+  /**
+   * Optional counters a listener reports (the runtime passes its Prometheus metrics; absent in
+   * tests). Added for the IMAP listener: login results, live-session count, upstream failures.
+   */
+  readonly metrics?: Pick<Metrics, 'onLogin' | 'sessionDelta' | 'onUpstreamError'>;
 }
 
 /** A started protocol front end (IMAP or SMTP listeners), as the runtime drives it. */

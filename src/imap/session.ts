@@ -412,6 +412,7 @@ export class ImapConnection {
     if (this.closed) return;
     if (!identity.ok) {
       gate.log.info('imap: login refused by identity', { ...log, failure: identity.failure, detail: identity.detail });
+      gate.metrics?.onLogin('imap', identity.failure === 'unavailable' ? 'tempfail' : 'bad-credentials');
       if (identity.failure === 'unavailable') return void this.send(replies.unavailable(tag));
       if (credential.kind === 'bearer' && (mech === 'XOAUTH2' || mech === 'OAUTHBEARER')) return this.oauthFailure(tag, mech);
       return this.loginFailed(tag, replies.authenticationFailed(tag));
@@ -428,8 +429,12 @@ export class ImapConnection {
     });
     if (this.closed) return;
     const outcome = replies.loginOutcome(tag, decision, this.ctx.config.blockStyle);
-    if (outcome.kind === 'refuse') return void this.send(...outcome.lines);
+    if (outcome.kind === 'refuse') {
+      gate.metrics?.onLogin('imap', outcome.result);
+      return void this.send(...outcome.lines);
+    }
     if (outcome.kind === 'quarantine') {
+      gate.metrics?.onLogin('imap', 'quarantine');
       gate.log.info('imap: quarantined', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
       this.enterAuthenticated();
       this.quarantine = startQuarantine({
@@ -458,6 +463,8 @@ export class ImapConnection {
     if (!result.ok) {
       unregister();
       gate.log.warn('imap: upstream login failed', { ...log, user: identity.user, failure: result.failure, detail: result.detail });
+      gate.metrics?.onLogin('imap', result.failure === 'bad-credentials' ? 'bad-credentials' : 'upstream-error');
+      if (result.failure === 'unavailable') gate.metrics?.onUpstreamError('imap');
       if (result.failure === 'bad-credentials') return this.loginFailed(tag, replies.authenticationFailed(tag));
       return void this.send(replies.unavailable(tag));
     }
@@ -471,6 +478,8 @@ export class ImapConnection {
     gate.log.info('imap: logged in', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
     this.enterAuthenticated();
     this.send(...outcome.lines, replies.loggedIn(tag, filterCapabilities(result.session.capabilities)));
+    gate.metrics?.onLogin('imap', 'allow');
+    gate.metrics?.sessionDelta('imap', 1);
     this.relay = new Relay({
       client: this.socket,
       upstream: upstreamSocket,
@@ -478,6 +487,7 @@ export class ImapConnection {
       upstreamBytes: result.session.leftover,
       onClose: () => {
         unregister();
+        gate.metrics?.sessionDelta('imap', -1);
         this.finish('relay-closed');
       },
     });

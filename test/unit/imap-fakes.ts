@@ -28,6 +28,8 @@ export function decision(action: Action, extra: Partial<Decision> = {}): Decisio
 }
 
 export interface FakeGate extends Gate {
+  /** Every metrics call, as "onLogin:allow", "sessionDelta:1", ... */
+  readonly counted: string[];
   readonly requests: DecisionRequest[];
   readonly contexts: CredentialContext[];
   decideWith: (req: DecisionRequest) => Decision | Promise<Decision>;
@@ -62,7 +64,14 @@ export function fakeGate(options: { oauth?: boolean } = {}): FakeGate {
     configFile: '/nonexistent/mailwarden.yaml',
     identity: { sources: options.oauth ? [{ type: 'oauth' }] : [{ type: 'asserted', separator: '+' }] },
   } as unknown as MailwardenConfig;
+  const counted: string[] = [];
   const gate: FakeGate = {
+    counted,
+    metrics: {
+      onLogin: (_p, result) => void counted.push(`onLogin:${result}`),
+      sessionDelta: (_p, delta) => void counted.push(`sessionDelta:${delta}`),
+      onUpstreamError: () => void counted.push('onUpstreamError'),
+    },
     log: silentLogger(),
     sessions: new SessionRegistry(),
     requests,

@@ -218,6 +218,7 @@ describe('decision → reply', () => {
     );
     expect(upstream.sockets.size).toBe(0);
     expect(gate.requests[0]).toMatchObject({ user: 'alice@example.com', deviceId: 'dev-1', protocol: 'imap', trigger: 'login' });
+    expect(gate.counted).toEqual(['onLogin:deny']);
   });
 
   test('tempfail: NO [UNAVAILABLE]', async () => {
@@ -292,25 +293,35 @@ describe('upstream and relay', () => {
     expect(upstream.received.some((l) => l.includes('UNAUTHENTICATE'))).toBe(false);
   });
 
-  test('upstream refuses the connection: NO [UNAVAILABLE]; the breaker then fails at once', async () => {
+  test('upstream refuses the connection: every login gets NO [UNAVAILABLE] and counts an upstream error', async () => {
     await upstream.close();
     const c = await connect();
     for (const t of ['b1', 'b2', 'b3', 'b4']) {
       c.write(`${t} LOGIN alice@example.com+dev-1 alice-pw\r\n`);
       await c.waitFor(new RegExp(`${t} NO \\[UNAVAILABLE\\]`));
     }
+    expect(gate.counted.filter((m) => m === 'onUpstreamError')).toHaveLength(4);
   });
 
-  test('upstream accepts but never greets: NO [UNAVAILABLE] within the connect timeout', async () => {
+  test('upstream accepts but never greets: NO [UNAVAILABLE] at the connect timeout, then the breaker fails at once', async () => {
     const silent = net.createServer(() => undefined);
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
-    const svc = await startImapService(gate, imapConfig((silent.address() as net.AddressInfo).port, { upstream: { ...imapConfig(0).upstream, port: (silent.address() as net.AddressInfo).port, connectTimeoutMs: 300 } }));
+    const port = (silent.address() as net.AddressInfo).port;
+    const upstreamConfig = { ...imapConfig(0).upstream, port, connectTimeoutMs: 300, circuitBreaker: { failures: 2, resetMs: 60000 } };
+    const svc = await startImapService(gate, imapConfig(port, { upstream: upstreamConfig }));
     try {
       const c = await connect(svc);
-      const started = Date.now();
-      c.write('a1 LOGIN alice@example.com+dev-1 alice-pw\r\n');
-      await c.waitFor(/a1 NO \[UNAVAILABLE\]/, 2000);
-      expect(Date.now() - started).toBeLessThan(1500);
+      const took: number[] = [];
+      for (const t of ['a1', 'a2', 'a3']) {
+        const started = Date.now();
+        c.write(`${t} LOGIN alice@example.com+dev-1 alice-pw\r\n`);
+        await c.waitFor(new RegExp(`${t} NO \\[UNAVAILABLE\\]`), 2000);
+        took.push(Date.now() - started);
+      }
+      // Two logins wait for the connect timeout; then the open breaker fails the third at once.
+      expect(took[0]).toBeGreaterThanOrEqual(280);
+      expect(took[1]).toBeGreaterThanOrEqual(280);
+      expect(took[2]).toBeLessThan(200);
     } finally {
       await svc.shutdown(0);
       silent.close();
@@ -331,13 +342,14 @@ describe('upstream and relay', () => {
     await c.waitFor(/a1 NO \[AUTHENTICATIONFAILED\]/);
   });
 
-  test('the session is registered and unregistered in gate.sessions', async () => {
+  test('the session is registered and unregistered in gate.sessions, and counted in the metrics', async () => {
     const c = await loggedIn();
     expect(gate.sessions.byDevice('dev-1')).toHaveLength(1);
     c.write('z LOGOUT\r\n');
     await c.waitClosed();
     for (let i = 0; i < 20 && gate.sessions.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(gate.sessions.size).toBe(0);
+    expect(gate.counted).toEqual(['onLogin:allow', 'sessionDelta:1', 'sessionDelta:-1']);
   });
 });
 
