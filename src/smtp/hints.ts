@@ -7,7 +7,11 @@ import { oneLine } from './replies';
 const HINT_HEADERS = ['x-mailer', 'user-agent'] as const;
 const MAX_HINT_LENGTH = 200;
 
+/** Cheap test before parsing: most header blocks name neither header. */
+const MENTIONS_HINT = /^(x-mailer|user-agent)[ \t]*:/im;
+
 export async function headerHints(block: Buffer): Promise<Record<string, string>> {
+  if (!MENTIONS_HINT.test(block.toString('latin1'))) return {};
   // The block ends with the empty line, so mailparser sees a message with an empty body.
   const mail = await simpleParser(block, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
   const hints: Record<string, string> = {};

@@ -183,14 +183,14 @@ export class SmtpProxy implements SmtpHandlers {
     let hints: Promise<Record<string, string>> = Promise.resolve({});
     const outcome = await relay.data(stream, {
       maxBytes: this.options.maxMessageBytes,
+      // The sending app does not change within a session: parse until its hints are known.
       onHeaderBlock: (block) => {
-        if (block) hints = headerHints(block).catch(() => ({}));
+        if (block && !client.hints['x-mailer'] && !client.hints['user-agent']) hints = headerHints(block).catch(() => ({}));
       },
       // A session revoked while the message streamed is refused before the final dot.
       beforeCommit: () => client.refusal(),
     });
-    const found = await hints;
-    Object.assign(client.hints, found);
+    Object.assign(client.hints, await hints);
     if (!relay.usable) client.relay = null;
     this.options.gate.log.info('smtp message', {
       event: 'smtp.message',
@@ -203,7 +203,7 @@ export class SmtpProxy implements SmtpHandlers {
       delivered: outcome.delivered,
       reply: `${outcome.reply.code} ${outcome.reply.text}`,
       ...(outcome.aborted ? { aborted: outcome.aborted } : {}),
-      hints: found,
+      hints: client.hints,
     });
     return outcome.reply;
   }

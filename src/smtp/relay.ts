@@ -50,6 +50,7 @@ export interface DataOutcome {
 
 /** RFC 5321 §4.5.3.2.6: a client waits at least 10 minutes for the reply to the final dot. */
 const DATA_FINAL_TIMEOUT_MS = 10 * 60_000;
+const FINAL_DOT = Buffer.from('.\r\n');
 /** Postfix XCLIENT_README: at most 512 characters per XCLIENT command. */
 const MAX_XCLIENT_LENGTH = 512;
 
@@ -281,7 +282,7 @@ export class RelaySession {
         await drain(source);
         return { reply: passUpstream(start.code, replyText(start)), delivered: false, bytes: 0 };
       }
-      const stopped = await this.stream(source, encoder);
+      const { stopped, tail } = await this.stream(source, encoder);
       if (stopped) {
         this.abort();
         await drain(source);
@@ -296,7 +297,8 @@ export class RelaySession {
       }
       let final: UpstreamReply;
       try {
-        await this.connection.write(Buffer.from('.\r\n'));
+        // The last chunk and the final dot leave in one write (one segment, no extra syscall).
+        await this.connection.write(...(tail ? [tail, FINAL_DOT] : [FINAL_DOT]));
         final = await this.connection.readReply(DATA_FINAL_TIMEOUT_MS);
       } catch {
         // The upstream may or may not have queued it; only a 250 counts, so the client retries.
@@ -333,8 +335,11 @@ export class RelaySession {
     }
   }
 
-  /** Pipes source → encoder → upstream. Resolves null when every byte was written, else why it stopped. */
-  private async stream(source: Readable, encoder: DataEncoder): Promise<DataOutcome['aborted'] | null> {
+  /**
+   * Pipes source → encoder → upstream, holding back the newest chunk (the caller sends it together
+   * with the final dot). Resolves with why it stopped, or with that last chunk.
+   */
+  private async stream(source: Readable, encoder: DataEncoder): Promise<{ stopped: DataOutcome['aborted'] | null; tail: Buffer | null }> {
     const clientGone = (): void => {
       encoder.destroy(new ClientGone());
     };
@@ -344,12 +349,16 @@ export class RelaySession {
     source.once('close', onClose);
     source.on('error', clientGone);
     source.pipe(encoder);
+    let held: Buffer | null = null;
     try {
-      for await (const chunk of encoder) await this.connection.write(chunk as Buffer);
-      return null;
+      for await (const chunk of encoder) {
+        if (held) await this.connection.write(held);
+        held = chunk as Buffer;
+      }
+      return { stopped: null, tail: held };
     } catch (err) {
-      if (err instanceof DataRefusal) return err.reason;
-      return err instanceof ClientGone ? 'client-gone' : 'upstream-lost';
+      if (err instanceof DataRefusal) return { stopped: err.reason, tail: null };
+      return { stopped: err instanceof ClientGone ? 'client-gone' : 'upstream-lost', tail: null };
     } finally {
       source.off('close', onClose);
       source.off('error', clientGone);
