@@ -90,6 +90,16 @@ describe('allowed device', () => {
   });
 });
 
+describe('warn and grace', () => {
+  it('a warn decision is allowed: the message is delivered (the warning is in the decision audit)', async () => {
+    gate.decideWith = (req) =>
+      decision('allow', { protocol: 'smtp', user: req.user, deviceId: req.deviceId, warnings: ['Warning: remove TikTok within 24 hours. Ref REF123.'] });
+    const port = await start();
+    await client(port, 'alice@example.com+phone').sendMail({ envelope: { from: 'alice@example.com', to: ['bob@example.com'] }, raw: MESSAGE });
+    expect(await sink.waitForMessages(1)).toHaveLength(1);
+  });
+});
+
 describe('refused device', () => {
   it('AUTH succeeds, MAIL FROM gets 550 5.7.1 with the sentence, nothing reaches the upstream', async () => {
     const port = await start();
@@ -317,6 +327,31 @@ describe('SMTP smuggling', () => {
   });
 });
 
+describe('shutdown', () => {
+  it('lets a message in flight finish within the drain time, then closes idle sessions with 421', async () => {
+    const port = await start();
+    const busy = await RawClient.connect(port);
+    await busy.login('alice@example.com+laptop', 'alice-pw');
+    const idle = await RawClient.connect(port);
+    await idle.login('alice@example.com+laptop', 'alice-pw');
+    await busy.command('MAIL FROM:<alice@example.com>');
+    await busy.command('RCPT TO:<bob@example.com>');
+    await busy.command('DATA');
+    busy.write('Subject: during shutdown\r\n\r\nfirst\r\n');
+    const stopping = service!.shutdown(400);
+    await new Promise((r) => setTimeout(r, 100));
+    busy.write('second\r\n.\r\n');
+    expect(await busy.reply()).toMatch(/^250 /);
+    expect(await idle.reply()).toBe('421 4.3.2 Service shutting down, try again later');
+    await stopping;
+    service = null;
+    expect(sink.messages).toHaveLength(1);
+    await expect(RawClient.connect(port)).rejects.toThrow();
+    busy.close();
+    idle.close();
+  });
+});
+
 describe('user notification', () => {
   it('mails the user once per interval when a device is denied', async () => {
     const store = flagStore();
@@ -337,5 +372,21 @@ describe('user notification', () => {
     expect(text).toContain('Auto-Submitted: auto-generated');
     expect(text).toContain('TikTok is installed');
     expect(store.flags.has('notified:phone')).toBe(true);
+  });
+
+  it('sends again after the interval, and gives the claim back when delivery fails', async () => {
+    const store = flagStore();
+    store.flags.set('notified:phone', String(Date.now() - 25 * 3600_000));
+    const notifyUser = { enabled: true, intervalHours: 24, from: 'mailwarden@example.com', subject: 'Blocked', body: '{message}' };
+    sink.rejectRecipient('alice@example.com', 450, '4.2.1 Mailbox busy');
+    const port = await start({ notifyUser }, {}, store);
+    const c = await RawClient.connect(port);
+    expect(await c.login('alice@example.com+phone', 'alice-pw')).toMatch(/^235/);
+    c.close();
+    // The delivery is refused: the old time is put back so the next denial tries again.
+    for (let i = 0; i < 50 && sink.transactions === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(Number(store.flags.get('notified:phone'))).toBeLessThan(Date.now() - 24 * 3600_000);
+    expect(sink.messages).toHaveLength(0);
   });
 });
