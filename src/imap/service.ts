@@ -9,10 +9,9 @@ import type { ImapConfig, MailwardenConfig, ProtocolListener } from '../core/con
 import type { Gate, ProtocolService } from '../core/gate';
 import { isTrusted, readProxyHeader, trustedProxies, type ProxiedAddress } from './proxy-protocol';
 import { ImapConnection, type ConnectionContext } from './session';
+import { HANDSHAKE_MS, serverTls } from './tls';
 import { Upstream } from './upstream';
 
-/** Bound on reading a PROXY header and on an implicit-TLS handshake. */
-const HANDSHAKE_MS = 15000;
 
 function resolvePath(config: MailwardenConfig, file: string): string {
   return path.resolve(path.dirname(config.configFile), file);
@@ -99,18 +98,9 @@ export async function startImapService(gate: Gate, config: ImapConfig): Promise<
         new ImapConnection(ctx, socket, peer).start();
         return;
       }
-      const tlsSocket = new tls.TLSSocket(head.length > 0 ? (prepend(socket, head) as unknown as net.Socket) : socket, {
-        isServer: true,
-        secureContext: secure!.context,
-        requestCert: secure!.requestCert,
-        rejectUnauthorized: false,
-      });
-      const timer = setTimeout(() => tlsSocket.destroy(), HANDSHAKE_MS);
-      tlsSocket.on('error', () => tlsSocket.destroy());
-      tlsSocket.once('secure', () => {
-        clearTimeout(timer);
-        new ImapConnection(ctx, tlsSocket, peer).start();
-      });
+      serverTls(head.length > 0 ? prepend(socket, head) : socket, secure!.context, secure!.requestCert, (tlsSocket) =>
+        new ImapConnection(ctx, tlsSocket, peer).start(),
+      );
     };
 
     const server = net.createServer({ noDelay: true }, (socket) => {

@@ -20,6 +20,7 @@ import type { Decision } from '../policy/decision';
 import { CommandReader, hasControlChars, parseCommand, ImapSyntaxError, tokenText, type Segment, type Token } from './parser';
 import { startQuarantine } from './quarantine';
 import { filterCapabilities, Relay } from './relay';
+import { serverTls } from './tls';
 import * as replies from './replies';
 import type { Upstream } from './upstream';
 
@@ -48,8 +49,6 @@ export interface Peer {
 const ID_MAX_PAIRS = 30;
 const ID_MAX_KEY = 30;
 const ID_MAX_VALUE = 1024;
-/** TLS handshake bound after STARTTLS (Node's default is 120 s). */
-const HANDSHAKE_MS = 15000;
 
 /** SASL mechanisms mailwarden verifies itself (OAuth ones only with an oauth identity source). */
 const MECHANISMS = ['PLAIN', 'LOGIN', 'XOAUTH2', 'OAUTHBEARER'] as const;
@@ -285,20 +284,8 @@ export class ImapConnection {
     this.socket.off('data', this.onData);
     this.reader.discard();
     this.socket.write(`${tag} OK Begin TLS negotiation now\r\n`);
-    const raw = this.socket;
-    const secure = new tls.TLSSocket(raw, {
-      isServer: true,
-      secureContext: context,
-      requestCert: this.ctx.requestCert,
-      rejectUnauthorized: false,
-    });
-    this.socket = secure;
     this.upgrading = true;
-    const handshake = setTimeout(() => this.destroy(), HANDSHAKE_MS);
-    secure.on('error', () => this.destroy());
-    secure.on('close', () => this.destroy());
-    secure.once('secure', () => {
-      clearTimeout(handshake);
+    const secure = serverTls(this.socket, context, this.ctx.requestCert, () => {
       // Everything learnt before TLS is forgotten (RFC 3207 §4.2 spirit; RFC 9051 §6.2.1).
       this.tlsActive = true;
       this.reader = this.newReader();
@@ -308,6 +295,9 @@ export class ImapConnection {
       this.upgrading = false;
       secure.on('data', this.onData);
     });
+    this.socket = secure;
+    secure.on('error', () => this.destroy());
+    secure.on('close', () => this.destroy());
   }
 
   private async loginCommand(tag: string, args: readonly Token[]): Promise<void> {

@@ -23,6 +23,8 @@ export interface RigOptions {
   readonly tiktok?: Record<string, unknown>;
   readonly blockStyle?: 'refuse' | 'quarantine';
   readonly outageLastKnownMaxSeconds?: number;
+  /** Ask TLS clients for a certificate from the test CA; its CN is the device id (certificate source first). */
+  readonly clientCertificates?: boolean;
   /** How mailwarden reaches Dovecot (default plaintext on loopback). */
   readonly upstreamTls?: 'none' | 'implicit' | 'starttls';
 }
@@ -95,7 +97,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
   const config = {
     instanceName: 'imap-it',
     policyFile: 'policy.yaml',
-    tls: { cert: pki.serverCert, key: pki.serverKey },
+    tls: { cert: pki.serverCert, key: pki.serverKey, ...(options.clientCertificates ? { clientCa: pki.caCert } : {}) },
     store: {
       type: 'redis',
       redis: { mode: 'standalone', host: redis.host, port: redis.port, keyPrefix: 'mwt:', commandTimeoutMs: 100, connectTimeoutMs: 500 },
@@ -105,6 +107,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
     admin: { listen: { host: '127.0.0.1', port: 0 }, tokens: [ADMIN_TOKEN] },
     identity: {
       sources: [
+        ...(options.clientCertificates ? [{ type: 'certificate', deviceField: 'CN' }] : []),
         { type: 'oauth', jwksFile: 'idp.jwks.json', issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'], userClaim: 'email', deviceClaim: 'deviceid' },
         { type: 'app-password' },
         { type: 'asserted', separator: '+' },
