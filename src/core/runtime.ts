@@ -89,7 +89,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const alerter: Alerter = createAlerter(current.config.alerts, log);
   const store = await createStore(current.config.store, log, { onCacheResult: (r) => metrics.onStoreCache(r) });
   const sessions = new SessionRegistry();
-  const identity = await createIdentityResolver(current.config.identity.sources, { store, log, configDir });
+  let identity = await createIdentityResolver(current.config.identity.sources, { store, log, configDir });
   let reportVerifier: ReportVerifier = await createReportVerifier(current.config.reports, configDir, log);
 
   const decider = new Decider({
@@ -104,7 +104,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const gate: Gate = {
     log,
-    identity,
+    // Delegates, so a reload that changes identity sources swaps the resolver for new logins.
+    identity: { resolve: (context) => identity.resolve(context) },
     decide: (request) => decider.decide(request),
     sessions,
     config: () => current.config,
@@ -193,7 +194,21 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       }
     }
     warnAboutListenerChanges(previous.config, next.config, log);
-    current = next; // the atomic swap: every later decision sees the new pair
+    let nextIdentity = identity;
+    if (JSON.stringify(next.config.identity) !== JSON.stringify(previous.config.identity)) {
+      try {
+        nextIdentity = await createIdentityResolver(next.config.identity.sources, { store, log, configDir });
+      } catch (err) {
+        const error = `identity sources: ${errorText(err)}`;
+        log.error('configuration reload refused; the configuration in force stays', { error });
+        metrics.onReload('invalid');
+        void alerter.alert('reload-refused', { error });
+        return { result: 'invalid', error };
+      }
+    }
+    // The atomic swap: every later login and decision sees the new configuration, policy and identity.
+    current = next;
+    identity = nextIdentity;
     reportVerifier = await createReportVerifier(next.config.reports, configDir, log).catch((err: unknown) => {
       log.error('reporter keys could not be reloaded; the previous keys stay', { error: errorText(err) });
       return reportVerifier;
