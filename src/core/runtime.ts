@@ -108,6 +108,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     identity: { resolve: (context) => identity.resolve(context) },
     decide: (request) => decider.decide(request),
     sessions,
+    metrics,
     config: () => current.config,
     policy: () => current.policy.config,
   };
