@@ -266,39 +266,37 @@ function openSocket(options: UpstreamClientOptions): Promise<net.Socket> {
       options.connectTimeoutMs,
     );
   }
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: options.host, port: options.port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new UpstreamError('connect', `connect to ${options.host}:${options.port} timed out`));
-    }, options.connectTimeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      resolve(socket);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      reject(new UpstreamError('connect', `connect to ${options.host}:${options.port}: ${err.message}`, { cause: err }));
-    });
-  });
+  const where = `${options.host}:${options.port}`;
+  return established(net.connect({ host: options.host, port: options.port }), 'connect', options.connectTimeoutMs, (err) =>
+    err ? new UpstreamError('connect', `connect to ${where}: ${err.message}`, { cause: err }) : new UpstreamError('connect', `connect to ${where} timed out`),
+  );
 }
 
 function handshake(options: tls.ConnectionOptions, timeoutMs: number): Promise<tls.TLSSocket> {
+  const kind = options.socket ? 'tls' : 'connect';
+  return established(tls.connect(options), 'secureConnect', timeoutMs, (err) =>
+    err
+      ? new UpstreamError(kind, `upstream TLS: ${err.message}`, { cause: err })
+      : new UpstreamError('tls', `TLS handshake with the upstream timed out after ${timeoutMs} ms`),
+  );
+}
+
+/** Resolves once `socket` emits `ready`; on an error or after timeoutMs destroys it and rejects. */
+function established<S extends net.Socket>(socket: S, ready: 'connect' | 'secureConnect', timeoutMs: number, failure: (err?: Error) => UpstreamError): Promise<S> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect(options);
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new UpstreamError('tls', `TLS handshake with the upstream timed out after ${timeoutMs} ms`));
+      reject(failure());
     }, timeoutMs);
-    socket.once('secureConnect', () => {
+    const onError = (err: Error): void => {
       clearTimeout(timer);
-      socket.removeAllListeners('error');
+      reject(failure(err));
+    };
+    socket.once('error', onError);
+    socket.once(ready, () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
       resolve(socket);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      reject(new UpstreamError(options.socket ? 'tls' : 'connect', `upstream TLS: ${err.message}`, { cause: err }));
     });
   });
 }

@@ -71,9 +71,7 @@ const SMUGGLING: readonly [string, string][] = [
 test.each(SMUGGLING)('smuggling with %s is refused (550 5.5.2) and the upstream sees no second message', async (_name, sequence) => {
   const before = { messages: rig.sink!.messages.length, transactions: rig.sink!.transactions };
   const c = await loggedIn();
-  await c.command(`MAIL FROM:<${ALICE.user}>`);
-  await c.command(`RCPT TO:<${BOB}>`);
-  expect(await c.command('DATA')).toMatch(/^354/);
+  await c.startData(ALICE.user, BOB);
   c.write(`Subject: carrier\r\n\r\nhi${sequence}MAIL FROM:<ceo@example.com>\r\nRCPT TO:<${BOB}>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n.\r\n`);
   expect(await c.reply()).toMatch(/^550 5\.5\.2 /);
   await c.command('QUIT');

@@ -101,6 +101,14 @@ export class RawClient {
     return this.reply();
   }
 
+  /** MAIL FROM, RCPT TO and DATA; throws unless they get 250, 250 and 354. */
+  async startData(from = 'alice@example.com', to = 'bob@example.com'): Promise<void> {
+    for (const [line, code] of [[`MAIL FROM:<${from}>`, '250'], [`RCPT TO:<${to}>`, '250'], ['DATA', '354']] as const) {
+      const reply = await this.command(line);
+      if (!reply.startsWith(code)) throw new Error(`${line}: expected ${code}, got ${reply}`);
+    }
+  }
+
   /** EHLO + AUTH PLAIN; returns the AUTH reply. */
   async login(user: string, password: string): Promise<string> {
     await this.command('EHLO client.test');

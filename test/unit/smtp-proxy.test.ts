@@ -57,8 +57,7 @@ describe('allowed device', () => {
 
   it('passes BODY=8BITMIME and SMTPUTF8 on to the upstream', async () => {
     const port = await start();
-    const raw = RawClient.connect(port);
-    const c = await raw;
+    const c = await RawClient.connect(port);
     expect(await c.login('alice@example.com+laptop', 'alice-pw')).toMatch(/^235/);
     expect(await c.command('MAIL FROM:<alice@example.com> BODY=8BITMIME SMTPUTF8')).toMatch(/^250/);
     expect(await c.command('RCPT TO:<bob@example.com>')).toMatch(/^250/);
@@ -78,9 +77,7 @@ describe('allowed device', () => {
     // so look at the live session while one is open.
     const c = await RawClient.connect(port);
     await c.login('alice@example.com+laptop', 'alice-pw');
-    await c.command('MAIL FROM:<alice@example.com>');
-    await c.command('RCPT TO:<bob@example.com>');
-    await c.command('DATA');
+    await c.startData();
     c.write(MESSAGE);
     c.write('.\r\n');
     expect(await c.reply()).toMatch(/^250/);
@@ -177,9 +174,7 @@ describe('revocation', () => {
     const port = await start();
     const c = await RawClient.connect(port);
     await c.login('alice@example.com+laptop', 'alice-pw');
-    await c.command('MAIL FROM:<alice@example.com>');
-    await c.command('RCPT TO:<bob@example.com>');
-    expect(await c.command('DATA')).toMatch(/^354/);
+    await c.startData();
     c.write('Subject: x\r\n\r\nfirst part\r\n');
     await new Promise((r) => setTimeout(r, 50));
     gate.sessions.byDevice('laptop')[0]!.revoke(decision('deny', { message: SENTENCE }));
@@ -274,9 +269,7 @@ describe('message size', () => {
     const ehlo = await c.command('EHLO x');
     expect(ehlo).toContain('SIZE 10000');
     await c.command(`AUTH PLAIN ${Buffer.from('\0alice@example.com+laptop\0alice-pw').toString('base64')}`);
-    await c.command('MAIL FROM:<alice@example.com>');
-    await c.command('RCPT TO:<bob@example.com>');
-    await c.command('DATA');
+    await c.startData();
     c.write(Buffer.concat([Buffer.from('Subject: big\r\n\r\n'), Buffer.alloc(21_000, 'x\r\n')]));
     c.write('.\r\n');
     expect(await c.reply()).toBe('552 5.3.4 Message size exceeds fixed maximum message size of 10000 bytes');
@@ -305,15 +298,11 @@ describe('SMTP smuggling', () => {
     const port = await start();
     const c = await RawClient.connect(port);
     await c.login('alice@example.com+laptop', 'alice-pw');
-    expect(await c.command('MAIL FROM:<alice@example.com>')).toMatch(/^250/);
-    expect(await c.command('RCPT TO:<bob@example.com>')).toMatch(/^250/);
-    expect(await c.command('DATA')).toMatch(/^354/);
+    await c.startData();
     c.write(`Subject: smuggle\r\n\r\nhello${sequence}MAIL FROM:<ceo@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n\r\nspoofed\r\n.\r\n`);
     expect(await c.reply()).toBe('550 5.5.2 Message refused: bare CR or LF in message data (lines must end with CRLF)');
     // The session stays usable for a correct message afterwards.
-    expect(await c.command('MAIL FROM:<alice@example.com>')).toMatch(/^250/);
-    expect(await c.command('RCPT TO:<bob@example.com>')).toMatch(/^250/);
-    expect(await c.command('DATA')).toMatch(/^354/);
+    await c.startData();
     c.write('Subject: fine\r\n\r\nok\r\n.\r\n');
     expect(await c.reply()).toMatch(/^250/);
     c.close();
@@ -334,9 +323,7 @@ describe('shutdown', () => {
     await busy.login('alice@example.com+laptop', 'alice-pw');
     const idle = await RawClient.connect(port);
     await idle.login('alice@example.com+laptop', 'alice-pw');
-    await busy.command('MAIL FROM:<alice@example.com>');
-    await busy.command('RCPT TO:<bob@example.com>');
-    await busy.command('DATA');
+    await busy.startData();
     busy.write('Subject: during shutdown\r\n\r\nfirst\r\n');
     const stopping = service!.shutdown(400);
     await new Promise((r) => setTimeout(r, 100));
