@@ -245,7 +245,7 @@ export class RelaySession {
         params.smtpUtf8 ? 'SMTPUTF8' : '',
         params.size !== undefined && ext.has('SIZE') ? `SIZE=${params.size}` : '',
       ].filter(Boolean);
-      const reply = await this.connection.command(['MAIL FROM:<' + address + '>', ...extras].join(' '));
+      const reply = await this.connection.command([`MAIL FROM:<${address}>`, ...extras].join(' '));
       if (reply.code !== 250) return passUpstream(reply.code, replyText(reply));
       this.inTransaction = true;
       return null;
@@ -312,7 +312,9 @@ export class RelaySession {
     }
   }
 
+  /** QUIT when idle; with a command or DATA in flight, close instead (QUIT would land inside it). */
   async quit(): Promise<void> {
+    if (this.busy) return this.abort();
     await this.connection.quit();
   }
 

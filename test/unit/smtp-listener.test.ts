@@ -1,5 +1,6 @@
 // SMTP listeners: implicit TLS and STARTTLS (with the plaintext-injection defence), no AUTH in
 // plaintext on a STARTTLS port, and the PROXY protocol from a configured balancer.
+import fs from 'node:fs';
 import net from 'node:net';
 import nodemailer from 'nodemailer';
 import type { MailwardenConfig, ProtocolListener } from '../../src/core/config-types';
@@ -133,6 +134,28 @@ it('PROXY protocol from a configured balancer: the real client address is used a
   expect(gate.contexts[0]!.remoteAddress).toBe('203.0.113.7');
   expect(got!.xclient).toMatchObject({ ADDR: '203.0.113.7', PORT: '51234', HELO: 'client.example', LOGIN: 'alice@example.com' });
   expect(got!.login).toEqual({ method: 'XCLIENT', user: 'alice@example.com' });
+});
+
+it('a client certificate from the MDM CA reaches the identity resolver; one from elsewhere does not', async () => {
+  const base = gate.config();
+  gate.config = () => ({ ...base, tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.caCert } }) as MailwardenConfig;
+  const port = await start({ tls: 'implicit' });
+  const device = pki.clientCert('dev-cert-1');
+  const send = (tlsOptions: object) =>
+    nodemailer
+      .createTransport({ host: '127.0.0.1', port, secure: true, tls: { rejectUnauthorized: false, ...tlsOptions }, auth: { user: 'alice@example.com+laptop', pass: 'alice-pw' } })
+      .sendMail({ envelope: { from: 'alice@example.com', to: ['alice@example.com'] }, raw: MESSAGE });
+  await send({ cert: fs.readFileSync(device.cert), key: fs.readFileSync(device.key) });
+  expect(gate.contexts[0]!.peerCertificate?.subject.CN).toBe('dev-cert-1');
+  const other = makeTestPki();
+  try {
+    const stranger = other.clientCert('dev-cert-1');
+    await send({ cert: fs.readFileSync(stranger.cert), key: fs.readFileSync(stranger.key) });
+  } finally {
+    other.cleanup();
+  }
+  await send({});
+  expect(gate.contexts.slice(1).map((c) => c.peerCertificate)).toEqual([undefined, undefined]);
 });
 
 it('a listener with TLS but no certificate configured refuses to start', async () => {
