@@ -6,7 +6,7 @@ import type { MailwardenConfig } from '../core/config-types';
 import { StoreUnavailableError, type DeviceStore, type StoredFacts } from '../store/device-store';
 import { CoreReasonCodes, type Decision, type DecisionRequest } from './decision';
 import type { CompiledPolicy } from './compile';
-import { errorText, evaluatePolicy, tempfailDecision } from './engine';
+import { errorText, evaluatePolicy, groupsOf, tempfailDecision } from './engine';
 import { Brake } from './brake';
 
 /** Crockford base32: no I, L, O, U, so a reference read over the phone is unambiguous. */
@@ -91,7 +91,7 @@ export class Decider {
         now,
         refId,
         maxReportAgeHours: config.store.maxReportAgeHours,
-        groups: config.groups[request.user] ?? config.groups[request.user.toLowerCase()] ?? [],
+        groups: groupsOf(config.groups, request.user),
         brakeReportOnly: this.brake.reportOnly(),
       });
       return {

@@ -57,6 +57,27 @@ export function classifyDevice(
   return { status: stale ? 'stale' : 'current', device: lookup.record };
 }
 
+/**
+ * The groups of `user` from config `groups`, case-insensitively (mail servers fold login names, so
+ * "Alice@Example.com" in the config is the same account as "alice@example.com" at login; a miss
+ * would silently skip every group-scoped check). Own keys only: a user named "constructor" has none.
+ */
+export function groupsOf(groups: Readonly<Record<string, readonly string[]>>, user: string): readonly string[] {
+  let folded = foldedGroups.get(groups);
+  if (!folded) {
+    folded = new Map();
+    for (const [name, list] of Object.entries(groups)) {
+      const key = name.toLowerCase();
+      folded.set(key, [...new Set([...(folded.get(key) ?? []), ...list])]);
+    }
+    foldedGroups.set(groups, folded);
+  }
+  return folded.get(user.toLowerCase()) ?? [];
+}
+
+/** config `groups` object → the same with lower-cased user names (built once per loaded config). */
+const foldedGroups = new WeakMap<object, Map<string, readonly string[]>>();
+
 /** Stable bucket in [0, 100) for a check and a device: the same device stays in or out of a rollout. */
 export function rolloutBucket(checkId: string, subject: string): number {
   const digest = createHash('sha256').update(`${checkId}\0${subject}`).digest();

@@ -3,7 +3,7 @@
 import type { DeviceRecord, DeviceStore, Exemption, StoredFacts } from '../store/device-store';
 import type { DecisionRequest, Decision } from './decision';
 import type { CompiledPolicy } from './compile';
-import { evaluatePolicy } from './engine';
+import { evaluatePolicy, groupsOf } from './engine';
 
 export interface SimulationContext {
   /** Default: now. */
@@ -76,7 +76,7 @@ async function decide(policy: CompiledPolicy, record: DeviceRecord, ctx: Resolve
   const engineCtx = {
     now: ctx.now,
     maxReportAgeHours: ctx.maxReportAgeHours,
-    groups: ctx.groups[record.user] ?? [],
+    groups: groupsOf(ctx.groups, record.user),
     brakeReportOnly: new Set<string>(),
     refId: 'SIMULATION',
   };

@@ -247,3 +247,28 @@ it('marks a decision made on last-known facts (store outage) in the audit event'
   expect((await t.decider.decide(request())).action).toBe('allow');
   expect(t.entries.find((e) => e.msg === 'decision')).toMatchObject({ fromLastKnown: true });
 });
+
+it('finds the user groups whatever the case of the login name or the config key (a group-scoped check is not skipped)', async () => {
+  const policy = await compile(policyConfig([{ ...tiktokCheck, scope: { groups: ['pilot'] } }]));
+  let clock = NOW.getTime();
+  const memory = new MemoryDeviceStore({ now: () => clock });
+  const { log } = capturingLogger();
+  const decider = new Decider({
+    store: memory,
+    log,
+    getPolicy: () => policy,
+    getConfig: () => deciderConfig({ 'Alice@Example.com': ['pilot'] }),
+    now: () => new Date(clock),
+  });
+  await memory.putDevice(device({ apps: ['com.zhiliaoapp.musically'] }), 3600);
+  expect((await decider.decide(request())).action).toBe('deny');
+  expect((await decider.decide(request({ user: 'ALICE@example.com' }))).action).toBe('deny');
+});
+
+it('a user named like an Object.prototype member has no groups (no internal error)', async () => {
+  const policy = await compile(policyConfig([{ ...tiktokCheck, scope: { groups: ['pilot'] } }]));
+  const t = await setup({ policy });
+  await t.memory.putDevice(device({ user: 'constructor', apps: ['com.zhiliaoapp.musically'] }), 3600);
+  const decision = await t.decider.decide(request({ user: 'constructor' }));
+  expect(decision.reasonCode).not.toBe('INTERNAL_ERROR');
+});
