@@ -107,7 +107,15 @@ export async function startSmtpRig(options: { upstream: 'postfix' | 'sink' }): P
   };
   const configFile = path.join(dir, 'mailwarden.yaml');
   fs.writeFileSync(configFile, JSON.stringify(config));
-  const runtime = await startRuntime({ configFile, logger: silentLogger(), watch: false });
+  const teardown = async (): Promise<void> => {
+    await Promise.all([postfix?.cleanup(), dovecot?.cleanup(), sink?.stop(), cleanupRedis(redis)]);
+    pki.cleanup();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  const runtime = await startRuntime({ configFile, logger: silentLogger(), watch: false }).catch(async (err: unknown) => {
+    await teardown();
+    throw err;
+  });
   const [implicit, starttls, plain] = runtime.smtp!.addresses.map((a) => a.port) as [number, number, number];
   const adminUrl = `http://127.0.0.1:${runtime.admin!.address.port}`;
 
@@ -142,9 +150,7 @@ export async function startSmtpRig(options: { upstream: 'postfix' | 'sink' }): P
     },
     async stop() {
       await runtime.stop(0);
-      await Promise.all([postfix?.cleanup(), dovecot?.cleanup(), sink?.stop(), cleanupRedis(redis)]);
-      pki.cleanup();
-      fs.rmSync(dir, { recursive: true, force: true });
+      await teardown();
     },
   };
 }
