@@ -102,11 +102,19 @@ function withRefId(message: string, refId: string): string {
   return message.includes(refId) ? message : `${message} Ref ${refId}.`;
 }
 
-function exemptionFor(check: CompiledCheck, exemptions: readonly Exemption[], request: DecisionRequest, now: Date): Exemption | undefined {
+function exemptionFor(
+  check: CompiledCheck,
+  exemptions: readonly Exemption[],
+  request: DecisionRequest,
+  now: Date,
+  foreignDevice: boolean,
+): Exemption | undefined {
   return exemptions.find(
     (e) =>
       Date.parse(e.expiresAt) > now.getTime() &&
-      (e.scope === 'device' ? e.subject === request.deviceId : e.subject.toLowerCase() === request.user.toLowerCase()) &&
+      (e.scope === 'device'
+        ? !foreignDevice && e.subject === request.deviceId
+        : e.subject.toLowerCase() === request.user.toLowerCase()) &&
       (e.checks === undefined || e.checks.includes(check.id)),
   );
 }
@@ -249,7 +257,11 @@ export async function evaluatePolicy(
     return done({ ...base, action: policy.unidentified.action, reasonCode: CoreReasonCodes.UNIDENTIFIED, message, warnings: [], checks: [] });
   }
 
-  const { status, device } = classifyDevice(stored.device, ctx.now, ctx.maxReportAgeHours);
+  // A record that names another user is not this login's device (anyone can type a device id into
+  // an asserted name): the login sees no record, and that device's exemptions do not apply.
+  const foreignDevice =
+    stored.device?.state === 'found' && stored.device.record.user.toLowerCase() !== request.user.toLowerCase();
+  const { status, device } = classifyDevice(foreignDevice ? { state: 'missing' } : stored.device, ctx.now, ctx.maxReportAgeHours);
   const facts: CheckFacts = {
     user: request.user,
     protocol: request.protocol,
@@ -285,7 +297,7 @@ export async function evaluatePolicy(
       results.push({ ...head, outcome: run.outcome, ...detail });
       continue;
     }
-    const exemption = exemptionFor(check, stored.exemptions, request, ctx.now);
+    const exemption = exemptionFor(check, stored.exemptions, request, ctx.now, foreignDevice);
     if (exemption) {
       const note = `exempt until ${exemption.expiresAt} (${exemption.note})`;
       results.push({ ...head, outcome: 'exempt', ...detail, reason: run.reason ? `${note}; ${run.reason}` : note });

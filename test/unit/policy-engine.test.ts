@@ -341,3 +341,35 @@ describe('staged rollout', () => {
     );
   });
 });
+
+describe("another user's device", () => {
+  // Bob's compliant, exempted phone; Alice logs in claiming its id (e.g. an asserted `alice+bob-phone`).
+  const bobsPhone = device({ deviceId: 'bob-phone', user: 'bob@example.com', apps: [] });
+  const bobsExemption = {
+    scope: 'device' as const,
+    subject: 'bob-phone',
+    expiresAt: new Date(NOW.getTime() + HOUR).toISOString(),
+    note: 'Bob travelling',
+    createdBy: 'ops',
+    createdAt: NOW.toISOString(),
+  };
+
+  it("is not Alice's report: her login sees no device (require-device denies)", async () => {
+    const { decision } = await decide([requireDeviceCheck, tiktokCheck], stored({ record: bobsPhone }), { req: { deviceId: 'bob-phone' } });
+    expect(decision).toMatchObject({ action: 'deny', reasonCode: 'UNKNOWN_DEVICE' });
+  });
+
+  it("does not carry Bob's device exemption to Alice's login", async () => {
+    const { decision } = await decide([requireDeviceCheck], stored({ record: bobsPhone, exemptions: [bobsExemption] }), {
+      req: { deviceId: 'bob-phone' },
+    });
+    expect(decision.action).toBe('deny');
+  });
+
+  it('is still the same user when only the case of the name differs', async () => {
+    const { decision } = await decide([requireDeviceCheck, tiktokCheck], stored({ record: bobsPhone }), {
+      req: { deviceId: 'bob-phone', user: 'Bob@Example.com' },
+    });
+    expect(decision.action).toBe('allow');
+  });
+});
