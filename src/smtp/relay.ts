@@ -200,7 +200,9 @@ export class Relay {
     let reply = await connection.command(`AUTH ${mechanism} ${initial}`);
     // XOAUTH2 failure: a 334 with a JSON error, answered by an empty line, then the real reply.
     if (reply.code === 334) reply = await connection.command('');
-    if (reply.code === 235) return null;
+    // RFC 4954 names 235; like Postfix's own SMTP client (smtp_sasl_glue.c: `resp->code / 100 != 2`
+    // fails), any 2xx ends a successful exchange: Postfix's smtp-sink answers AUTH with 250.
+    if (reply.code >= 200 && reply.code < 300) return null;
     const detail = `upstream AUTH ${mechanism} for ${login.username}: ${reply.code} ${replyText(reply)}`;
     // RFC 4954 §6: 535 = the credentials are wrong. With passthrough they are the client's own.
     if (reply.code === 535 && login.mode === 'passthrough') return { ok: false, failure: 'auth-rejected', detail };

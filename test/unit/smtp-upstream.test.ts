@@ -182,6 +182,21 @@ describe('logging in upstream', () => {
     expect(got!.xclient).toMatchObject({ ADDR: '198.51.100.9', PORT: '40000', HELO: 'phone.local', LOGIN: 'alice@example.com' });
   });
 
+  it('any 2xx to AUTH is success, as for Postfix’s SMTP client (smtp-sink answers 250); a 454 is not', async () => {
+    for (const [authReply, ok] of [['250 2.0.0 Ok', true], ['454 4.7.0 Try later', false]] as const) {
+      const upstream = await scripted('220 sink ESMTP\r\n', (line, socket) => {
+        if (line.startsWith('EHLO')) socket.write('250-sink\r\n250 AUTH PLAIN LOGIN\r\n');
+        else if (line.startsWith('AUTH PLAIN')) socket.write(`${authReply}\r\n`);
+        else if (line === 'QUIT') socket.end('221 Bye\r\n');
+      });
+      const open = await relayFor(settings(upstream.port)).open(PASSWORD_LOGIN, {});
+      expect(open.ok).toBe(ok);
+      if (open.ok) await open.session.quit();
+      else expect(open).toMatchObject({ failure: 'unavailable' });
+      await upstream.close();
+    }
+  });
+
   it('master mode with XCLIENT refuses an upstream that does not offer it', async () => {
     const plain = await startSmtpSink();
     const result = await relayFor(settings(plain.port, { login: 'master', xclient: true })).open({ mode: 'master', username: 'alice@example.com' }, {});
