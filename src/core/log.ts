@@ -3,8 +3,12 @@ import winston from 'winston';
 
 export type Logger = winston.Logger;
 
-/** Keys whose values are never logged, wherever they appear in a log entry. */
-const SECRET_KEYS = /^(password|pass|secret|token|accesstoken|authorization|apppassword|masterpassword|credential|jws|privatekey|d)$/i;
+/**
+ * Keys whose values are never logged, wherever they appear in a log entry; plurals too (config
+ * `admin.tokens`). The one-letter names are the private parts of a JWK (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
+ */
+const SECRET_KEYS =
+  /^(password|pass|secret|token|accesstoken|refreshtoken|authorization|apppassword|masterpassword|credential|jws|privatekey|passphrase)s?$|^(d|p|q|dp|dq|qi|k)$/i;
 
 function redact(value: unknown, depth = 0): unknown {
   if (depth > 6 || value === null || typeof value !== 'object') return value;

@@ -1,0 +1,38 @@
+// The logger's redaction: secret-named fields never reach a log line, wherever they are nested.
+import { Writable } from 'node:stream';
+import winston from 'winston';
+import { createLogger } from '../../src/core/log';
+
+function capture(): { log: winston.Logger; text: () => string } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  const log = createLogger({ silent: true, transports: [new winston.transports.Stream({ stream })] });
+  return { log, text: () => lines.join('') };
+}
+
+it.each<[string, Record<string, unknown>]>([
+  ['a password', { redis: { password: 'SECRET-1' } }],
+  ['the admin tokens list (config admin.tokens)', { admin: { tokens: ['SECRET-1', 'SECRET-1b'] } }],
+  ['a master password', { upstream: { masterPassword: 'SECRET-1' } }],
+  ['a bearer header', { headers: { authorization: 'Bearer SECRET-1' } }],
+  ['a symmetric JWK', { jwk: { kty: 'oct', k: 'SECRET-1' } }],
+  ['RSA private JWK parts', { jwk: { kty: 'RSA', n: 'public', e: 'AQAB', d: 'SECRET-1', p: 'SECRET-1', q: 'SECRET-1', dp: 'SECRET-1', dq: 'SECRET-1', qi: 'SECRET-1' } }],
+  ['an app password', { appPasswords: ['SECRET-1'] }],
+])('redacts %s', (_name, meta) => {
+  const { log, text } = capture();
+  log.info('something', meta);
+  expect(text()).toContain('something');
+  expect(text()).not.toContain('SECRET-1');
+});
+
+it('keeps ordinary fields', () => {
+  const { log, text } = capture();
+  log.info('decision', { user: 'alice@example.com', deviceId: 'dev-1', tokenCount: 3 });
+  expect(text()).toContain('alice@example.com');
+  expect(text()).toContain('dev-1');
+});
