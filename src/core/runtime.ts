@@ -287,7 +287,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const startListeners = options.listeners ?? true;
   const imap = startListeners && current.config.imap ? await startImapService(gate, current.config.imap) : null;
-  const smtp = startListeners && current.config.smtp ? await startSmtpService(gate, current.config.smtp) : null;
+  const smtp = startListeners && current.config.smtp ? await startSmtpService(gate, current.config.smtp, { store }) : null;
 
   let watcher: ConfigWatcher | null = null;
   let stopSighup: (() => void) | null = null;
