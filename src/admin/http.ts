@@ -111,7 +111,11 @@ interface Route {
 export async function startAdminServer(listen: ListenAddress, services: AdminServices): Promise<AdminServer> {
   const routes = buildRoutes(services);
   const server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
-    void serve(routes, services, req, res);
+    serve(routes, services, req, res).catch((err: unknown) => {
+      // A bug in serve itself must not become an unhandled rejection (the process would exit).
+      services.log.error('admin request failed', { error: err instanceof Error ? err.message : String(err) });
+      res.destroy();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -140,10 +144,17 @@ async function serve(
   res: http.ServerResponse,
 ): Promise<void> {
   const started = process.hrtime.bigint();
-  const url = new URL(req.url ?? '/', 'http://admin.invalid');
+  // The parser refuses some request targets llhttp lets through ("http://["): a 400, never a throw
+  // here, which would be an unhandled rejection (the process would exit).
+  let url: URL | null = null;
   let reply: Reply;
   let quiet = false;
   try {
+    try {
+      url = new URL(req.url ?? '/', 'http://admin.invalid');
+    } catch {
+      throw new AdminError(400, 'BAD_REQUEST', 'the request target is not a valid URL');
+    }
     const match = matchRoute(routes, req.method ?? 'GET', url.pathname);
     quiet = match.route?.quiet ?? false;
     if (!match.route) {
@@ -155,12 +166,12 @@ async function serve(
     if (!match.route.public) authenticate(req, services.tokens());
     reply = await match.route.handle({ req, params: match.params, query: url.searchParams });
   } catch (err) {
-    reply = errorReply(err, services.log, req.method, url.pathname);
+    reply = errorReply(err, services.log, req.method, url?.pathname ?? '(unparseable)');
   }
   const status = send(res, reply, services.log);
   // Only method, path and status: never headers (the token) nor bodies (reports, passwords).
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  const entry = { method: req.method, path: url.pathname, status, ms: Math.round(ms * 10) / 10 };
+  const entry = { method: req.method, path: url?.pathname ?? '(unparseable)', status, ms: Math.round(ms * 10) / 10 };
   if (quiet) services.log.debug('admin request', entry);
   else services.log.info('admin request', entry);
 }

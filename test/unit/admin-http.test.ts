@@ -2,6 +2,7 @@
 // success and error shapes, and that a rejected report writes nothing.
 import crypto from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
 import { AdminError } from '../../src/admin/http';
 import { StoreUnavailableError, type AuditEntry, type ChangeEvent } from '../../src/store/device-store';
 import { TIKTOK, TOKEN, fakeJws, record, report, startFakeAdmin } from './admin-fakes';
@@ -409,5 +410,26 @@ describe('simulate, kill switch, metrics', () => {
     const answer = await json('PUT', '/v1/kill-switch', { on: true });
     expectError(answer, 409, 'BUSY');
     expect(answer.headers.get('retry-after')).toBe('1');
+  });
+});
+
+describe('a request target the URL parser rejects', () => {
+  test('gets 400 (the listener neither hangs nor leaves an unhandled rejection)', async () => {
+    const { port, hostname } = new URL(admin.url);
+    const statusLine = await new Promise<string>((resolve) => {
+      const socket = net.connect(Number(port), hostname, () => socket.write('GET http://[ HTTP/1.1\r\nHost: a\r\n\r\n'));
+      let text = '';
+      const done = () => {
+        socket.destroy();
+        resolve(text.split('\r\n')[0] ?? '');
+      };
+      socket.on('data', (d: Buffer) => {
+        text += d.toString('latin1');
+        if (text.includes('\r\n')) done();
+      });
+      socket.on('error', done);
+      socket.setTimeout(2000, done);
+    });
+    expect(statusLine).toBe('HTTP/1.1 400 Bad Request');
   });
 });
