@@ -293,7 +293,7 @@ export async function evaluatePolicy(
 
     // An `unknown` with onUnknown: pass counts as passing (recorded as unknown for the audit).
     if (run.outcome === 'pass' || (run.outcome === 'unknown' && cfg.onUnknown === 'pass')) {
-      if (Object.hasOwn(stored.firstSeen, check.id)) firstSeenToClear.push(check.id);
+      if (!foreignDevice && Object.hasOwn(stored.firstSeen, check.id)) firstSeenToClear.push(check.id);
       results.push({ ...head, outcome: run.outcome, ...detail });
       continue;
     }
@@ -316,9 +316,10 @@ export async function evaluatePolicy(
     const vars = { ...run.vars, ...commonVars, platform };
     const message = withRefId(renderTemplate(cfg.message, vars), ctx.refId);
 
-    // Enforced with a grace period: allowed with a warning until first-seen + graceHours.
+    // Enforced with a grace period: allowed with a warning until first-seen + graceHours. Another
+    // user's device has none for this login (and its marks are not this login's to set or clear).
     let graceUntil: Date | null = null;
-    if (effective === 'enforce' && cfg.graceHours > 0 && request.deviceId !== null) {
+    if (effective === 'enforce' && cfg.graceHours > 0 && request.deviceId !== null && !foreignDevice) {
       const seen = stored.firstSeen[check.id];
       if (seen === undefined) firstSeenToMark.push(check.id);
       const until = new Date((seen ?? ctx.now.getTime()) + cfg.graceHours * HOUR_MS);

@@ -366,6 +366,18 @@ describe("another user's device", () => {
     expect(decision.action).toBe('deny');
   });
 
+  it("neither gets nor touches the grace period of Bob's device", async () => {
+    const graced = { ...requireDeviceCheck, graceHours: 48 };
+    const marked = await decide([graced], stored({ record: bobsPhone }), { req: { deviceId: 'bob-phone' } });
+    expect(marked.decision.action).toBe('deny');
+    expect(marked.firstSeenToMark).toEqual([]);
+    const passing = { ...tiktokCheck, onUnknown: 'pass' as const };
+    const cleared = await decide([passing], stored({ record: bobsPhone, firstSeen: { 'no-tiktok-on-mobiles': NOW.getTime() } }), {
+      req: { deviceId: 'bob-phone' },
+    });
+    expect(cleared.firstSeenToClear).toEqual([]);
+  });
+
   it('is still the same user when only the case of the name differs', async () => {
     const { decision } = await decide([requireDeviceCheck, tiktokCheck], stored({ record: bobsPhone }), {
       req: { deviceId: 'bob-phone', user: 'Bob@Example.com' },
