@@ -150,7 +150,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   // Blast-radius guard at start: compare with the policy last activated by any instance.
   const baseline = await activeBaseline(current.config);
   if (baseline && baseline.version !== current.policy.version) {
-    const verdict = await guard(baseline, current.policy).catch((err: unknown) => ({ ok: true as const, skipped: errorText(err) }));
+    const verdict = await guard(baseline, current.policy).catch((err: unknown) => {
+      // At start an unreachable store must not keep the proxy down (logins tempfail meanwhile); say so.
+      log.warn('blast-radius guard skipped at start: the device population could not be read', { error: errorText(err) });
+      return { ok: true as const };
+    });
     if (!verdict.ok) {
       if (!options.forcePolicy) {
         metrics.onBlastRadiusRefusal();
