@@ -17,7 +17,7 @@ const CLIENTS = 20;
 const MESSAGE_BYTES = 20 * 1024;
 const MESSAGES_PER_RUN = Number(process.env.BENCH_MESSAGES ?? 6000);
 const RUN_SECONDS = 20;
-const ROUNDS = 3;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const BIG_BYTES = 50 * 1000 * 1000;
 const DEVICE = 'bench-mac';
 const USER = 'alice@example.com';
@@ -55,6 +55,12 @@ function startProxyChild(configFile: string): Promise<{ child: ChildProcess; por
 
 function rssKb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+}
+
+/** Read and write system calls so far (/proc/<pid>/io syscr, syscw; writev counts as one write). */
+function syscalls(pid: number): { reads: number; writes: number } {
+  const io = fs.readFileSync(`/proc/${pid}/io`, 'utf8');
+  return { reads: Number(/syscr:\s+(\d+)/.exec(io)?.[1] ?? 0), writes: Number(/syscw:\s+(\d+)/.exec(io)?.[1] ?? 0) };
 }
 
 function cpuMs(pid: number): number {
@@ -142,6 +148,39 @@ function makeBody(): Buffer {
   return Buffer.from(`${header}${line.repeat(Math.floor((MESSAGE_BYTES - header.length) / line.length))}.\r\n`);
 }
 
+/** CPU ms per message of each process during one run: load generator (this process), upstream, proxy. */
+interface CpuSplit {
+  loadgen: number;
+  upstream: number;
+  proxy: number;
+  /** The proxy's read / write system calls per message. */
+  proxyReads: number;
+  proxyWrites: number;
+}
+
+/** Runs throughput() and also returns the CPU each process spent per message (the machine's cores are shared). */
+async function measured(port: number, auth: { user: string; pass: string } | null, body: Buffer, pids: { upstream?: number; proxy: number }): Promise<{ rate: number; cpu: CpuSplit }> {
+  const own0 = process.cpuUsage();
+  const up0 = pids.upstream ? cpuMs(pids.upstream) : 0;
+  const proxy0 = cpuMs(pids.proxy);
+  const io0 = syscalls(pids.proxy);
+  const started = Date.now();
+  const rate = await throughput(port, auth, body);
+  const messages = rate * ((Date.now() - started) / 1000);
+  const own = process.cpuUsage(own0);
+  const io = syscalls(pids.proxy);
+  return {
+    rate,
+    cpu: {
+      loadgen: (own.user + own.system) / 1000 / messages,
+      upstream: pids.upstream ? (cpuMs(pids.upstream) - up0) / messages : NaN,
+      proxy: (cpuMs(pids.proxy) - proxy0) / messages,
+      proxyReads: (io.reads - io0.reads) / messages,
+      proxyWrites: (io.writes - io0.writes) / messages,
+    },
+  };
+}
+
 /** messages/s with CLIENTS connections sharing MESSAGES_PER_RUN messages (bounded by RUN_SECONDS). */
 async function throughput(port: number, auth: { user: string; pass: string } | null, body: Buffer): Promise<number> {
   const clients = await Promise.all(Array.from({ length: CLIENTS }, () => Client.open(port, auth)));
@@ -163,7 +202,7 @@ async function throughput(port: number, auth: { user: string; pass: string } | n
   return done / seconds;
 }
 
-async function startUpstream(): Promise<{ port: number; name: string; stop(): Promise<void> }> {
+async function startUpstream(): Promise<{ port: number; name: string; pid?: number; stop(): Promise<void> }> {
   const sinkBin = findProgram('smtp-sink');
   if (sinkBin) {
     const port = await freePort();
@@ -173,6 +212,7 @@ async function startUpstream(): Promise<{ port: number; name: string; stop(): Pr
     return {
       port,
       name: 'Postfix smtp-sink',
+      pid: child.pid,
       stop: () =>
         new Promise<void>((resolve) => {
           child.once('exit', () => resolve());
@@ -217,18 +257,32 @@ async function main(): Promise<void> {
     await throughput(proxy.port, auth, body);
     const direct: number[] = [];
     const viaProxy: number[] = [];
-    const cpu0 = cpuMs(pid);
+    const directCpu: CpuSplit[] = [];
+    const proxyCpu: CpuSplit[] = [];
+    const pids = { upstream: upstream.pid, proxy: pid };
+    const split = (c: CpuSplit): string => `load generator ${fmt(c.loadgen, 3)} + upstream ${fmt(c.upstream, 3)} + proxy ${fmt(c.proxy, 3)} ms`;
     for (let round = 0; round < ROUNDS; round++) {
-      direct.push(await throughput(upstream.port, null, body));
-      viaProxy.push(await throughput(proxy.port, auth, body));
-      console.log(`  round ${round + 1}: direct ${fmt(direct[round]!)} msg/s   mailwarden ${fmt(viaProxy[round]!)} msg/s`);
+      const d = await measured(upstream.port, null, body, pids);
+      const p = await measured(proxy.port, auth, body, pids);
+      direct.push(d.rate);
+      viaProxy.push(p.rate);
+      directCpu.push(d.cpu);
+      proxyCpu.push(p.cpu);
+      console.log(`  round ${round + 1}: direct ${fmt(d.rate)} msg/s   mailwarden ${fmt(p.rate)} msg/s`);
+      console.log(`    CPU per message, direct: ${split(d.cpu)};  through mailwarden: ${split(p.cpu)}`);
+      console.log(`    proxy system calls per message: ${fmt(p.cpu.proxyReads, 1)} reads, ${fmt(p.cpu.proxyWrites, 1)} writes`);
     }
-    const proxyCpuPerMessage = (cpuMs(pid) - cpu0) / viaProxy.reduce((a, r) => a + Math.min(MESSAGES_PER_RUN, r * RUN_SECONDS), 0);
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const d = median(direct);
     const p = median(viaProxy);
-    console.log(`  median: direct ${fmt(d)} msg/s   mailwarden ${fmt(p)} msg/s   ratio ${fmt(p / d, 2)}×   proxy CPU ≈ ${fmt(proxyCpuPerMessage, 2)} ms/message`);
+    const proxyCpuPerMessage = median(proxyCpu.map((c) => c.proxy));
+    const total = (cs: CpuSplit[]): number => median(cs.map((c) => c.loadgen + (Number.isNaN(c.upstream) ? 0 : c.upstream) + c.proxy));
+    // With every process CPU-bound on the shared cores, messages/s scale with 1 / (total CPU per message).
+    console.log(`  median: direct ${fmt(d)} msg/s   mailwarden ${fmt(p)} msg/s   ratio ${fmt(p / d, 2)}×   proxy CPU ≈ ${fmt(proxyCpuPerMessage, 3)} ms/message`);
+    console.log(`  all processes' CPU per message: direct ${fmt(total(directCpu), 3)} ms, through mailwarden ${fmt(total(proxyCpu), 3)} ms (ratio bound if CPU-bound ≈ ${fmt(total(directCpu) / total(proxyCpu), 2)}×)`);
 
+    // BENCH_SKIP_BIG=1: throughput only (quicker A/B runs while tuning).
+    if (process.env.BENCH_SKIP_BIG === '1') return;
     console.log(`\nmailwarden RSS while relaying a ${BIG_BYTES / 1e6} MB message (two in a row; sampled every 10 ms)`);
     const big: { baselineMb: number; peakMb: number }[] = [];
     for (let i = 0; i < 2; i++) {

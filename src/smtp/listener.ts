@@ -68,6 +68,36 @@ export async function startListener(options: ListenerOptions, handlers: SmtpHand
       },
     );
   };
+  // RFC 2920 §3.1: while a client has more commands pipelined behind MAIL or RCPT, that command's reply
+  // may wait and leave together with the next ones. A pipelining client (MAIL, RCPT, DATA in one
+  // segment) then gets 250, 250, 354 in one write instead of three: the proxy is CPU-bound and each
+  // socket write is a syscall plus a segment the client must read. Each reply is still the upstream's
+  // reply to that same command, and nothing is held once no command of ours is waiting behind it.
+  const held = new WeakMap<SMTPServerSession, { readonly socket: () => net.Socket | null; entered: boolean }>();
+  const pipelined = (session: SMTPServerSession): { readonly socket: () => net.Socket | null; entered: boolean } => {
+    let state = held.get(session);
+    if (!state) {
+      let connection: { _socket: net.Socket; session: SMTPServerSession } | undefined;
+      for (const c of server.connections) if (c.session === session) connection = c;
+      // The socket is read at each use: STARTTLS replaces it with the TLS socket.
+      state = { socket: () => connection?._socket ?? null, entered: false };
+      held.set(session, state);
+    }
+    return state;
+  };
+  /** Hands a MAIL/RCPT reply to smtp-server; holds it while a later MAIL/RCPT of ours is pending. */
+  const reply = (session: SMTPServerSession, deliver: () => void): void => {
+    const state = pipelined(session);
+    const socket = state.socket();
+    if (!socket || socket.destroyed) return deliver();
+    state.entered = false;
+    socket.cork();
+    // smtp-server writes the reply, then parses the next pipelined command at once (synchronously).
+    deliver();
+    // A MAIL/RCPT handler entered meanwhile will answer later and flush then; anything else
+    // (DATA's 354, an error smtp-server answers itself, no command at all) flushes now.
+    if (!state.entered) while (socket.writableCorked > 0) socket.uncork();
+  };
   const server = new SMTPServer({
     secure: listener.tls === 'implicit',
     ...(options.tls && {
@@ -117,10 +147,18 @@ export async function startListener(options: ListenerOptions, handlers: SmtpHand
       );
     },
     onMailFrom(address, session, callback) {
-      guard(() => handlers.mailFrom(address, session), (err, reply) => callback(err ?? (reply ? smtpError(reply) : null)));
+      pipelined(session).entered = true;
+      guard(
+        () => handlers.mailFrom(address, session),
+        (err, outcome) => reply(session, () => callback(err ?? (outcome ? smtpError(outcome) : null))),
+      );
     },
     onRcptTo(address, session, callback) {
-      guard(() => handlers.rcptTo(address, session), (err, reply) => callback(err ?? (reply ? smtpError(reply) : null)));
+      pipelined(session).entered = true;
+      guard(
+        () => handlers.rcptTo(address, session),
+        (err, outcome) => reply(session, () => callback(err ?? (outcome ? smtpError(outcome) : null))),
+      );
     },
     onData(stream, session, callback) {
       guard(
