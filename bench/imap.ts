@@ -19,8 +19,11 @@ const LOGINS_PER_RUN = Number(process.env.BENCH_LOGINS ?? 1000);
 const RUN_SECONDS = 15;
 const FETCH_MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
 const MESSAGE_BYTES = 50 * 1024;
-const FETCH_PASSES = 5;
+const FETCH_PASSES = Number(process.env.BENCH_PASSES ?? 5);
 const IDLE_TARGET = Number(process.env.BENCH_IDLE ?? 10000);
+/** `BENCH_ONLY=fetch` runs only the FETCH phase (for tuning the relay); `BENCH_ROUNDS` alternating rounds of it. */
+const ONLY_FETCH = process.env.BENCH_ONLY === 'fetch';
+const FETCH_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const DEVICE = 'bench-mac';
 const BOB = { user: 'bob@example.com', password: 'bob-pw' };
 const ALICE = { user: 'alice@example.com', password: 'alice-pw' };
@@ -66,6 +69,28 @@ function procStat(pid: number): { cpuMs: number; rssKb: number } {
   const ticks = Number(fields[11]) + Number(fields[12]);
   const rss = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return { cpuMs: (ticks * 1000) / 100, rssKb: Number(rss?.[1] ?? 0) };
+}
+
+/** CPU ms of `root` and its children (Dovecot: master, imap-login, imap, auth …). */
+function treeCpuMs(root: number): number {
+  let total = 0;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(entry) === root || Number(fields[1]) === root) total += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    } catch {
+      // the process exited meanwhile
+    }
+  }
+  return total;
+}
+
+/** Idle and total jiffies of the whole machine (the first line of /proc/stat). */
+function machineIdle(): { idle: number; total: number } {
+  const cpu = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { idle: cpu[3]! + cpu[4]!, total: cpu.reduce((a, b) => a + b, 0) };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -295,6 +320,48 @@ async function loginComparison(column: Column, redisPid: number, clients: number
   return { d, p, cpuMs: Math.min(...cpu) };
 }
 
+/** Alternating direct / proxied bulk FETCH runs; best of each and the proxy's CPU per MB relayed. */
+async function fetchComparison(column: Column): Promise<{ fd: number; fp: number; proxyCpuPerMB: number }> {
+  const { direct, proxy, pid } = column;
+  console.log(`\nFETCH 1:* BODY.PEEK[] over ${FETCH_MESSAGES} × ${MESSAGE_BYTES / 1024} KB, ${FETCH_PASSES} passes per run, ${FETCH_ROUNDS} rounds alternating`);
+  await fetchRun(direct.port, ...direct.alice, 1); // indexes the maildir and warms the page cache
+  const fetch = { direct: [] as number[], proxy: [] as number[] };
+  let cpuMs = 0;
+  // Where the two cores go during a run, in ms per MB: this client, Dovecot, the proxy, idle.
+  const dovecotPid = column.dovecot.pid ?? -1;
+  const measured = async (port: number, user: string, password: string): Promise<{ rate: number; cpu: string; proxyMs: number }> => {
+    const c0 = process.cpuUsage();
+    const d0 = treeCpuMs(dovecotPid);
+    const p0 = procStat(pid).cpuMs;
+    const m0 = machineIdle();
+    const t0 = Date.now();
+    const rate = await fetchRun(port, user, password);
+    const mb = (rate * (Date.now() - t0)) / 1000;
+    const c = process.cpuUsage(c0);
+    const proxyMs = procStat(pid).cpuMs - p0;
+    const m1 = machineIdle();
+    const idlePct = (100 * (m1.idle - m0.idle)) / Math.max(1, m1.total - m0.total);
+    const cpu = `client ${fmt((c.user + c.system) / 1000 / mb, 2)} dovecot ${fmt((treeCpuMs(dovecotPid) - d0) / mb, 2)} proxy ${fmt(proxyMs / mb, 2)} ms/MB, machine idle ${fmt(idlePct, 0)}%`;
+    return { rate, cpu, proxyMs };
+  };
+  for (let round = 0; round < FETCH_ROUNDS; round++) {
+    const d = await measured(direct.port, ...direct.alice);
+    fetch.direct.push(d.rate);
+    const p = await measured(proxy.port, ...proxy.alice);
+    fetch.proxy.push(p.rate);
+    cpuMs += p.proxyMs;
+    if (process.env.BENCH_VERBOSE) console.log(`  direct ${fmt(d.rate)} MB/s (${d.cpu})\n  proxy  ${fmt(p.rate)} MB/s (${p.cpu})`);
+  }
+  const proxyCpuPerMB = cpuMs / ((FETCH_ROUNDS * FETCH_PASSES * FETCH_MESSAGES * MESSAGE_BYTES) / 1e6);
+  const fd = Math.max(...fetch.direct);
+  const fp = Math.max(...fetch.proxy);
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  console.log(`  runs   : direct ${fetch.direct.map((x) => fmt(x)).join(' ')}   proxy ${fetch.proxy.map((x) => fmt(x)).join(' ')} MB/s`);
+  console.log(`  median : direct ${fmt(med(fetch.direct))} MB/s   proxy ${fmt(med(fetch.proxy))} MB/s   ratio ${fmt(med(fetch.proxy) / med(fetch.direct), 2)}×`);
+  console.log(`  best   : direct ${fmt(fd)} MB/s   proxy : ${fmt(fp)} MB/s   ratio ${fmt(fp / fd, 2)}×   proxy CPU ${fmt(proxyCpuPerMB, 3)} ms/MB`);
+  return { fd, fp, proxyCpuPerMB };
+}
+
 async function main(): Promise<void> {
   if (process.argv[2] === '--proxy') return runProxy(process.argv[3]!);
   const started = Date.now();
@@ -306,8 +373,8 @@ async function main(): Promise<void> {
   const columns: Column[] = [];
   try {
     // Default Dovecot (a process per login, as in SPEC's rig) for logins; the tuned one for FETCH and IDLE.
-    const plainColumn = await startColumn('default', '', redis, pki, dir);
-    columns.push(plainColumn);
+    const plainColumn = ONLY_FETCH ? null : await startColumn('default', '', redis, pki, dir);
+    if (plainColumn) columns.push(plainColumn);
     const column = await startColumn('tuned', DOVECOT_TUNING, redis, pki, dir);
     columns.push(column);
     const body = Buffer.alloc(MESSAGE_BYTES - 400, 'x').toString().replace(/x{76}/g, (m) => `${m}\r\n`);
@@ -319,6 +386,11 @@ async function main(): Promise<void> {
     const direct = column.direct;
     const viaProxy = column.proxy;
 
+    if (ONLY_FETCH || !plainColumn) {
+      console.log(`proxy pid ${pid}`);
+      await fetchComparison(column);
+      return;
+    }
     console.log(`\nlogin latency, 1 client, sequential, default Dovecot`);
     const single = await loginComparison(plainColumn, redisPid, 1, Math.min(200, LOGINS_PER_RUN));
     console.log(`\nlogins: ${LOGIN_CLIENTS} clients, ≤ ${LOGINS_PER_RUN} logins or ${RUN_SECONDS} s per run, default Dovecot`);
@@ -328,18 +400,7 @@ async function main(): Promise<void> {
     const d = many.d;
     const p = many.p;
 
-    console.log(`\nFETCH 1:* BODY.PEEK[] over ${FETCH_MESSAGES} × ${MESSAGE_BYTES / 1024} KB, ${FETCH_PASSES} passes per run, alternating`);
-    await fetchRun(direct.port, ...direct.alice, 1); // indexes the maildir and warms the page cache
-    const fetch = { direct: [] as number[], proxy: [] as number[] };
-    const fetchCpu0 = procStat(pid).cpuMs;
-    for (let round = 0; round < 3; round++) {
-      fetch.direct.push(await fetchRun(direct.port, ...direct.alice));
-      fetch.proxy.push(await fetchRun(viaProxy.port, ...viaProxy.alice));
-    }
-    const proxyCpuPerMB = (procStat(pid).cpuMs - fetchCpu0) / ((3 * FETCH_PASSES * FETCH_MESSAGES * MESSAGE_BYTES) / 1e6);
-    const fd = Math.max(...fetch.direct);
-    const fp = Math.max(...fetch.proxy);
-    console.log(`  direct : ${fmt(fd)} MB/s   proxy : ${fmt(fp)} MB/s   ratio ${fmt(fp / fd, 2)}×   proxy CPU ${fmt(proxyCpuPerMB, 3)} ms/MB`);
+    const { fd, fp, proxyCpuPerMB } = await fetchComparison(column);
 
     // Each proxied session holds two fds in the proxy, one in this process and one in Dovecot.
     const limit = Math.min(fdLimit(), Number(/Max open files\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'))?.[1] ?? 1024) / 2) - 300;
