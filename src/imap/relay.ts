@@ -11,6 +11,10 @@ const TAIL = 24;
 const MAX_INSPECT = 65536;
 /** Unsent bytes one direction may hold before its source is paused (failure catalogue #40: ≈ 64 KiB–256 KiB). */
 const MAX_BUFFERED = 256 * 1024;
+/** Bytes per read from the upstream during bulk transfers (Node's default read is 64 KiB). */
+const READ_BYTES = 256 * 1024;
+/** Read buffer of a quiet session (IDLE, small replies): 10,000 idle sessions must stay cheap. */
+const QUIET_READ_BYTES = 1024;
 /** How long a revocation waits for a response boundary before both sockets are cut hard (§1.9). */
 const CUT_WAIT_MS = 2000;
 
@@ -34,6 +38,52 @@ export function literalAt(buf: Buffer, start: number, end: number): { size: numb
   const digits = last - i;
   if (digits === 0 || digits > 10 || i < start || buf[i] !== 0x7b) return null;
   return { size: Number(buf.toString('latin1', i + 1, last + 1)), sync };
+}
+
+/**
+ * Reads of the upstream socket into one reusable buffer (net.Socket `onread`) instead of a fresh
+ * 64 KiB allocation per read: measured, this halves the proxy's CPU per MB of a bulk FETCH (fresh
+ * buffers cost page faults and GC). The buffer is reused only when nothing still refers to it: whoever
+ * keeps a view of a chunk past the sink's return (an unfinished socket write) calls `retain()`. It is
+ * large while reads fill it and shrinks to 1 KiB after a short read, so idle sessions stay small.
+ */
+export class UpstreamReads {
+  private buffer: Buffer | null = null;
+  private retained = true;
+  private lastRead = 0;
+  private sink: ((chunk: Buffer) => void) | null = null;
+  private socket: net.Socket | null = null;
+
+  /** The `onread` option for net.connect. */
+  readonly onread = {
+    buffer: (): Buffer => {
+      const size = this.lastRead >= QUIET_READ_BYTES ? READ_BYTES : QUIET_READ_BYTES;
+      if (this.retained || !this.buffer || this.buffer.length !== size) this.buffer = Buffer.allocUnsafe(size);
+      this.retained = false;
+      return this.buffer;
+    },
+    callback: (n: number, buf: Uint8Array): boolean => {
+      this.lastRead = n;
+      const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+      // Login phase: ordinary 'data' events with a copy, for the line reader.
+      if (this.sink) this.sink(chunk);
+      else this.socket?.emit('data', Buffer.from(chunk));
+      return true;
+    },
+  };
+
+  attach(socket: net.Socket): void {
+    this.socket = socket;
+  }
+
+  /** From now on chunks go to `sink` (valid only until it returns, unless `retain()` is called). */
+  take(sink: (chunk: Buffer) => void): void {
+    this.sink = sink;
+  }
+
+  retain(): void {
+    this.retained = true;
+  }
 }
 
 /**
@@ -66,7 +116,8 @@ abstract class Framer {
   push(chunk: Buffer): void {
     if (this.stopped) return;
     if (this.awaitingContinuation !== null) {
-      this.held = this.held ? Buffer.concat([this.held, chunk]) : chunk;
+      // A copy: the chunk's memory may be reused once push() returns (UpstreamReads).
+      this.held = Buffer.concat(this.held ? [this.held, chunk] : [chunk]);
       return;
     }
     const data = this.held ? Buffer.concat([this.held, chunk]) : chunk;
@@ -297,6 +348,8 @@ export interface RelayOptions {
   /** Client bytes pipelined after its LOGIN/AUTHENTICATE line (forwarded after the upstream login). */
   readonly clientBytes: Buffer;
   readonly upstreamBytes: Buffer;
+  /** Set when the upstream socket reads through `onread` (plain TCP upstreams). */
+  readonly upstreamReads?: UpstreamReads;
   readonly onClose: () => void;
 }
 
@@ -329,7 +382,14 @@ export class Relay {
       },
     );
     client.on('data', (chunk: Buffer) => this.commands.push(chunk));
-    upstream.on('data', (chunk: Buffer) => this.responses.push(chunk));
+    const reads = options.upstreamReads;
+    if (reads) {
+      reads.take((chunk) => {
+        this.responses.push(chunk);
+        // An unfinished write still points into the read buffer: the next read needs a new one.
+        if (client.writableLength > 0) reads.retain();
+      });
+    } else upstream.on('data', (chunk: Buffer) => this.responses.push(chunk));
     client.on('drain', () => upstream.resume());
     upstream.on('drain', () => {
       if (!this.waitingForContinuation) client.resume();

@@ -475,6 +475,7 @@ export class ImapConnection {
       upstream: upstreamSocket,
       clientBytes: this.reader.takeRemaining(),
       upstreamBytes: result.session.leftover,
+      upstreamReads: result.session.reads,
       onClose: () => {
         unregister();
         gate.metrics?.sessionDelta('imap', -1);

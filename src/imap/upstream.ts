@@ -6,6 +6,7 @@ import { CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamConfig } from '../core/config-types';
 import type { Credential, UpstreamLogin } from '../identity/types';
 import { quote } from './parser';
+import { UpstreamReads } from './relay';
 
 export interface UpstreamSession {
   readonly socket: net.Socket;
@@ -13,6 +14,8 @@ export interface UpstreamSession {
   readonly capabilities: readonly string[];
   /** Bytes the upstream sent after the tagged OK of the login (normally none). */
   readonly leftover: Buffer;
+  /** Plain TCP upstreams read into a reusable buffer; the relay takes the chunks from here. */
+  readonly reads?: UpstreamReads;
 }
 
 export type UpstreamResult =
@@ -143,7 +146,8 @@ export class Upstream {
         );
       });
       const run = async (): Promise<UpstreamSession> => {
-        socket = await this.connect();
+        let reads: UpstreamReads | undefined;
+        ({ socket, reads } = await this.connect());
         channel = new LineChannel(socket);
         const greetingCaps = await this.greeting(channel);
         if (this.config.tls === 'starttls') {
@@ -151,7 +155,7 @@ export class Upstream {
         }
         const caps = await this.authenticate(channel, greetingCaps, request);
         const leftover = channel.detach();
-        return { socket: channel.socket, capabilities: caps, leftover };
+        return { socket: channel.socket, capabilities: caps, leftover, reads };
       };
       const session = await Promise.race([run(), deadline]);
       this.breaker.success();
@@ -169,20 +173,23 @@ export class Upstream {
     }
   }
 
-  private connect(): Promise<net.Socket> {
+  private connect(): Promise<{ socket: net.Socket; reads?: UpstreamReads }> {
     const { host, port } = this.config;
     return new Promise((resolve, reject) => {
+      // Only a plain TCP socket for its whole life reads through `onread` (a TLS layer reads the handle itself).
+      const reads = this.config.tls === 'none' ? new UpstreamReads() : undefined;
       const socket =
         this.config.tls === 'implicit'
           ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: this.config.rejectUnauthorized })
-          : net.connect({ host, port });
+          : net.connect({ host, port, ...(reads ? { onread: reads.onread } : {}) });
+      reads?.attach(socket);
       socket.setNoDelay(true);
       const ready = this.config.tls === 'implicit' ? 'secureConnect' : 'connect';
       const onError = (err: Error): void => reject(new UpstreamError(`cannot connect to upstream ${host}:${port}: ${err.message}`));
       socket.once('error', onError);
       socket.once(ready, () => {
         socket.off('error', onError);
-        resolve(socket);
+        resolve({ socket, reads });
       });
     });
   }

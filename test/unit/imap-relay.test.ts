@@ -2,7 +2,7 @@
 // split across reads, and BYE injected only at response boundaries.
 import net from 'node:net';
 import fc from 'fast-check';
-import { Relay } from '../../src/imap/relay';
+import { Relay, UpstreamReads } from '../../src/imap/relay';
 
 interface Pair {
   /** The test's end of the client leg (what a mail client would hold). */
@@ -123,4 +123,42 @@ test('a refused COMPRESS carrying a literal ends the session; its literal never 
   await until(() => Buffer.concat(p.toClient).toString().includes('a2 NO [CANNOT]'));
   await new Promise((r) => setTimeout(r, 50));
   expect(Buffer.concat(p.toServer).toString()).toBe('a1 NOOP\r\n');
+});
+
+test('upstream reads into a reused buffer: a large FETCH to a client that stalls arrives intact, login bytes come as data events', async () => {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const reads = new UpstreamReads();
+  const upstream = net.connect({ port, host: '127.0.0.1', onread: reads.onread });
+  reads.attach(upstream);
+  const dovecot = await accepted;
+  const [client, proxyClientSide, close1] = await socketPair();
+  cleanups.push(() => {
+    client.destroy();
+    dovecot.destroy();
+    upstream.destroy();
+    server.close();
+    close1();
+  });
+  // Before the relay takes over (login phase), chunks are ordinary 'data' events.
+  const greeting = new Promise<string>((r) => upstream.once('data', (d: Buffer) => r(d.toString())));
+  dovecot.write('* OK ready\r\n');
+  expect(await greeting).toBe('* OK ready\r\n');
+  upstream.pause();
+  const relay = new Relay({ client: proxyClientSide, upstream, clientBytes: Buffer.alloc(0), upstreamBytes: Buffer.alloc(0), upstreamReads: reads, onClose: () => undefined });
+  // Every byte differs from its neighbours, so a chunk overwritten by a later read would show.
+  const body = Buffer.alloc(6 * 1024 * 1024);
+  for (let i = 0; i < body.length; i++) body[i] = (i * 7 + (i >> 12)) & 0xff;
+  const response = Buffer.concat([Buffer.from(`* 1 FETCH (BODY[] {${body.length}}\r\n`), body, Buffer.from(')\r\nf OK done\r\n')]);
+  client.pause(); // the client stalls: the proxy's writes to it stay unfinished and backpressure engages
+  dovecot.write(response);
+  await new Promise((r) => setTimeout(r, 200));
+  const got: Buffer[] = [];
+  client.on('data', (d: Buffer) => got.push(d));
+  client.resume();
+  await until(() => got.reduce((n, b) => n + b.length, 0) >= response.length, 5000);
+  expect(Buffer.concat(got).equals(response)).toBe(true);
+  expect(relay.isClosed).toBe(false);
 });
