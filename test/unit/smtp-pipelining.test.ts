@@ -21,7 +21,7 @@ function handlers(): { handlers: SmtpHandlers; rcptEntered: Promise<void>; relea
     releaseRcpt: release,
     handlers: {
       secure: () => undefined,
-      auth: async (credential) => ({ ok: true, user: credential.username }),
+      auth: async (credential) => ({ ok: true, user: credential.username ?? '' }),
       mailFrom: async () => null,
       rcptTo: async (address) => {
         entered();
