@@ -101,8 +101,13 @@ export class DataEncoder extends Transform {
   private captureHeader(chunk: Buffer): void {
     const max = this.options.maxHeaderBytes ?? 64 * 1024;
     const parts = this.header as Buffer[];
-    parts.push(chunk.subarray(0, Math.max(0, max - this.headerBytes)));
-    this.headerBytes = Math.min(max, this.headerBytes + chunk.length);
+    let take = Math.min(chunk.length, Math.max(0, max - this.headerBytes));
+    // Copy no further than the empty line when it is in this chunk (most messages: the first one),
+    // not the whole chunk of body behind it. An empty line split across chunks is found below.
+    const inChunk = chunk.indexOf(HEADER_END);
+    if (inChunk >= 0) take = Math.min(take, inChunk + HEADER_END.length);
+    parts.push(chunk.subarray(0, take));
+    this.headerBytes = Math.min(max, this.headerBytes + take);
     const copied = Buffer.concat(parts);
     this.header = [copied];
     // A message may have no header at all (it starts with the empty line).
