@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { findProgram, freePort, tempDir, waitForPort } from './ports';
+import { findProgram, freePort, tempDir, waitForPort, stopProcess } from './ports';
 
 export interface DovecotUser {
   readonly user: string;
@@ -167,11 +167,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
   const stop = async (): Promise<void> => {
     const c = child;
     child = null;
-    if (!c || c.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      c.once('exit', () => resolve());
-      c.kill('SIGTERM');
-    });
+    await stopProcess(c);
   };
 
   const fillMailbox = (user: string, messages: readonly (string | Buffer)[]): void => {

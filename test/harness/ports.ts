@@ -1,8 +1,9 @@
-// Free loopback ports and temp dirs for the real servers the integration tests start.
+// Helpers for the real servers the integration tests start: free loopback ports, temp dirs, stopping them.
 import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 
 /** A TCP port free on 127.0.0.1 right now (the OS picks it). */
 export function freePort(): Promise<number> {
@@ -52,4 +53,13 @@ export function findProgram(name: string): string | null {
     }
   }
   return null;
+}
+
+/** Stops a server the harness started (SIGTERM to its PID) and resolves when it has exited. */
+export async function stopProcess(child: ChildProcess | null): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
 }

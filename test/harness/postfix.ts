@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { findProgram, freePort, tempDir, waitForPort } from './ports';
+import { findProgram, freePort, tempDir, waitForPort, stopProcess } from './ports';
 
 export interface PostfixOptions {
   /** Mailbox addresses in the virtual domain example.com (default alice@ and bob@). */
@@ -165,11 +165,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   const stop = async (): Promise<void> => {
     const c = child;
     child = null;
-    if (!c || c.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      c.once('exit', () => resolve());
-      c.kill('SIGTERM');
-    });
+    await stopProcess(c);
   };
   const delivered = (address: string): Buffer[] => {
     const box = path.join(dir, 'mail', address);

@@ -4,7 +4,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { findProgram, freePort, tempDir, waitForPort } from './ports';
+import { findProgram, freePort, stopProcess, tempDir, waitForPort } from './ports';
 
 export interface RedisCluster {
   readonly nodes: readonly { host: string; port: number }[];
@@ -21,16 +21,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
   const children: ChildProcess[] = [];
   const nodes: { host: string; port: number }[] = [];
   const stop = async (): Promise<void> => {
-    await Promise.all(
-      children.map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null || child.signalCode !== null) return resolve();
-            child.once('exit', () => resolve());
-            child.kill('SIGTERM');
-          }),
-      ),
-    );
+    await Promise.all(children.map(stopProcess));
     fs.rmSync(dir, { recursive: true, force: true });
   };
   try {

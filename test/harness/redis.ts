@@ -1,7 +1,7 @@
 // Starts a real redis-server on a free loopback port with a temp dir, for integration tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import { findProgram, freePort, tempDir, waitForPort } from './ports';
+import { findProgram, freePort, tempDir, waitForPort, stopProcess } from './ports';
 
 export interface RedisServer {
   readonly host: string;
@@ -31,11 +31,7 @@ export async function startRedis(): Promise<RedisServer> {
   const stop = async (): Promise<void> => {
     const c = child;
     child = null;
-    if (!c || c.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      c.once('exit', () => resolve());
-      c.kill('SIGTERM');
-    });
+    await stopProcess(c);
   };
   await start();
   return {
