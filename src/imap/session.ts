@@ -465,7 +465,8 @@ export class ImapConnection {
       if (this.revokedWith) this.send(...replies.loginOutcome(tag, this.revokedWith, 'refuse').lines);
       return;
     }
-    gate.log.info('imap: logged in', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
+    // winston formats an entry before its transports drop it by level: skip the work when info is off.
+    if (gate.log.isInfoEnabled()) gate.log.info('imap: logged in', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
     this.enterAuthenticated();
     this.send(...outcome.lines, replies.loggedIn(tag, filterCapabilities(result.session.capabilities)));
     gate.metrics?.onLogin('imap', 'allow');

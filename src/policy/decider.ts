@@ -162,7 +162,10 @@ export class Decider {
       fromLastKnown,
       at: decision.at,
     };
-    this.guard('audit log', () => this.options.log.info('decision', event));
+    // winston formats (redacts, stringifies) an entry before its transports drop it by level.
+    this.guard('audit log', () => {
+      if (this.options.log.isInfoEnabled()) this.options.log.info('decision', event);
+    });
     this.background('audit stream', () => this.options.store.appendAudit(event));
     if (policy) this.guard('brake', () => this.brake.record(decision, policy, now));
     this.guard('metrics', () => this.options.metrics?.onDecision(decision, seconds));
