@@ -12,13 +12,21 @@ import { Brake } from './brake';
 /** Crockford base32: no I, L, O, U, so a reference read over the phone is unambiguous. */
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
+/** CSPRNG bytes fetched 4 KiB at a time: one randomBytes() call per login cost more than the id itself. */
+let randomPool = Buffer.alloc(0);
+let randomAt = 0;
+
 /** `MW-` + 8 Crockford base32 characters (40 random bits). */
 export function newRefId(): string {
-  const bytes = randomBytes(5);
-  let bits = 0n;
-  for (const b of bytes) bits = (bits << 8n) | BigInt(b);
+  if (randomAt + 5 > randomPool.length) {
+    randomPool = randomBytes(4096);
+    randomAt = 0;
+  }
+  // 40 bits fit a double exactly: no BigInt needed.
+  let bits = 0;
+  for (let i = 0; i < 5; i++) bits = bits * 256 + randomPool[randomAt++]!;
   let out = '';
-  for (let i = 7; i >= 0; i--) out += CROCKFORD[Number((bits >> BigInt(i * 5)) & 31n)];
+  for (let i = 7; i >= 0; i--) out += CROCKFORD[Math.floor(bits / 2 ** (i * 5)) % 32];
   return `MW-${out}`;
 }
 
