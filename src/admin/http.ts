@@ -17,6 +17,7 @@ import {
   type ExemptionScope,
 } from '../store/device-store';
 import type { Metrics } from './metrics';
+import { errorText } from '../core/errors';
 
 export type ReportVerification =
   | { readonly ok: true; readonly record: DeviceRecord }
@@ -113,7 +114,7 @@ export async function startAdminServer(listen: ListenAddress, services: AdminSer
   const server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
     serve(routes, services, req, res).catch((err: unknown) => {
       // A bug in serve itself must not become an unhandled rejection (the process would exit).
-      services.log.error('admin request failed', { error: err instanceof Error ? err.message : String(err) });
+      services.log.error('admin request failed', { error: errorText(err) });
       res.destroy();
     });
   });
@@ -262,7 +263,7 @@ function errorReply(err: unknown, log: Logger, method: string | undefined, path:
   if ((err as { code?: unknown } | null)?.code === 'INVALID_IDENTIFIER') {
     return { status: 400, body: errorBody('INVALID_IDENTIFIER', (err as Error).message) };
   }
-  log.error('admin request failed', { method, path, error: err instanceof Error ? err.message : String(err) });
+  log.error('admin request failed', { method, path, error: errorText(err) });
   return { status: 500, body: errorBody('INTERNAL', 'internal error; see the mailwarden log') };
 }
 

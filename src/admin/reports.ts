@@ -6,6 +6,7 @@ import type { ReportsConfig } from '../core/config-types';
 import type { DeviceRecord, DeviceReport } from '../store/device-store';
 import { isReportTyp, joseErrorCode, loadKeySet, REPORT_TYP, type KeySet } from '../identity/jwks';
 import { validateIdentifier } from '../identity/validate';
+import { errorText } from '../core/errors';
 
 /** What a reporter signs: a DeviceReport without `source` (the server sets it to the key id). */
 export type ReportPayload = Omit<DeviceReport, 'source'>;
@@ -104,7 +105,7 @@ function checkApps(apps: unknown): string | null {
 
 /** Map a jose verification error to the reporter-facing answer. */
 function verifyFailure(err: unknown, header: ProtectedHeaderParameters): Failure {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorText(err);
   switch (joseErrorCode(err)) {
     case 'ERR_JWKS_NO_MATCHING_KEY':
       return reject(401, 'UNKNOWN_KEY', `no trusted reporter key has kid "${header.kid}" and alg ${header.alg}`);

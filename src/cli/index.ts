@@ -8,6 +8,7 @@ import { registerPolicyCommands } from './policy';
 import { registerDeviceCommands } from './device';
 import { registerAuditCommands } from './audit';
 import { registerFakeDeviceCommands } from './fake-device';
+import { errorText } from '../core/errors';
 
 export function buildProgram(): Command {
   const program = new Command('mailwarden')
@@ -30,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    process.stderr.write(`mailwarden: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`mailwarden: ${errorText(err)}\n`);
     return 1;
   }
 }

@@ -2,6 +2,7 @@
 // SIGHUP and edits of the config files reload it (validated first; the old config stays on error).
 import type { Command } from 'commander';
 import { startRuntime } from '../core/runtime';
+import { errorText } from '../core/errors';
 
 export function registerStartCommand(program: Command): void {
   program
@@ -15,7 +16,7 @@ export function registerStartCommand(program: Command): void {
         const shutdown = (signal: string) => {
           runtime.log.info('shutting down', { signal });
           runtime.stop().then(resolve, (err: unknown) => {
-            runtime.log.error('error while stopping', { error: err instanceof Error ? err.message : String(err) });
+            runtime.log.error('error while stopping', { error: errorText(err) });
             resolve();
           });
         };

@@ -44,3 +44,12 @@ export class ConfigError extends Error {
     this.issues = issues;
   }
 }
+
+/** A thrown value as text; never throws itself (a plugin may throw anything, even an object String() rejects). */
+export function errorText(err: unknown): string {
+  try {
+    return err instanceof Error ? err.message : String(err);
+  } catch {
+    return 'an unprintable value was thrown';
+  }
+}

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { loadAll, loadPolicyText } from './config';
 import type { MailwardenConfig } from './config-types';
-import { ConfigError } from './errors';
+import { ConfigError, errorText } from './errors';
 import { watchConfig, onSighup, type ConfigWatcher } from './config-watcher';
 import { createLogger, type Logger } from './log';
 import { SessionRegistry } from './sessions';
@@ -74,10 +74,6 @@ async function loadAndCompile(configFile: string): Promise<Loaded> {
   const { config, policy, policySource } = await loadAll(configFile);
   const compiled = await compilePolicy(policy, policySource, { pluginDirs: config.pluginDirs });
   return { config, policy: compiled };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {

@@ -9,6 +9,7 @@ import type { AppPasswordCredential, DeviceStore } from '../store/device-store';
 import type { CredentialContext, IdentityResult } from './types';
 import { badCredentials, unavailable, type IdentitySourceHandler } from './source';
 import { InvalidIdentifierError, sameUser, validateIdentifier } from './validate';
+import { errorText } from '../core/errors';
 
 export type AppPasswordSourceConfig = Extract<IdentitySourceConfig, { type: 'app-password' }>;
 
@@ -65,7 +66,7 @@ export async function loadAppPasswordKey(hmacKeyFile: string | undefined, config
   try {
     key = (await fs.readFile(file, 'utf8')).trim();
   } catch (err) {
-    throw new Error(`app-password hmacKeyFile ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new Error(`app-password hmacKeyFile ${file}: ${errorText(err)}`);
   }
   if (Buffer.byteLength(key, 'utf8') < MIN_KEY_BYTES) {
     throw new Error(`app-password hmacKeyFile ${file}: needs at least ${MIN_KEY_BYTES} bytes (e.g. openssl rand -base64 48)`);
@@ -118,7 +119,7 @@ export async function createAppPasswordSource(
     try {
       stored = await deps.store.getAppPassword(id);
     } catch (err) {
-      return unavailable(`app password ${id}: store unavailable: ${err instanceof Error ? err.message : String(err)}`);
+      return unavailable(`app password ${id}: store unavailable: ${errorText(err)}`);
     }
     if (!stored) return badCredentials(`app password ${id}: unknown id`);
     if (!/^[0-9a-f]{64}$/.test(stored.hash)) return badCredentials(`app password ${id}: stored hash is malformed`);

@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type LocalJWKSet, type RemoteJWKSet } from 'jose';
 import type { Logger } from '../core/log';
+import { errorText } from '../core/errors';
 
 export type KeySet = LocalJWKSet | RemoteJWKSet;
 
@@ -37,7 +38,7 @@ export async function loadKeySet(
     try {
       parsed = JSON.parse(await fs.readFile(file, 'utf8'));
     } catch (err) {
-      throw new Error(`${field}.jwksFile ${file}: ${err instanceof Error ? err.message : String(err)}`);
+      throw new Error(`${field}.jwksFile ${file}: ${errorText(err)}`);
     }
     return createLocalJWKSet(checkPublicJwks(parsed, `${field}.jwksFile ${file}`));
   }
@@ -57,7 +58,7 @@ export async function loadKeySet(
       log?.warn('JWKS pre-fetch failed; will retry at the first use', {
         field,
         url: url.href,
-        error: err instanceof Error ? err.message : String(err),
+        error: errorText(err),
       });
     });
     return remote;

@@ -7,6 +7,7 @@ import type { CredentialContext, IdentityResult } from './types';
 import { badCredentials, unavailable, verifiedUpstream, type IdentitySourceHandler } from './source';
 import { isReportTyp, isTokenError, loadKeySet } from './jwks';
 import { sameUser, validateIdentifier } from './validate';
+import { errorText } from '../core/errors';
 
 export type OauthSourceConfig = Extract<IdentitySourceConfig, { type: 'oauth' }>;
 
@@ -34,7 +35,7 @@ export async function createOauthSource(
     try {
       verified = await jwtVerify(credential.token, keys, options);
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorText(err);
       if (isTokenError(err)) return badCredentials(`token rejected: ${message}`);
       return unavailable(`identity provider keys unavailable: ${message}`);
     }

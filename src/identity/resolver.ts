@@ -10,6 +10,7 @@ import { createAppPasswordSource } from './app-password';
 import { createAssertedSource } from './asserted';
 import { createCertificateSource } from './certificate';
 import { MAX_PASSWORD_BYTES, MAX_TOKEN_BYTES, validateIdentifier, validateSecret } from './validate';
+import { errorText } from '../core/errors';
 
 export interface IdentityResolverDeps {
   readonly store: DeviceStore;
@@ -82,7 +83,7 @@ export async function createIdentityResolver(
         // A bug in a source must not crash the listener, and must never turn into an allow.
         deps.log.error('identity source failed', {
           source: handler.type,
-          error: err instanceof Error ? err.message : String(err),
+          error: errorText(err),
         });
         return unavailable(`${handler.type}: internal error`);
       }

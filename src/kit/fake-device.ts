@@ -7,6 +7,7 @@ import { CompactSign, SignJWT, exportJWK, generateKeyPair, importJWK, type Crypt
 import { REPORT_TYP } from '../identity/jwks';
 import { parseReportPayload, type ReportPayload } from '../admin/reports';
 import { AdminApiError, createAdminClient } from '../admin/client';
+import { errorText } from '../core/errors';
 
 export interface SigningKeys {
   /** The private key (with kid, alg, use): keep it secret; it signs reports or tokens. */
@@ -51,7 +52,7 @@ async function readJwks(file: string): Promise<{ keys: JWK[] }> {
     return { keys: Array.isArray(parsed.keys) ? (parsed.keys as JWK[]) : [] };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { keys: [] };
-    throw new Error(`${file}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new Error(`${file}: ${errorText(err)}`);
   }
 }
 

@@ -4,7 +4,7 @@
 import type { Logger } from '../core/log';
 import { CoreReasonCodes, type Decision } from './decision';
 import type { CompiledCheck, CompiledPolicy } from './compile';
-import { errorText } from './engine';
+import { errorText } from '../core/errors';
 import { KILL_SWITCH_FLAG, type DeviceStore } from '../store/device-store';
 
 /**

@@ -7,7 +7,7 @@ import { issueAt, type YamlSource } from '../core/config';
 import { ConfigError, type ConfigIssue } from '../core/errors';
 import { OptionError } from './options';
 import { loadPlugin, pluginSearchPath } from './registry';
-import { errorText } from './engine';
+import { errorText } from '../core/errors';
 
 export interface CompiledCheck {
   readonly id: string;

@@ -6,7 +6,8 @@ import type { MailwardenConfig } from '../core/config-types';
 import { StoreUnavailableError, type DeviceStore, type StoredFacts } from '../store/device-store';
 import { CoreReasonCodes, type Decision, type DecisionRequest } from './decision';
 import type { CompiledPolicy } from './compile';
-import { errorText, evaluatePolicy, groupsOf, tempfailDecision } from './engine';
+import { evaluatePolicy, groupsOf, tempfailDecision } from './engine';
+import { errorText } from '../core/errors';
 import { Brake } from './brake';
 
 /** Crockford base32: no I, L, O, U, so a reference read over the phone is unambiguous. */

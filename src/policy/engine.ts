@@ -5,6 +5,7 @@ import type { CheckFacts, DeviceStatus, Verdict } from './contract';
 import { CoreReasonCodes, type CheckMode, type CheckResult, type Decision, type DecisionRequest } from './decision';
 import type { CompiledCheck, CompiledPolicy } from './compile';
 import type { DeviceLookup, DeviceRecord, Exemption, StoredFacts } from '../store/device-store';
+import { errorText } from '../core/errors';
 
 export interface EngineContext {
   readonly now: Date;
@@ -151,15 +152,6 @@ interface CheckRun {
 }
 
 const TIMED_OUT = Symbol('timeout');
-
-/** A thrown value as text; never throws itself (a plugin may throw anything, even an object String() rejects). */
-export function errorText(err: unknown): string {
-  try {
-    return err instanceof Error ? err.message : String(err);
-  } catch {
-    return 'an unprintable value was thrown';
-  }
-}
 
 function isVerdict(v: unknown): v is Verdict {
   if (typeof v !== 'object' || v === null) return false;

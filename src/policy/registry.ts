@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CheckPlugin } from './contract';
 import { displayPath } from '../core/errors';
-import { errorText } from './engine';
+import { errorText } from '../core/errors';
 
 /** Plugin names are kebab-case; this also keeps a name from walking out of its folder. */
 const PLUGIN_NAME = /^[a-z0-9][a-z0-9-]*$/;

@@ -5,7 +5,7 @@ import type { LiveSession, SessionRegistry } from '../core/sessions';
 import type { Protocol } from './contract';
 import type { Decision, DecisionRequest } from './decision';
 import type { ChangeEvent, DeviceStore } from '../store/device-store';
-import { errorText } from './engine';
+import { errorText } from '../core/errors';
 
 export interface RevokerOptions {
   readonly store: DeviceStore;
