@@ -1,6 +1,7 @@
 // JSON Schemas (ajv 8) for config/mailwarden.yaml and config/policy.yaml, with their defaults, and the
 // translation of ajv errors into sentences an operator can act on. Shapes: src/core/config-types.ts.
 import Ajv, { type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
+import { connectorsSchema } from './config-connectors';
 
 type Schema = SchemaObject;
 
@@ -198,6 +199,7 @@ export const mailwardenSchema: Schema = object({
   smtp,
   logging: withDefault(object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), file: text }), {}),
   alerts: withDefault(object({ webhookUrl: matching(PATTERNS.httpUrl), timeoutMs: int(1, 3000) }), {}),
+  connectors: connectorsSchema,
 });
 
 // ---------------------------------------------------------------- policy.yaml

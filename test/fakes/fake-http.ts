@@ -22,7 +22,7 @@ export interface FakeResponse {
   readonly delayMs?: number;
 }
 
-export type Route = (request: FakeRequest) => FakeResponse | Promise<FakeResponse> | undefined;
+export type Route = (request: FakeRequest) => FakeResponse | undefined | Promise<FakeResponse | undefined>;
 
 interface Fault {
   readonly match: (request: FakeRequest) => boolean;

@@ -16,7 +16,7 @@ export interface FakeFleet {
 export async function startFakeFleet(init: { hosts?: FleetHost[] } = {}): Promise<FakeFleet> {
   let fake!: FakeFleet;
   const token = 'fleet-api-only-user-token';
-  const server = new FakeHttpServer((request) => {
+  const server: FakeHttpServer = new FakeHttpServer((request) => {
     if (request.path !== '/api/v1/fleet/hosts') return undefined;
     if (request.headers.authorization !== `Bearer ${token}`) return { status: 401, body: { message: 'Authentication required', errors: [{ name: 'base', reason: 'Authentication required' }] } };
     const page = Number(request.query.get('page') ?? 0);

@@ -28,7 +28,7 @@ export async function startFakeGoogle(init: { devices?: GoogleMobileDevice[]; pa
   const clientEmail = 'mailwarden@example-project.iam.gserviceaccount.com';
   const adminSubject = 'admin@example.com';
 
-  const server = new FakeHttpServer(async (request) => {
+  const server: FakeHttpServer = new FakeHttpServer(async (request) => {
     if (request.method === 'POST' && request.path === '/token') {
       const form = new URLSearchParams(request.body);
       if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer') return { status: 400, body: { error: 'unsupported_grant_type' } };

@@ -61,7 +61,7 @@ export async function startFakeIntune(init: { devices?: GraphManagedDevice[]; ap
     return { status: 200, body: { '@odata.context': `${CONTEXT}/${path.split('/').pop()}`, ...(next ? { '@odata.nextLink': next } : {}), value } };
   }
 
-  const server = new FakeHttpServer((request) => {
+  const server: FakeHttpServer = new FakeHttpServer((request) => {
     if (request.method === 'POST' && request.path === `/${tenantId}/oauth2/v2.0/token`) {
       const form = new URLSearchParams(request.body);
       if (form.get('grant_type') !== 'client_credentials' || form.get('client_id') !== clientId || form.get('client_secret') !== clientSecret) {

@@ -39,7 +39,7 @@ export async function startFakeJamf(init: { mobileDevices?: JamfMobileDevice[]; 
     return { status: 200, body: { totalCount: items.length, results } };
   };
 
-  const server = new FakeHttpServer((request) => {
+  const server: FakeHttpServer = new FakeHttpServer((request) => {
     if (request.method === 'POST' && request.path === '/api/oauth/token') {
       const form = new URLSearchParams(request.body);
       if (form.get('grant_type') !== 'client_credentials' || form.get('client_id') !== clientId || form.get('client_secret') !== clientSecret) {
