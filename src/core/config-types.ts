@@ -89,7 +89,13 @@ export interface UpstreamConfig {
   readonly caFile?: string;
   /** Name the upstream's certificate must carry (TLS SNI and verification); default: `host` unless an IP. */
   readonly servername?: string;
+  /** TCP connect, TLS handshake and greeting (STARTTLS included); a timeout counts toward the breaker. */
   readonly connectTimeoutMs: number;
+  /**
+   * The login exchange after the greeting. Never counts toward the breaker: a slow answer here is
+   * the upstream's own auth penalty (Dovecot: up to 15 s per client address), not an outage.
+   */
+  readonly loginTimeoutMs: number;
   /** passthrough = the client's own credentials; master = a proxy/master credential. */
   readonly login: 'passthrough' | 'master';
   readonly masterUser?: string;
