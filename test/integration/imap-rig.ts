@@ -27,6 +27,8 @@ export interface RigOptions {
   readonly clientCertificates?: boolean;
   /** How mailwarden reaches Dovecot (default plaintext on loopback). */
   readonly upstreamTls?: 'none' | 'implicit' | 'starttls';
+  /** Merged into the `admin` section (e.g. accessTokens with roles). */
+  readonly admin?: Record<string, unknown>;
 }
 
 export interface Rig {
@@ -39,6 +41,7 @@ export interface Rig {
   readonly idpKey: JWK;
   /** Ports of the implicit-TLS, STARTTLS and plaintext listeners. */
   readonly ports: { readonly implicit: number; readonly starttls: number; readonly plain: number };
+  readonly adminUrl: string;
   /** Sign and push a device report through the admin API (as an MDM would). */
   report(deviceId: string, platform: string, apps: readonly string[] | undefined, user?: string): Promise<void>;
   token(deviceId: string, options?: { expiresIn?: number; user?: string }): Promise<string>;
@@ -104,7 +107,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
       outageLastKnownMaxSeconds: options.outageLastKnownMaxSeconds ?? 300,
     },
     reports: { jwksFile: 'reporters.jwks.json', algorithms: ['ES256'] },
-    admin: { listen: { host: '127.0.0.1', port: 0 }, tokens: [ADMIN_TOKEN] },
+    admin: { listen: { host: '127.0.0.1', port: 0 }, tokens: [ADMIN_TOKEN], ...options.admin },
     identity: {
       sources: [
         ...(options.clientCertificates ? [{ type: 'certificate', deviceField: 'CN' }] : []),
@@ -153,6 +156,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
     policyFile,
     idpKey: idp.privateJwk,
     ports: { implicit, starttls, plain },
+    adminUrl,
     async report(deviceId, platform, apps, user = ALICE.user) {
       const jws = await signReport(buildReport({ deviceId, user, platform, osVersion: '18.2', managed: true, apps }), reporter.privateJwk);
       const result = await pushReport(adminUrl, ADMIN_TOKEN, jws);
