@@ -26,6 +26,7 @@ function decide(record: DeviceRecord | null, deviceId: string, user: string): De
     action: banned ? 'deny' : 'allow',
     reasonCode: banned ? 'BANNED_APP' : 'OK',
     refId: 'MW-00000000',
+    fault: 'policy',
     ...(banned ? { message: 'Remove TikTok. Ref MW-00000000.', decidedBy: 'no-tiktok' } : {}),
     warnings: [],
     checks: [{ checkId: 'no-tiktok', plugin: 'banned-apps', mode: 'enforce', effectiveMode: 'enforce', outcome: banned ? 'fail' : 'pass', ...(banned ? { code: 'BANNED_APP', reason: 'TikTok installed' } : {}), ms: 0.1 }],
