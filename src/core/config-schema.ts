@@ -176,6 +176,9 @@ const smtp = object(
     upstream: object({ ...upstreamProperties, xclient: bool(false) }, ['host', 'port']),
     maxMessageBytes: int(1, 52428800),
     hostname: text,
+    // smtp-server waits 100 ms before its greeting to catch clients that talk first (spam bots on
+    // port 25); a submission client must AUTH before it may send anything, so 0 there.
+    greetingDelayMs: int(0, 0, 10000),
     notifyUser: object(
       { enabled: bool(true), intervalHours: hours(24, 0.01), from: text, subject: text, body: text },
       ['from', 'subject', 'body'],

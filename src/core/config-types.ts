@@ -117,6 +117,8 @@ export interface SmtpConfig {
   readonly upstream: UpstreamConfig & { readonly xclient: boolean };
   readonly maxMessageBytes: number;
   readonly hostname: string;
+  /** Wait before the 220 greeting (smtp-server's early-talker check); 0 = greet at once. */
+  readonly greetingDelayMs: number;
   readonly notifyUser?: {
     readonly enabled: boolean;
     readonly intervalHours: number;
