@@ -9,6 +9,7 @@ import { registerDeviceCommands } from './device';
 import { registerProfileCommand } from './profile';
 import { registerAuditCommands } from './audit';
 import { registerFakeDeviceCommands } from './fake-device';
+import { registerAdminCommands } from './admin';
 import { errorText } from '../core/errors';
 
 export function buildProgram(): Command {
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerProfileCommand(program);
   registerAuditCommands(program);
   registerFakeDeviceCommands(program);
+  registerAdminCommands(program);
   return program;
 }
 
