@@ -6,7 +6,7 @@ import type { MailwardenConfig } from '../core/config-types';
 import { StoreUnavailableError, type DeviceStore, type StoredFacts } from '../store/device-store';
 import { CoreReasonCodes, type Decision, type DecisionRequest } from './decision';
 import type { CompiledPolicy } from './compile';
-import { evaluatePolicy, groupsOf, tempfailDecision } from './engine';
+import { evaluatePolicy, groupsOf, tempfailDecision, type SourceFreshness } from './engine';
 import { errorText } from '../core/errors';
 import { Brake } from './brake';
 
@@ -42,6 +42,8 @@ export interface DeciderOptions {
   readonly now?: () => Date;
   /** Defaults to a brake of this decider's own. */
   readonly brake?: Brake;
+  /** How current connector-written records are (src/app/connectors.ts); absent = by reportedAt. */
+  readonly sourceFreshness?: (source: string) => SourceFreshness | undefined;
 }
 
 const NO_FACTS: StoredFacts = { device: null, exemptions: [], firstSeen: {}, killSwitch: false };
@@ -102,6 +104,7 @@ export class Decider {
         maxReportAgeHours: config.store.maxReportAgeHours,
         groups: groupsOf(config.groups, request.user),
         brakeReportOnly: this.brake.reportOnly(),
+        sourceFreshness: this.options.sourceFreshness,
       });
       return {
         decision: result.decision,

@@ -16,6 +16,8 @@ export interface EngineContext {
   /** Check ids the runtime brake has put in `report`. */
   readonly brakeReportOnly: ReadonlySet<string>;
   readonly refId: string;
+  /** Freshness of the sources connectors write (absent: every record by its own reportedAt). */
+  readonly sourceFreshness?: (source: string) => SourceFreshness | undefined;
 }
 
 export interface EngineResult {
@@ -44,16 +46,42 @@ export function platformLabel(platform: string | undefined): string {
   return PLATFORM_LABELS[platform.toLowerCase()] ?? platform;
 }
 
-/** Classifies a lookup: a record older than maxReportAgeHours (or with an unreadable time) is not current. */
+/**
+ * How current the records of one source are, when a connector wrote them (docs/connectors.md): a
+ * connector rewrites only changed records, so its last complete sync, not each record's own
+ * reportedAt, says how old what it vouches for is.
+ */
+export interface SourceFreshness {
+  /** ISO time of the connector's last complete sync. */
+  readonly syncedAt: string;
+  /** No complete sync within the connector's staleAfterSeconds. */
+  readonly stale: boolean;
+  /** A stale source's devices: on their last known state, or as stale reports. */
+  readonly onStale: 'last-known' | 'stale';
+}
+
+/**
+ * Classifies a lookup: a record older than maxReportAgeHours (or with an unreadable time) is not
+ * current. A record a connector vouches for is seen as of the connector's last complete sync, and
+ * while that connector is stale it is judged by the connector's rule — one fault for the source,
+ * not a stale report per device.
+ */
 export function classifyDevice(
   lookup: DeviceLookup | null,
   now: Date,
   maxReportAgeHours: number,
+  sourceFreshness?: (source: string) => SourceFreshness | undefined,
 ): { status: DeviceStatus; device: DeviceRecord | null } {
   if (lookup === null || lookup.state === 'missing') return { status: 'missing', device: null };
   if (lookup.state === 'malformed') return { status: 'malformed', device: null };
   const reported = Date.parse(lookup.record.reportedAt);
   if (Number.isNaN(reported)) return { status: 'malformed', device: null };
+  const vouched = sourceFreshness?.(lookup.record.source);
+  if (vouched && Date.parse(vouched.syncedAt) >= reported) {
+    const asOfSync = { ...lookup.record, reportedAt: vouched.syncedAt };
+    if (!vouched.stale || vouched.onStale === 'last-known') return { status: 'current', device: asOfSync };
+    return { status: 'stale', device: lookup.record };
+  }
   const stale = now.getTime() - reported > maxReportAgeHours * HOUR_MS;
   return { status: stale ? 'stale' : 'current', device: lookup.record };
 }
@@ -254,7 +282,7 @@ export async function evaluatePolicy(
   // an asserted name): the login sees no record, and that device's exemptions do not apply.
   const foreignDevice =
     stored.device?.state === 'found' && stored.device.record.user.toLowerCase() !== request.user.toLowerCase();
-  const { status, device } = classifyDevice(foreignDevice ? { state: 'missing' } : stored.device, ctx.now, ctx.maxReportAgeHours);
+  const { status, device } = classifyDevice(foreignDevice ? { state: 'missing' } : stored.device, ctx.now, ctx.maxReportAgeHours, ctx.sourceFreshness);
   const facts: CheckFacts = {
     user: request.user,
     protocol: request.protocol,

@@ -3,7 +3,7 @@
 import type { DeviceRecord, DeviceStore, Exemption, StoredFacts } from '../store/device-store';
 import type { DecisionRequest, Decision } from './decision';
 import type { CompiledPolicy } from './compile';
-import { evaluatePolicy, groupsOf } from './engine';
+import { evaluatePolicy, groupsOf, type SourceFreshness } from './engine';
 
 export interface SimulationContext {
   /** Default: now. */
@@ -14,6 +14,8 @@ export interface SimulationContext {
   readonly store?: Pick<DeviceStore, 'listExemptions'>;
   /** config `groups`: user → groups. */
   readonly groups?: Readonly<Record<string, readonly string[]>>;
+  /** How current connector-written records are (as the decider sees them). */
+  readonly sourceFreshness?: (source: string) => SourceFreshness | undefined;
 }
 
 export interface SimulationRow {
@@ -56,6 +58,7 @@ interface Resolved {
   readonly maxReportAgeHours: number;
   readonly exemptions: readonly Exemption[];
   readonly groups: Readonly<Record<string, readonly string[]>>;
+  readonly sourceFreshness?: (source: string) => SourceFreshness | undefined;
 }
 
 /** What a device's login would look like: IMAP, app password (strong), its own exemptions. */
@@ -79,6 +82,7 @@ async function decide(policy: CompiledPolicy, record: DeviceRecord, ctx: Resolve
     groups: groupsOf(ctx.groups, record.user),
     brakeReportOnly: new Set<string>(),
     refId: 'SIMULATION',
+    sourceFreshness: ctx.sourceFreshness,
   };
   return (await evaluatePolicy(policy, request, facts, engineCtx)).decision;
 }
@@ -110,6 +114,7 @@ export async function simulate(
     maxReportAgeHours: context.maxReportAgeHours,
     exemptions: context.exemptions ?? (await context.store?.listExemptions()) ?? [],
     groups: context.groups ?? {},
+    sourceFreshness: context.sourceFreshness,
   };
   const total = zero();
   const byCheck = new Map<string, Counts>();
