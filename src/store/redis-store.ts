@@ -615,7 +615,7 @@ export class RedisDeviceStore implements DeviceStore {
 }
 
 /** Fail-fast connection options (docs/redis-layout.md, "Failure behaviour"). */
-function connect(config: RedisConfig, connectionName: string): Client {
+export function connect(config: RedisConfig, connectionName: string): Client {
   // Reconnect in the background forever, backing off to at most 2 s between attempts.
   const retryStrategy = (times: number): number => Math.min(50 * 2 ** times, 2000);
   const common: RedisOptions = {
