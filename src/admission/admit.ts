@@ -4,7 +4,7 @@ import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
 import type { IdentityResolver, IdentityResult } from '../identity/types';
 import type { Decision, DecisionRequest } from '../policy/decision';
-import type { LiveSession } from '../core/sessions';
+import type { LiveSession } from '../policy/live-session';
 import type { Admission, AdmissionRequest, AdmittedIdentity, LiveSessionHandle } from './types';
 
 export interface AdmissionDeps {

@@ -1,19 +1,20 @@
-// What one SMTP client session goes through: identity and policy decision at AUTH, the policy's
+// What one SMTP client session goes through: the admission step at AUTH, the policy's
 // sentence at MAIL FROM for a refused device, relaying for an allowed one, and refusal of the next
 // MAIL FROM once its session is revoked.
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
-import type { Gate } from '../core/gate';
-import type { LiveSession } from '../core/sessions';
-import type { Credential, IdentityResult } from '../identity/types';
+import type { Gate } from '../app/gate';
+import type { Credential, UpstreamLogin } from '../identity/types';
+import type { AdmittedIdentity } from '../admission/types';
 import type { Decision } from '../policy/decision';
 import { headerHints } from './hints';
 import type { AuthOutcome, SmtpHandlers } from './listener';
 import type { Notifier } from './notify';
 import type { ClientFacts, MailParams, Relay, RelaySession } from './relay';
-import { isSystemFault, refusal, Replies, type SmtpReply } from './replies';
+import { refusal, Replies, type SmtpReply } from './replies';
 
-type Identified = Extract<IdentityResult, { ok: true }>;
+/** Who the session logged in as, and how it logs in upstream (again after an idle timeout). */
+type Identified = AdmittedIdentity & { readonly upstream: UpstreamLogin };
 
 /** The state of one client connection. */
 class ClientSession {
@@ -98,52 +99,56 @@ export class SmtpProxy implements SmtpHandlers {
     const { gate, relay } = this.options;
     const client = this.client(session);
     if (session.hostNameAppearsAs) client.hints.ehlo = session.hostNameAppearsAs;
-    let identity: IdentityResult;
-    try {
-      identity = await gate.identity.resolve({
-        credential,
-        peerCertificate: client.peerCertificate,
-        remoteAddress: session.remoteAddress,
-        upstreamLogin: this.options.upstreamLogin(),
-      });
-    } catch (err) {
-      gate.log.error('identity resolver failed', { event: 'smtp.auth', error: (err as Error).message });
+    const admission = await gate.admit({
+      protocol: 'smtp',
+      frontEnd: 'smtp',
+      sessionId: client.id,
+      credential,
+      peerCertificate: client.peerCertificate,
+      remoteAddress: session.remoteAddress,
+      // Shared with the live session: X-Mailer / User-Agent seen later reach its re-evaluations.
+      hints: client.hints,
+      upstreamLogin: this.options.upstreamLogin(),
+      live: { revoke: (decision) => this.revoked(client, decision) },
+    });
+    if (admission.kind === 'bad-credentials' || (admission.kind === 'unavailable' && !admission.decision)) {
+      const failure = admission.kind === 'bad-credentials' ? 'bad-credentials' : 'unavailable';
+      gate.log.info('smtp login refused', { event: 'smtp.auth', failure, detail: admission.detail, remoteAddress: session.remoteAddress });
+      return fail(failure === 'bad-credentials' ? Replies.badCredentials : Replies.authTempFail());
+    }
+    // RFC 4954 §6: the system could not decide (store down, check error) → 454, the client retries.
+    if (admission.kind === 'unavailable') return fail(Replies.authTempFail(admission.decision?.message));
+    const { identity, decision, upstream } = admission;
+    const live = admission.kind === 'allow' ? admission.session : null;
+    if (live) client.unregister = () => live.end();
+    client.identity = { ...identity, upstream };
+    if (this.clients.get(session.id) !== client) {
+      // The client left while the decision was made.
+      live?.end();
       return fail(Replies.authTempFail());
     }
-    if (!identity.ok) {
-      gate.log.info('smtp login refused', { event: 'smtp.auth', failure: identity.failure, detail: identity.detail, remoteAddress: session.remoteAddress });
-      return fail(identity.failure === 'bad-credentials' ? Replies.badCredentials : Replies.authTempFail());
-    }
-    const decision = await gate.decide({
-      user: identity.user,
-      deviceId: identity.deviceId,
-      protocol: 'smtp',
-      identitySource: identity.source,
-      identityStrength: identity.strength,
-      hints: { ...client.hints },
-      remoteAddress: session.remoteAddress,
-      trigger: 'login',
-    });
-    // RFC 4954 §6: the system could not decide (store down, check error) → 454, the client retries.
-    if (isSystemFault(decision)) return fail(Replies.authTempFail(decision.message));
 
     // Allowed: log in upstream now, so a wrong password (passthrough) is a 535 here, and an upstream
     // outage a 454, rather than surprises at MAIL FROM. Refused with passthrough: the upstream is the
     // only judge of the password, so check it before AUTH succeeds and the sentence is shown.
-    const needsUpstream = decision.action === 'allow' || identity.upstream.mode === 'passthrough';
-    if (needsUpstream) {
-      const opened = await relay.open(identity.upstream, clientFacts(session));
+    if (admission.kind === 'allow' || upstream.mode === 'passthrough') {
+      const opened = await relay.open(upstream, clientFacts(session));
       if (!opened.ok) {
+        live?.end();
+        client.identity = null;
         gate.log.warn('smtp upstream login failed', { event: 'smtp.upstream', user: identity.user, failure: opened.failure, detail: opened.detail });
         return fail(opened.failure === 'auth-rejected' ? Replies.badCredentials : Replies.authTempFail());
       }
-      if (decision.action === 'allow') client.relay = opened.session;
+      if (admission.kind === 'allow') client.relay = opened.session;
       else void opened.session.quit();
     }
-    client.identity = identity;
     client.decision = decision;
-    if (decision.action === 'allow') this.register(client, identity, session);
-    else if (decision.action === 'deny') void this.options.notifier?.deviceDenied(identity.upstream, decision);
+    if (live) {
+      // Registered before the upstream login: a revocation during it already set client.revoked;
+      // a policy reload during it is caught here (the decision is re-made under the new policy).
+      const now = await live.confirm();
+      if (now.action !== 'allow') this.revoked(client, now);
+    } else if (decision.action === 'deny') void this.options.notifier?.deviceDenied(upstream, decision);
     return { ok: true, user: identity.user };
   }
 
@@ -237,34 +242,21 @@ export class SmtpProxy implements SmtpHandlers {
     return client.relay;
   }
 
-  private register(client: ClientSession, identity: Identified, session: SMTPServerSession): void {
-    const log = this.options.gate.log;
-    const live: LiveSession = {
-      id: client.id,
-      protocol: 'smtp',
-      user: identity.user,
-      deviceId: identity.deviceId,
-      identitySource: identity.source,
-      identityStrength: identity.strength,
-      hints: client.hints,
-      remoteAddress: session.remoteAddress,
-      revoke: (decision) => {
-        if (client.revoked) return;
-        client.revoked = decision;
-        log.info('smtp session revoked; its next transaction is refused', {
-          event: 'smtp.revoked',
-          sessionId: client.id,
-          user: identity.user,
-          deviceId: identity.deviceId,
-          refId: decision.refId,
-        });
-        // Nothing is in flight: free the upstream now (a message in flight is stopped before its dot).
-        if (client.relay?.idle) {
-          void client.relay.quit();
-          client.relay = null;
-        }
-      },
-    };
-    client.unregister = this.options.gate.sessions.add(live);
+  /** A live re-evaluation refused the session: its next transaction is refused. */
+  private revoked(client: ClientSession, decision: Decision): void {
+    if (client.revoked) return;
+    client.revoked = decision;
+    this.options.gate.log.info('smtp session revoked; its next transaction is refused', {
+      event: 'smtp.revoked',
+      sessionId: client.id,
+      user: client.identity?.user,
+      deviceId: client.identity?.deviceId ?? null,
+      refId: decision.refId,
+    });
+    // Nothing is in flight: free the upstream now (a message in flight is stopped before its dot).
+    if (client.relay?.idle) {
+      void client.relay.quit();
+      client.relay = null;
+    }
   }
 }

@@ -2,7 +2,7 @@
 // address, all sharing one proxy (policy at AUTH, relay upstream), the notifier and graceful shutdown.
 import fs from 'node:fs';
 import type { SmtpConfig } from '../core/config-types';
-import type { Gate, ProtocolService } from '../core/gate';
+import type { Gate, ProtocolService } from '../app/gate';
 import { startListener, type ListenerOptions, type RunningListener } from './listener';
 import { Notifier, type NotifyStore } from './notify';
 import { SmtpProxy } from './proxy';

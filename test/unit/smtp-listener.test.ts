@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import nodemailer from 'nodemailer';
 import type { MailwardenConfig, ProtocolListener } from '../../src/core/config-types';
-import type { ProtocolService } from '../../src/core/gate';
+import type { ProtocolService } from '../../src/app/gate';
 import { startSmtpService } from '../../src/smtp/service';
 import { startSmtpSink, type SmtpSink } from '../harness/smtp-sink';
 import { makeTestPki, type TestPki } from '../harness/tls';
