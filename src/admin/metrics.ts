@@ -26,6 +26,8 @@ export interface Metrics {
   onBlastRadiusRefusal(): void;
   onBrakeTrip(): void;
   onUpstreamError(protocol: Protocol): void;
+  /** An upstream address's circuit breaker tripped (open) or closed again. */
+  onBreakerChange(change: { readonly service: string; readonly upstream: string; readonly tripped: boolean }): void;
   onReport(result: ReportResult): void;
   /** The exposition text for GET /metrics. */
   text(): Promise<string>;
@@ -87,6 +89,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const blastRadius = counter('blast_radius_refusals_total', 'Policies not activated by the blast-radius guard');
   const brakeTrips = counter('brake_trips_total', 'Times the runtime brake put enforcing checks in report');
   const upstreamErrors = counter('upstream_errors_total', 'Upstream connection or login failures', ['protocol']);
+  const breakerOpen = new Gauge<'service' | 'upstream'>({
+    name: `${METRIC_PREFIX}upstream_breaker_open`,
+    help: 'Upstream circuit breaker per address: 1 while tripped (logins to it fail fast), else 0',
+    labelNames: ['service', 'upstream'],
+    registers,
+  });
+  const breakerTrips = counter('upstream_breaker_trips_total', 'Times an upstream address circuit breaker tripped', ['service', 'upstream']);
   const reports = counter('reports_total', 'Device reports received on the ingest API, by result', ['result']);
 
   return {
@@ -106,6 +115,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     onBlastRadiusRefusal: () => blastRadius.inc(),
     onBrakeTrip: () => brakeTrips.inc(),
     onUpstreamError: (protocol) => upstreamErrors.inc({ protocol }),
+    onBreakerChange({ service, upstream, tripped }) {
+      breakerOpen.set({ service, upstream }, tripped ? 1 : 0);
+      if (tripped) breakerTrips.inc({ service, upstream });
+    },
     onReport: (result) => reports.inc({ result }),
     text: () => registry.metrics(),
     contentType: registry.contentType,

@@ -144,6 +144,8 @@ const upstreamProperties: Record<string, Schema> = {
   tls: oneOf(['none', 'implicit', 'starttls'], 'none'),
   rejectUnauthorized: bool(true),
   connectTimeoutMs: int(1, 3000),
+  // Above Dovecot's largest auth penalty (15 s) plus its failure delay (2 s); login_proxy_timeout is 30 s.
+  loginTimeoutMs: int(1, 30000),
   login: oneOf(['passthrough', 'master'], 'passthrough'),
   masterUser: text,
   masterPassword: text,

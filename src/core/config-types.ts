@@ -85,7 +85,13 @@ export interface UpstreamConfig {
   readonly port: number;
   readonly tls: 'none' | 'implicit' | 'starttls';
   readonly rejectUnauthorized: boolean;
+  /** TCP connect, TLS handshake and greeting (STARTTLS included); a timeout counts toward the breaker. */
   readonly connectTimeoutMs: number;
+  /**
+   * The login exchange after the greeting. Never counts toward the breaker: a slow answer here is
+   * the upstream's own auth penalty (Dovecot: up to 15 s per client address), not an outage.
+   */
+  readonly loginTimeoutMs: number;
   /** passthrough = the client's own credentials; master = a proxy/master credential. */
   readonly login: 'passthrough' | 'master';
   readonly masterUser?: string;
