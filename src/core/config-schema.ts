@@ -143,6 +143,8 @@ const upstreamProperties: Record<string, Schema> = {
   port,
   tls: oneOf(['none', 'implicit', 'starttls'], 'none'),
   rejectUnauthorized: bool(true),
+  caFile: text,
+  servername: text,
   connectTimeoutMs: int(1, 3000),
   // Above Dovecot's largest auth penalty (15 s) plus its failure delay (2 s); login_proxy_timeout is 30 s.
   loginTimeoutMs: int(1, 30000),
@@ -198,7 +200,10 @@ export const mailwardenSchema: Schema = object({
   groups: { type: 'object', propertyNames: { type: 'string', minLength: 1 }, additionalProperties: textList, default: {} },
   imap,
   smtp,
-  logging: withDefault(object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), file: text }), {}),
+  logging: withDefault(
+    object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), format: oneOf(['json', 'text'], 'json'), file: text }),
+    {},
+  ),
   alerts: withDefault(object({ webhookUrl: matching(PATTERNS.httpUrl), timeoutMs: int(1, 3000) }), {}),
 });
 

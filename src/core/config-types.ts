@@ -85,6 +85,10 @@ export interface UpstreamConfig {
   readonly port: number;
   readonly tls: 'none' | 'implicit' | 'starttls';
   readonly rejectUnauthorized: boolean;
+  /** PEM CA bundle the upstream's certificate is verified against (a private CA); default: Node's CA store. */
+  readonly caFile?: string;
+  /** Name the upstream's certificate must carry (TLS SNI and verification); default: `host` unless an IP. */
+  readonly servername?: string;
   /** TCP connect, TLS handshake and greeting (STARTTLS included); a timeout counts toward the breaker. */
   readonly connectTimeoutMs: number;
   /**
@@ -134,6 +138,8 @@ export interface SmtpConfig {
 
 export interface LoggingConfig {
   readonly level: 'error' | 'warn' | 'info' | 'debug';
+  /** stdout: json (default, for services and log shippers) or text (one readable line per event). */
+  readonly format: 'json' | 'text';
   /** Optional file for JSON lines in addition to stdout. */
   readonly file?: string;
 }

@@ -317,9 +317,14 @@ function finishConfig(raw: RawConfig, file: string): MailwardenConfig {
         return s;
       }),
     },
-    ...(raw.smtp && { smtp: { ...raw.smtp, hostname: raw.smtp.hostname ?? os.hostname() } }),
+    ...(raw.imap && { imap: { ...raw.imap, upstream: upstreamPaths(raw.imap.upstream, at) } }),
+    ...(raw.smtp && { smtp: { ...raw.smtp, hostname: raw.smtp.hostname ?? os.hostname(), upstream: upstreamPaths(raw.smtp.upstream, at) } }),
     logging: { ...raw.logging, ...(raw.logging.file && { file: at(raw.logging.file) }) },
   };
+}
+
+function upstreamPaths<U extends UpstreamConfig>(upstream: U, at: (p: string) => string): U {
+  return upstream.caFile ? { ...upstream, caFile: at(upstream.caFile) } : upstream;
 }
 
 // ---------------------------------------------------------------- policy.yaml
