@@ -7,7 +7,7 @@ import { CircuitBreakers, type CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamConfig } from '../core/config-types';
 import type { Credential, UpstreamLogin } from '../identity/types';
 import { quote } from './parser';
-import { UpstreamReads } from './relay';
+import { UpstreamReads } from './read-buffer';
 
 export interface UpstreamSession {
   readonly socket: net.Socket;

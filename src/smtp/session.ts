@@ -10,7 +10,7 @@ import type { Decision } from '../policy/decision';
 import { headerHints } from './hints';
 import type { AuthOutcome, SmtpHandlers } from './listener';
 import type { Notifier } from './notify';
-import type { ClientFacts, MailParams, Relay, RelaySession } from './relay';
+import type { ClientFacts, MailParams, Upstream, UpstreamSession } from './upstream';
 import { refusal, Replies, type SmtpReply } from './replies';
 
 /** Who the session logged in as, and how it logs in upstream (again after an idle timeout). */
@@ -24,7 +24,7 @@ class ClientSession {
   decision: Decision | null = null;
   /** Set when a live re-evaluation refused the session after login. */
   revoked: Decision | null = null;
-  relay: RelaySession | null = null;
+  upstream: UpstreamSession | null = null;
   /** Hints seen so far (EHLO name, X-Mailer, User-Agent); shared with the registered LiveSession. */
   readonly hints: Record<string, string> = {};
   unregister: (() => void) | null = null;
@@ -41,9 +41,9 @@ class ClientSession {
   close(): void {
     this.unregister?.();
     this.unregister = null;
-    const relay = this.relay;
-    this.relay = null;
-    if (relay) void relay.quit();
+    const upstream = this.upstream;
+    this.upstream = null;
+    if (upstream) void upstream.quit();
   }
 }
 
@@ -70,9 +70,9 @@ function clientFacts(session: SMTPServerSession): ClientFacts {
   };
 }
 
-export interface SmtpProxyOptions {
+export interface SmtpSessionsOptions {
   readonly gate: Gate;
-  readonly relay: Relay;
+  readonly upstream: Upstream;
   readonly notifier: Notifier | null;
   /** The limit smtp-server advertises with SIZE (RFC 1870), enforced while streaming. */
   readonly maxMessageBytes: number;
@@ -80,10 +80,10 @@ export interface SmtpProxyOptions {
   readonly upstreamLogin: () => 'passthrough' | 'master';
 }
 
-export class SmtpProxy implements SmtpHandlers {
+export class SmtpSessions implements SmtpHandlers {
   private readonly clients = new Map<string, ClientSession>();
 
-  constructor(private readonly options: SmtpProxyOptions) {}
+  constructor(private readonly options: SmtpSessionsOptions) {}
 
   /** Sessions open now (for tests and shutdown). */
   get size(): number {
@@ -96,7 +96,7 @@ export class SmtpProxy implements SmtpHandlers {
   }
 
   async auth(credential: Credential, session: SMTPServerSession): Promise<AuthOutcome> {
-    const { gate, relay } = this.options;
+    const { gate, upstream } = this.options;
     const client = this.client(session);
     if (session.hostNameAppearsAs) client.hints.ehlo = session.hostNameAppearsAs;
     const admission = await gate.admit({
@@ -118,10 +118,10 @@ export class SmtpProxy implements SmtpHandlers {
     }
     // RFC 4954 §6: the system could not decide (store down, check error) → 454, the client retries.
     if (admission.kind === 'unavailable') return fail(Replies.authTempFail(admission.decision?.message));
-    const { identity, decision, upstream } = admission;
+    const { identity, decision, upstream: login } = admission;
     const live = admission.kind === 'allow' ? admission.session : null;
     if (live) client.unregister = () => live.end();
-    client.identity = { ...identity, upstream };
+    client.identity = { ...identity, upstream: login };
     if (this.clients.get(session.id) !== client) {
       // The client left while the decision was made.
       live?.end();
@@ -131,15 +131,15 @@ export class SmtpProxy implements SmtpHandlers {
     // Allowed: log in upstream now, so a wrong password (passthrough) is a 535 here, and an upstream
     // outage a 454, rather than surprises at MAIL FROM. Refused with passthrough: the upstream is the
     // only judge of the password, so check it before AUTH succeeds and the sentence is shown.
-    if (admission.kind === 'allow' || upstream.mode === 'passthrough') {
-      const opened = await relay.open(upstream, clientFacts(session));
+    if (admission.kind === 'allow' || login.mode === 'passthrough') {
+      const opened = await upstream.open(login, clientFacts(session));
       if (!opened.ok) {
         live?.end();
         client.identity = null;
         gate.log.warn('smtp upstream login failed', { event: 'smtp.upstream', user: identity.user, failure: opened.failure, detail: opened.detail });
         return fail(opened.failure === 'auth-rejected' ? Replies.badCredentials : Replies.authTempFail());
       }
-      if (admission.kind === 'allow') client.relay = opened.session;
+      if (admission.kind === 'allow') client.upstream = opened.session;
       else void opened.session.quit();
     }
     client.decision = decision;
@@ -148,7 +148,7 @@ export class SmtpProxy implements SmtpHandlers {
       // a policy reload during it is caught here (the decision is re-made under the new policy).
       const now = await live.confirm();
       if (now.action !== 'allow') this.revoked(client, now);
-    } else if (decision.action === 'deny') void this.options.notifier?.deviceDenied(upstream, decision);
+    } else if (decision.action === 'deny') void this.options.notifier?.deviceDenied(login, decision);
     return { ok: true, user: identity.user };
   }
 
@@ -166,7 +166,7 @@ export class SmtpProxy implements SmtpHandlers {
       });
       return refused;
     }
-    const relay = await this.relayFor(client, session);
+    const relay = await this.upstreamFor(client, session);
     if (!relay) return Replies.upstreamUnavailable;
     return relay.mailFrom(address.address, mailParams(address));
   }
@@ -175,15 +175,15 @@ export class SmtpProxy implements SmtpHandlers {
     const client = this.clients.get(session.id);
     const refused = client?.refusal();
     if (!client || refused) return refused ?? Replies.localError;
-    if (!client.relay?.usable) return Replies.upstreamLost;
-    return client.relay.rcptTo(address.address);
+    if (!client.upstream?.usable) return Replies.upstreamLost;
+    return client.upstream.rcptTo(address.address);
   }
 
   async data(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<SmtpReply> {
     const client = this.clients.get(session.id);
     const refused = client?.refusal();
     if (!client?.identity || refused) return refused ?? Replies.localError;
-    const relay = client.relay;
+    const relay = client.upstream;
     if (!relay?.usable) return Replies.upstreamLost;
     let hints: Promise<Record<string, string>> = Promise.resolve({});
     const outcome = await relay.data(stream, {
@@ -196,7 +196,7 @@ export class SmtpProxy implements SmtpHandlers {
       beforeCommit: () => client.refusal(),
     });
     Object.assign(client.hints, await hints);
-    if (!relay.usable) client.relay = null;
+    if (!relay.usable) client.upstream = null;
     this.options.gate.log.info('smtp message', {
       event: 'smtp.message',
       sessionId: client.id,
@@ -230,16 +230,16 @@ export class SmtpProxy implements SmtpHandlers {
   }
 
   /** The session's upstream, reopened when the previous one went away (idle timeout, aborted DATA). */
-  private async relayFor(client: ClientSession, session: SMTPServerSession): Promise<RelaySession | null> {
-    if (client.relay?.usable) return client.relay;
-    client.relay = null;
-    const opened = await this.options.relay.open((client.identity as Identified).upstream, clientFacts(session));
+  private async upstreamFor(client: ClientSession, session: SMTPServerSession): Promise<UpstreamSession | null> {
+    if (client.upstream?.usable) return client.upstream;
+    client.upstream = null;
+    const opened = await this.options.upstream.open((client.identity as Identified).upstream, clientFacts(session));
     if (!opened.ok) {
       this.options.gate.log.warn('smtp upstream unavailable', { event: 'smtp.upstream', sessionId: client.id, detail: opened.detail });
       return null;
     }
-    client.relay = opened.session;
-    return client.relay;
+    client.upstream = opened.session;
+    return client.upstream;
   }
 
   /** A live re-evaluation refused the session: its next transaction is refused. */
@@ -254,9 +254,9 @@ export class SmtpProxy implements SmtpHandlers {
       refId: decision.refId,
     });
     // Nothing is in flight: free the upstream now (a message in flight is stopped before its dot).
-    if (client.relay?.idle) {
-      void client.relay.quit();
-      client.relay = null;
+    if (client.upstream?.idle) {
+      void client.upstream.quit();
+      client.upstream = null;
     }
   }
 }

@@ -21,7 +21,7 @@ export interface ClientFacts {
 }
 
 export type OpenResult =
-  | { readonly ok: true; readonly session: RelaySession }
+  | { readonly ok: true; readonly session: UpstreamSession }
   /** auth-rejected: the upstream refused the client's own credentials (passthrough) → 535 to the client. */
   | { readonly ok: false; readonly failure: 'auth-rejected' | 'unavailable'; readonly detail: string };
 
@@ -66,7 +66,7 @@ export function xtext(value: string): string {
 /** RFC 5321 §4.1.1.1 domain or address literal; anything else is not repeated to the upstream. */
 const SAFE_HELO = /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$|^\[[0-9A-Fa-f:.]{2,60}\]$|^\[IPv6:[0-9A-Fa-f:.]{2,60}\]$/;
 
-export class Relay {
+export class Upstream {
   private readonly breakers = new Map<string, CircuitBreaker>();
 
   constructor(
@@ -101,7 +101,7 @@ export class Relay {
         connection.close();
         return refused;
       }
-      return { ok: true, session: new RelaySession(connection) };
+      return { ok: true, session: new UpstreamSession(connection) };
     } catch (err) {
       connection.close();
       return { ok: false, failure: 'unavailable', detail: (err as Error).message };
@@ -212,7 +212,7 @@ export class Relay {
 }
 
 /** One upstream SMTP session, used for any number of transactions of one client session. */
-export class RelaySession {
+export class UpstreamSession {
   private inTransaction = false;
   private busy = false;
 
