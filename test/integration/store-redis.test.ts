@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import type { RedisConfig } from '../../src/core/config-types';
 import { StoreUnavailableError, type DeviceStore } from '../../src/store/device-store';
-import { RedisDeviceStore, redisKeys } from '../../src/store/redis-store';
+import { RedisDeviceStore, redisKeys } from '../../src/store/redis/store';
 import { cleanupRedis, startRedis, type RedisServer } from '../harness/redis';
 import { findProgram } from '../harness/ports';
 import { describeStoreContract, nextEvent, record, subscribed, waitUntil } from './store-contract';

@@ -2,8 +2,8 @@
 // interface an MDM may write directly: docs/redis-layout.md. Every call fails fast: any error or
 // timeout becomes StoreUnavailableError within commandTimeoutMs, never a queued wait.
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
-import type { RedisConfig } from '../core/config-types';
-import { silentLogger, type Logger } from '../core/log';
+import type { RedisConfig } from '../../core/config-types';
+import { silentLogger, type Logger } from '../../core/log';
 import {
   KILL_SWITCH_FLAG,
   StoreUnavailableError,
@@ -16,7 +16,7 @@ import {
   type Exemption,
   type ExemptionScope,
   type StoredFacts,
-} from './device-store';
+} from '../device-store';
 import {
   checkCredential,
   checkDeviceRecord,
@@ -31,7 +31,7 @@ import {
   isoToMs,
   killSwitchOn,
   ttlToMs,
-} from './record-codec';
+} from '../record-codec';
 
 /**
  * Key names (docs/redis-layout.md). Everything about one device carries the hash tag `{deviceId}`,
