@@ -10,7 +10,8 @@ import type { Decision } from '../policy/decision';
 import { headerHints } from './hints';
 import type { AuthOutcome, SmtpHandlers } from './listener';
 import type { Notifier } from './notify';
-import type { ClientFacts, MailParams, Upstream, UpstreamSession } from './upstream';
+import type { MailParams, Relay } from './relay';
+import type { ClientFacts, Upstream } from './upstream';
 import { refusal, Replies, type SmtpReply } from './replies';
 
 /** Who the session logged in as, and how it logs in upstream (again after an idle timeout). */
@@ -24,7 +25,7 @@ class ClientSession {
   decision: Decision | null = null;
   /** Set when a live re-evaluation refused the session after login. */
   revoked: Decision | null = null;
-  upstream: UpstreamSession | null = null;
+  upstream: Relay | null = null;
   /** Hints seen so far (EHLO name, X-Mailer, User-Agent); shared with the registered LiveSession. */
   readonly hints: Record<string, string> = {};
   unregister: (() => void) | null = null;
@@ -230,7 +231,7 @@ export class SmtpSessions implements SmtpHandlers {
   }
 
   /** The session's upstream, reopened when the previous one went away (idle timeout, aborted DATA). */
-  private async upstreamFor(client: ClientSession, session: SMTPServerSession): Promise<UpstreamSession | null> {
+  private async upstreamFor(client: ClientSession, session: SMTPServerSession): Promise<Relay | null> {
     if (client.upstream?.usable) return client.upstream;
     client.upstream = null;
     const opened = await this.options.upstream.open((client.identity as Identified).upstream, clientFacts(session));
