@@ -6,8 +6,10 @@ import { registerStartCommand } from './start';
 import { registerConfigCommands } from './config';
 import { registerPolicyCommands } from './policy';
 import { registerDeviceCommands } from './device';
+import { registerProfileCommand } from './profile';
 import { registerAuditCommands } from './audit';
 import { registerFakeDeviceCommands } from './fake-device';
+import { registerAdminCommands } from './admin';
 import { errorText } from '../core/errors';
 
 export function buildProgram(): Command {
@@ -19,8 +21,10 @@ export function buildProgram(): Command {
   registerConfigCommands(program);
   registerPolicyCommands(program);
   registerDeviceCommands(program);
+  registerProfileCommand(program);
   registerAuditCommands(program);
   registerFakeDeviceCommands(program);
+  registerAdminCommands(program);
   return program;
 }
 

@@ -25,6 +25,7 @@ export function smtpConfig(upstreamPort: number, overrides: Partial<SmtpConfig> 
     maxConnectionsPerAddress: 50,
     preAuthTimeoutMs: 60_000,
     lineTimeoutMs: 60_000,
+    greetingDelayMs: 0,
     ...overrides,
   };
 }
