@@ -2,13 +2,13 @@
 // decider, revoker, admin API and protocol listeners, and owns reload (validate everything, check the
 // blast radius, swap atomically, re-evaluate live sessions) and graceful shutdown.
 import path from 'node:path';
-import { loadAll, loadPolicyText } from './config';
-import type { MailwardenConfig } from './config-types';
-import { ConfigError, errorText } from './errors';
-import { watchConfig, onSighup, type ConfigWatcher } from './config-watcher';
-import { createLogger, type Logger } from './log';
-import { SessionRegistry } from './sessions';
-import type { Gate, ProtocolService } from './gate';
+import { loadAll, loadPolicyText } from '../core/config';
+import type { MailwardenConfig } from '../core/config-types';
+import { ConfigError, errorText } from '../core/errors';
+import { watchConfig, onSighup, type ConfigWatcher } from '../core/config-watcher';
+import { createLogger, type Logger } from '../core/log';
+import { SessionRegistry } from '../core/sessions';
+import type { Gate, ProtocolService } from '../core/gate';
 import { createStore } from '../store/create-store';
 import type { CachedDeviceStore } from '../store/cached-store';
 import { compilePolicy, type CompiledPolicy } from '../policy/compile';
