@@ -480,6 +480,8 @@ export class ImapConnection {
         this.finish('relay-closed');
       },
     });
+    // RFC 9051 §5.4 autologout: no traffic either way for idleTimeoutMs (≥ 30 min; clients re-IDLE every 29).
+    this.socket.setTimeout(this.ctx.config.idleTimeoutMs, () => this.relay?.end(replies.bye(replies.TEXT.autologout)));
   }
 
   /** A live re-evaluation now refuses this session: BYE at a response boundary once relaying. */

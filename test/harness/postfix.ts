@@ -14,6 +14,14 @@ export interface PostfixOptions {
   readonly saslSocket?: string;
   /** Clients allowed to send XCLIENT (smtpd_authorized_xclient_hosts). */
   readonly xclientHosts?: readonly string[];
+  /** Lines for main.cf (a documented block); a parameter set here replaces the harness's own line. */
+  readonly extraMainCf?: string;
+  /** Entries appended to master.cf (a documented service). */
+  readonly extraMasterCf?: string;
+  /** Start is complete when this port accepts too (an extra master.cf service). */
+  readonly waitForPort?: number;
+  /** Runs once the private folder (queue in `dir`/queue) exists, before Postfix starts (e.g. a SASL socket in it). */
+  readonly beforeStart?: (dir: string) => Promise<void>;
 }
 
 export interface PostfixServer {
@@ -126,6 +134,13 @@ alias_database =
 `;
 }
 
+/** Appends `extra` to main.cf, dropping the harness's lines for parameters `extra` sets (Postfix warns about a parameter set twice). */
+function withExtraMainCf(base: string, extra: string): string {
+  const names = new Set([...extra.matchAll(/^([a-z_0-9]+)\s*=/gm)].map((m) => m[1]));
+  const kept = base.split('\n').filter((line) => !names.has(/^([a-z_0-9]+)\s*=/.exec(line)?.[1] ?? ''));
+  return `${kept.join('\n')}${extra}`;
+}
+
 export async function startPostfix(options: PostfixOptions = {}): Promise<PostfixServer> {
   const master = findProgram('postfix') ? '/usr/lib/postfix/sbin/master' : null;
   if (!master || !fs.existsSync(master)) throw new Error('postfix not found: apt-get install postfix');
@@ -142,10 +157,11 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     fs.chownSync(path.join(dir, sub), pf.uid, pf.gid);
   }
   makeQueue(path.join(dir, 'queue'));
-  fs.writeFileSync(path.join(conf, 'main.cf'), mainCf(dir, options, mailboxes));
-  fs.writeFileSync(path.join(conf, 'master.cf'), `127.0.0.1:${port} inet n - n - - smtpd\n${MASTER_CF}`);
+  fs.writeFileSync(path.join(conf, 'main.cf'), withExtraMainCf(mainCf(dir, options, mailboxes), options.extraMainCf ?? ''));
+  fs.writeFileSync(path.join(conf, 'master.cf'), `127.0.0.1:${port} inet n - n - - smtpd\n${MASTER_CF}${options.extraMasterCf ?? ''}`);
   const logFile = path.join(dir, 'maillog');
   let child: ChildProcess | null = null;
+  await options.beforeStart?.(dir);
 
   const start = async (): Promise<void> => {
     // -d: stay in the foreground, so the harness owns the PID and stops exactly this instance.
@@ -155,7 +171,9 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     try {
       await Promise.race([
-        waitForPort(port, '127.0.0.1', 15000),
+        waitForPort(port, '127.0.0.1', 15000).then(async () => {
+          if (options.waitForPort) await waitForPort(options.waitForPort, '127.0.0.1', 15000);
+        }),
         new Promise((_, reject) => c.once('exit', (code) => reject(new Error(`postfix master exited ${code}: ${stderr}`)))),
       ]);
     } catch (err) {

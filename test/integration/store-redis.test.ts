@@ -124,6 +124,20 @@ describe('RedisDeviceStore: the documented layout', () => {
     expect(entries).toEqual([[id, ['event', JSON.stringify({ action: 'deny', reasonCode: 'BANNED_APP' })]]]);
   });
 
+  test('audit events appended concurrently (batched while one batch is in flight) keep call order and each get their own id', async () => {
+    const ids = await Promise.all(Array.from({ length: 300 }, (_, n) => store.appendAudit({ n })));
+    expect(new Set(ids).size).toBe(300);
+    const order = (id: string): [number, number] => id.split('-').map(Number) as [number, number];
+    for (let i = 1; i < ids.length; i++) {
+      const [[ms0, seq0], [ms1, seq1]] = [order(ids[i - 1]!), order(ids[i]!)];
+      expect(ms1 > ms0 || (ms1 === ms0 && seq1 > seq0)).toBe(true);
+    }
+    // The stream is capped (MAXLEN ~ 10 here): at least the newest 10 are there, in call order.
+    const entries = await raw.xrevrange('layout:audit', '+', '-', 'COUNT', 10);
+    expect(entries.map(([id]) => id).reverse()).toEqual(ids.slice(-10));
+    expect(entries.map(([, fields]) => JSON.parse(fields[1]!).n).reverse()).toEqual(Array.from({ length: 10 }, (_, n) => 290 + n));
+  });
+
   test('bad data at documented keys: ignored exemption, wrong Redis type, garbled first-seen and kill switch', async () => {
     await raw.set('layout:exemption:device:{dev-bad}', '{"scope":"device"');
     const elsewhere = { scope: 'user', subject: 'someone-else', expiresAt: new Date(Date.now() + 60_000).toISOString(), createdBy: 'mdm', createdAt: new Date().toISOString() };
