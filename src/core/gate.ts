@@ -6,9 +6,15 @@ import type { IdentityResolver } from '../identity/types';
 import type { Decision, DecisionRequest } from '../policy/decision';
 import type { MailwardenConfig, PolicyConfig } from './config-types';
 import type { Metrics } from '../admin/metrics';
+import type { Admission, AdmissionRequest } from '../admission/types';
 
 export interface Gate {
   readonly log: Logger;
+  /**
+   * The one admission step (src/admission/admit.ts): credential → identity → decision → audit →
+   * live session. Front ends map the returned Admission to their replies. Never throws.
+   */
+  admit(request: AdmissionRequest): Promise<Admission>;
   readonly identity: IdentityResolver;
   /** Runs the policy for a login, writes the audit event, never throws (an internal error → tempfail). */
   decide(request: DecisionRequest): Promise<Decision>;

@@ -26,6 +26,7 @@ import { createMetrics, type Metrics } from '../admin/metrics';
 import { createAlerter, type Alerter } from '../admin/alerts';
 import { startImapService } from '../imap/service';
 import { startSmtpService } from '../smtp/service';
+import { createAdmit } from '../admission/admit';
 
 /** Store flag holding the policy YAML last activated by any instance (the blast-radius baseline at start). */
 export const ACTIVE_POLICY_FLAG = 'policy:active';
@@ -98,8 +99,17 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   });
   const revoker = new Revoker({ store, sessions, decider, log, metrics });
 
+  const admit = createAdmit({
+    // Delegates, so a reload that changes identity sources swaps the resolver for new logins.
+    identity: { resolve: (context) => identity.resolve(context) },
+    decide: (request) => decider.decide(request),
+    sessions,
+    policyVersion: () => current.policy.version,
+    log,
+  });
   const gate: Gate = {
     log,
+    admit,
     // Delegates, so a reload that changes identity sources swaps the resolver for new logins.
     identity: { resolve: (context) => identity.resolve(context) },
     decide: (request) => decider.decide(request),

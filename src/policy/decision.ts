@@ -51,9 +51,17 @@ export interface CheckResult {
   readonly ms: number;
 }
 
+/**
+ * Whose answer a refusal is: `policy` (a check or the unidentified rule said so; an allow is also
+ * `policy`) or `system` (the store, a check or the decider itself failed: nothing was decided).
+ * Front ends choose between "refused" and "try again" replies by this, never by reason codes.
+ */
+export type Fault = 'policy' | 'system';
+
 export interface Decision {
   readonly action: Action;
   readonly reasonCode: string;
+  readonly fault: Fault;
   /** Short id the user can quote to the helpdesk; also in the audit event. */
   readonly refId: string;
   /** The sentence to show the user when denied or temp-failed (already includes refId). */

@@ -222,6 +222,7 @@ export function tempfailDecision(
     ...baseDecision(compiled?.version ?? 'unknown', request, refId, now),
     action: 'tempfail',
     reasonCode,
+    fault: 'system',
     message: withRefId(renderTemplate(template, vars), refId),
     warnings: [],
     checks: [],
@@ -246,7 +247,7 @@ export async function evaluatePolicy(
   const unidentified = request.deviceId === null || request.identitySource === 'none';
   if (unidentified && policy.unidentified.action !== 'allow') {
     const message = withRefId(renderTemplate(policy.unidentified.message, { ...commonVars, platform: '' }), ctx.refId);
-    return done({ ...base, action: policy.unidentified.action, reasonCode: CoreReasonCodes.UNIDENTIFIED, message, warnings: [], checks: [] });
+    return done({ ...base, action: policy.unidentified.action, reasonCode: CoreReasonCodes.UNIDENTIFIED, fault: 'policy', message, warnings: [], checks: [] });
   }
 
   // A record that names another user is not this login's device (anyone can type a device id into
@@ -301,7 +302,7 @@ export async function evaluatePolicy(
       // A broken check blocks only where the check may block; onError (never allow) decides.
       if (effective !== 'enforce') continue;
       const message = withRefId(renderTemplate(policy.messages.tempfail, { ...commonVars, platform }), ctx.refId);
-      return done({ ...base, action: cfg.onError, reasonCode: run.code!, message, warnings, decidedBy: check.id, checks: results });
+      return done({ ...base, action: cfg.onError, reasonCode: run.code!, fault: 'system', message, warnings, decidedBy: check.id, checks: results });
     }
 
     // Plugin vars first: the core's own ({refId}, {user}, …) cannot be overridden by a plugin.
@@ -333,8 +334,8 @@ export async function evaluatePolicy(
       warnings.push(`${policy.messages.warnPrefix} ${graceText}`);
       continue;
     }
-    return done({ ...base, action: cfg.action, reasonCode: run.code!, message, warnings, decidedBy: check.id, checks: results });
+    return done({ ...base, action: cfg.action, reasonCode: run.code!, fault: 'policy', message, warnings, decidedBy: check.id, checks: results });
   }
 
-  return done({ ...base, action: 'allow', reasonCode: CoreReasonCodes.OK, warnings, checks: results });
+  return done({ ...base, action: 'allow', reasonCode: CoreReasonCodes.OK, fault: 'policy', warnings, checks: results });
 }

@@ -2,7 +2,6 @@
 // Enhanced status codes (RFC 3463, registry RFC 5248) are written into the text because smtp-server
 // hides ENHANCEDSTATUSCODES by default and would otherwise print its own guess in front of ours.
 import type { Decision } from '../policy/decision';
-import { CoreReasonCodes } from '../policy/decision';
 
 export interface SmtpReply {
   readonly code: number;
@@ -56,20 +55,9 @@ export const Replies = {
   shuttingDown: { code: 421, text: '4.3.2 Service shutting down, try again later' },
 } as const;
 
-/**
- * Reason codes that mean "the system could not decide" rather than "the policy says no":
- * these are refused at AUTH with 454 4.7.0, a temporary failure clients retry without prompting.
- */
-const SYSTEM_FAULTS: ReadonlySet<string> = new Set([
-  CoreReasonCodes.STORE_UNAVAILABLE,
-  CoreReasonCodes.CHECK_ERROR,
-  CoreReasonCodes.CHECK_TIMEOUT,
-  'INTERNAL_ERROR',
-]);
-
 /** True when a tempfail decision is a system fault, answered at AUTH (454) rather than at MAIL FROM. */
 export function isSystemFault(decision: Decision): boolean {
-  return decision.action === 'tempfail' && SYSTEM_FAULTS.has(decision.reasonCode);
+  return decision.action === 'tempfail' && decision.fault === 'system';
 }
 
 /**

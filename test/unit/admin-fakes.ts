@@ -40,6 +40,7 @@ function decide(deviceId: string, user: string, protocol: 'imap' | 'smtp', apps:
   return {
     action: banned ? 'deny' : 'allow',
     reasonCode: banned ? 'BANNED_APP' : 'OK',
+    fault: 'policy',
     refId: 'REF-1234',
     ...(banned ? { message: 'Remove TikTok to sync company mail (ref REF-1234).', decidedBy: 'banned-apps' } : {}),
     warnings: [],

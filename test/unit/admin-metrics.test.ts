@@ -5,6 +5,7 @@ import type { Decision } from '../../src/policy/decision';
 const decision: Decision = {
   action: 'allow',
   reasonCode: 'OK',
+  fault: 'policy',
   refId: 'R1',
   warnings: [],
   checks: [

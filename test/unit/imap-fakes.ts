@@ -5,14 +5,20 @@ import type { ImapConfig, MailwardenConfig, ProtocolListener } from '../../src/c
 import type { Gate } from '../../src/core/gate';
 import { silentLogger } from '../../src/core/log';
 import { SessionRegistry } from '../../src/core/sessions';
+import { createAdmit } from '../../src/admission/admit';
 import type { CredentialContext, IdentityResult } from '../../src/identity/types';
 import type { PolicyConfig } from '../../src/core/config-types';
 import type { Action, Decision, DecisionRequest } from '../../src/policy/decision';
 
+/** Reason codes of the faults the decider marks `fault: 'system'` (store, check and internal failures). */
+const SYSTEM_FAULT_CODES = new Set(['STORE_UNAVAILABLE', 'CHECK_ERROR', 'CHECK_TIMEOUT', 'INTERNAL_ERROR']);
+
 export function decision(action: Action, extra: Partial<Decision> = {}): Decision {
+  const reasonCode = extra.reasonCode ?? (action === 'allow' ? 'OK' : 'BANNED_APP');
   return {
     action,
-    reasonCode: action === 'allow' ? 'OK' : 'BANNED_APP',
+    reasonCode,
+    fault: action === 'tempfail' && SYSTEM_FAULT_CODES.has(reasonCode) ? 'system' : 'policy',
     refId: 'REF123',
     warnings: [],
     checks: [],
@@ -65,15 +71,19 @@ export function fakeGate(options: { oauth?: boolean } = {}): FakeGate {
     identity: { sources: options.oauth ? [{ type: 'oauth' }] : [{ type: 'asserted', separator: '+' }] },
   } as unknown as MailwardenConfig;
   const counted: string[] = [];
+  const sessions = new SessionRegistry();
   const gate: FakeGate = {
     counted,
+    // The real admission step over the stubbed identity and decisions below.
+    admit: (request) =>
+      createAdmit({ identity: gate.identity, decide: (r) => gate.decide(r), sessions, policyVersion: () => 'v1', log: gate.log })(request),
     metrics: {
       onLogin: (_p, result) => void counted.push(`onLogin:${result}`),
       sessionDelta: (_p, delta) => void counted.push(`sessionDelta:${delta}`),
       onUpstreamError: () => void counted.push('onUpstreamError'),
     },
     log: silentLogger(),
-    sessions: new SessionRegistry(),
+    sessions,
     requests,
     contexts,
     decideWith: () => decision('allow'),

@@ -18,6 +18,7 @@ function decision(policyVersion: string, action: Decision['action'], partial: Pa
   return {
     action,
     reasonCode: action === 'allow' ? 'OK' : 'BANNED_APP',
+    fault: 'policy',
     refId: 'MW-00000000',
     warnings: [],
     ...(action === 'allow' ? {} : { decidedBy: 'no-tiktok-on-mobiles' }),

@@ -64,7 +64,7 @@ it('denies the iOS device with TikTok, writes one audit line and one audit strea
   const decision = await t.decider.decide(request({ remoteAddress: '192.0.2.7' }));
   await t.decider.idle();
 
-  expect(decision).toMatchObject({ action: 'deny', reasonCode: 'BANNED_APP' });
+  expect(decision).toMatchObject({ action: 'deny', reasonCode: 'BANNED_APP', fault: 'policy' });
   expect(decision.refId).toMatch(REF_ID);
   expect(decision.message).toContain('TikTok');
   expect(decision.message).toContain(decision.refId);
@@ -114,7 +114,7 @@ it.each<[string, Error, string]>([
 ])('%s → tempfail with the policy sentence, logged', async (_name, error, code) => {
   const t = await setup({ store: failingStore(error) });
   const decision = await t.decider.decide(request());
-  expect(decision).toMatchObject({ action: 'tempfail', reasonCode: code, message: `Try again later. Ref ${decision.refId}.` });
+  expect(decision).toMatchObject({ action: 'tempfail', reasonCode: code, fault: 'system', message: `Try again later. Ref ${decision.refId}.` });
   expect(t.entries.some((e) => e.message === 'device store cannot answer: tempfail' && e.error === error.message)).toBe(true);
   expect(t.entries.filter((e) => e.msg === 'decision')).toHaveLength(1);
 });

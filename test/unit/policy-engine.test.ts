@@ -106,7 +106,7 @@ describe('modes and the global switches', () => {
 
   it('tempfail action', async () => {
     const { decision } = await decide([{ ...enforced, action: 'tempfail' }], stored({ record: withTikTok() }));
-    expect(decision).toMatchObject({ action: 'tempfail', reasonCode: 'BANNED_APP' });
+    expect(decision).toMatchObject({ action: 'tempfail', reasonCode: 'BANNED_APP', fault: 'policy' });
   });
 });
 
@@ -176,7 +176,7 @@ describe('errors and timeouts never allow', () => {
     ['undefined', () => undefined, 'CHECK_ERROR'],
   ])('%s → tempfail with the policy tempfail sentence', async (_name, evaluate, code) => {
     const { decision } = await decide(withPlugin(evaluate), stored());
-    expect(decision).toMatchObject({ action: 'tempfail', reasonCode: code, decidedBy: 'custom', message: 'Try again later. Ref MW-TEST0001.' });
+    expect(decision).toMatchObject({ action: 'tempfail', reasonCode: code, fault: 'system', decidedBy: 'custom', message: 'Try again later. Ref MW-TEST0001.' });
     expect(decision.checks[0]!.outcome).toBe('error');
   });
 

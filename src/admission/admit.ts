@@ -1,0 +1,140 @@
+// The one admission step every front end calls: credential → identity → decision (the decider writes
+// the audit event) → outcome → live session. Written as a list of named steps, each a small function.
+import type { Logger } from '../core/log';
+import { errorText } from '../core/errors';
+import type { IdentityResolver, IdentityResult } from '../identity/types';
+import type { Decision, DecisionRequest } from '../policy/decision';
+import type { LiveSession } from '../core/sessions';
+import type { Admission, AdmissionRequest, AdmittedIdentity, LiveSessionHandle } from './types';
+
+export interface AdmissionDeps {
+  readonly identity: IdentityResolver;
+  /** Runs the policy and writes the audit event; never throws (an internal error → tempfail). */
+  decide(request: DecisionRequest): Promise<Decision>;
+  /** Where live sessions are registered for revocation. */
+  readonly sessions: { add(session: LiveSession): () => void };
+  /** The version of the policy in force now (a login decided under another one is decided again). */
+  policyVersion(): string;
+  readonly log: Logger;
+}
+
+export type Admit = (request: AdmissionRequest) => Promise<Admission>;
+
+type Identified = Extract<IdentityResult, { ok: true }>;
+
+/** Step 1: who is this? A resolver that throws is an outage, never an allow. */
+async function identify(deps: AdmissionDeps, request: AdmissionRequest): Promise<IdentityResult> {
+  let result: IdentityResult;
+  try {
+    result = await deps.identity.resolve({
+      credential: request.credential,
+      peerCertificate: request.peerCertificate,
+      remoteAddress: request.remoteAddress,
+      upstreamLogin: request.upstreamLogin,
+    });
+  } catch (err) {
+    deps.log.error('identity resolver failed', { protocol: request.frontEnd, sessionId: request.sessionId, error: errorText(err) });
+    return { ok: false, failure: 'unavailable', detail: errorText(err) };
+  }
+  const verification = request.verification;
+  // The gateway verified the password for one user: an identity for anyone else is not this login.
+  if (result.ok && verification?.by === 'gateway' && result.user.toLowerCase() !== verification.user.toLowerCase()) {
+    return { ok: false, failure: 'bad-credentials', detail: `the gateway verified ${verification.user}, the credential names ${result.user}` };
+  }
+  return result;
+}
+
+/** Step 2: what does the policy say? (The decider writes the audit event and feeds the brake.) */
+function decide(deps: AdmissionDeps, request: AdmissionRequest, identity: Identified): Promise<Decision> {
+  return deps.decide({
+    user: identity.user,
+    deviceId: identity.deviceId,
+    protocol: request.protocol,
+    identitySource: identity.source,
+    identityStrength: identity.strength,
+    hints: request.hints ?? {},
+    remoteAddress: request.remoteAddress,
+    trigger: 'login',
+  });
+}
+
+/** Step 3: the decision as an outcome. A system fault is `unavailable`; the policy's no is `refuse`. */
+function outcome(identity: Identified, decision: Decision): Admission {
+  const admitted: AdmittedIdentity = { user: identity.user, deviceId: identity.deviceId, source: identity.source, strength: identity.strength };
+  if (decision.action === 'allow') return { kind: 'allow', identity: admitted, decision, upstream: identity.upstream, session: null };
+  if (decision.action === 'tempfail' && decision.fault === 'system') {
+    return { kind: 'unavailable', detail: `decision ${decision.reasonCode}`, decision };
+  }
+  return { kind: 'refuse', identity: admitted, decision, upstream: identity.upstream };
+}
+
+/**
+ * Step 4: an allowed login becomes a live session before the front end's upstream step, so that a
+ * revocation landing during the upstream login is not lost; `confirm()` reports it afterwards.
+ */
+function register(deps: AdmissionDeps, request: AdmissionRequest, identity: AdmittedIdentity, decision: Decision): LiveSessionHandle | null {
+  const live = request.live;
+  if (!live) return null;
+  let revokedWith: Decision | null = null;
+  const session: LiveSession = {
+    id: request.sessionId,
+    protocol: request.protocol,
+    user: identity.user,
+    deviceId: identity.deviceId,
+    identitySource: identity.source,
+    identityStrength: identity.strength,
+    hints: request.hints ?? {},
+    remoteAddress: request.remoteAddress,
+    revoke(denied) {
+      if (revokedWith) return;
+      revokedWith = denied;
+      live.revoke(denied);
+    },
+  };
+  const unregister = deps.sessions.add(session);
+  let ended = false;
+  return {
+    id: request.sessionId,
+    async confirm() {
+      if (revokedWith) return revokedWith;
+      if (deps.policyVersion() === decision.policyVersion) return decision;
+      // The policy changed between the decision and the registration: the reload's re-evaluation
+      // may have missed this session, so decide again (as the revoker would: only a deny ends it).
+      const again = await deps.decide({
+        user: identity.user,
+        deviceId: identity.deviceId,
+        protocol: request.protocol,
+        identitySource: identity.source,
+        identityStrength: identity.strength,
+        hints: session.hints,
+        remoteAddress: request.remoteAddress,
+        sessionId: request.sessionId,
+        trigger: 'policy',
+      });
+      if (revokedWith) return revokedWith;
+      if (again.action === 'deny') session.revoke(again);
+      return again.action === 'deny' ? again : decision;
+    },
+    end() {
+      if (ended) return;
+      ended = true;
+      unregister();
+    },
+  };
+}
+
+/** Builds the admission step over the identity resolver, the decider and the session registry. */
+export function createAdmit(deps: AdmissionDeps): Admit {
+  return async function admit(request) {
+    const identity = await identify(deps, request);
+    if (!identity.ok) {
+      return identity.failure === 'bad-credentials'
+        ? { kind: 'bad-credentials', detail: identity.detail }
+        : { kind: 'unavailable', detail: identity.detail };
+    }
+    const decision = await decide(deps, request, identity);
+    const admission = outcome(identity, decision);
+    if (admission.kind !== 'allow') return admission;
+    return { ...admission, session: register(deps, request, admission.identity, decision) };
+  };
+}

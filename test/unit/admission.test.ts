@@ -1,0 +1,104 @@
+// The one admission step: each outcome, the live-session registration before the upstream step,
+// and confirm() after it (a revocation or a policy change in between is not lost).
+import { createAdmit, type AdmissionDeps } from '../../src/admission/admit';
+import type { AdmissionRequest } from '../../src/admission/types';
+import { silentLogger } from '../../src/core/log';
+import { SessionRegistry } from '../../src/core/sessions';
+import type { Decision, DecisionRequest } from '../../src/policy/decision';
+import { decision, defaultResolve } from './imap-fakes';
+
+function setup(decideWith: (r: DecisionRequest) => Decision = () => decision('allow')) {
+  const sessions = new SessionRegistry();
+  const requests: DecisionRequest[] = [];
+  let version = 'v1';
+  const deps: AdmissionDeps = {
+    identity: { resolve: async (ctx) => defaultResolve(ctx) },
+    decide: async (r) => {
+      requests.push(r);
+      return decideWith(r);
+    },
+    sessions,
+    policyVersion: () => version,
+    log: silentLogger(),
+  };
+  return { admit: createAdmit(deps), sessions, requests, setVersion: (v: string) => (version = v) };
+}
+
+const login = (extra: Partial<AdmissionRequest> = {}): AdmissionRequest => ({
+  protocol: 'imap',
+  frontEnd: 'imap',
+  sessionId: 's-1',
+  credential: { kind: 'password', username: 'alice@example.com+dev-1', password: 'alice-pw' },
+  hints: { name: 'Mail' },
+  ...extra,
+});
+
+describe('admit', () => {
+  it('a wrong password is bad-credentials and reaches no decision', async () => {
+    const { admit, requests } = setup();
+    const a = await admit(login({ credential: { kind: 'password', username: 'alice@example.com', password: 'nope' } }));
+    expect(a.kind).toBe('bad-credentials');
+    expect(requests).toHaveLength(0);
+  });
+
+  it('an allowed login is decided with the identity and hints and registered as a live session', async () => {
+    const { admit, requests, sessions } = setup();
+    const revoke = jest.fn();
+    const a = await admit(login({ live: { revoke } }));
+    expect(a).toMatchObject({ kind: 'allow', identity: { user: 'alice@example.com', deviceId: 'dev-1' }, upstream: { mode: 'passthrough' } });
+    expect(requests[0]).toMatchObject({ user: 'alice@example.com', deviceId: 'dev-1', protocol: 'imap', hints: { name: 'Mail' }, trigger: 'login' });
+    expect(sessions.byDevice('dev-1').map((s) => s.id)).toEqual(['s-1']);
+    if (a.kind !== 'allow' || !a.session) throw new Error('expected a session');
+    a.session.end();
+    a.session.end();
+    expect(sessions.size).toBe(0);
+  });
+
+  it('without `live` nothing is registered', async () => {
+    const { admit, sessions } = setup();
+    const a = await admit(login());
+    expect(a.kind === 'allow' && a.session).toBeNull();
+    expect(sessions.size).toBe(0);
+  });
+
+  it("the policy's deny and tempfail are refuse; a system fault is unavailable with its decision", async () => {
+    expect((await setup(() => decision('deny')).admit(login())).kind).toBe('refuse');
+    expect((await setup(() => decision('tempfail', { reasonCode: 'BANNED_APP' })).admit(login())).kind).toBe('refuse');
+    const down = await setup(() => decision('tempfail', { reasonCode: 'STORE_UNAVAILABLE' })).admit(login());
+    expect(down).toMatchObject({ kind: 'unavailable', decision: { reasonCode: 'STORE_UNAVAILABLE' } });
+  });
+
+  it('a revocation during the upstream step reaches the front end and confirm() reports it', async () => {
+    const { admit, sessions } = setup();
+    const revoke = jest.fn();
+    const a = await admit(login({ live: { revoke } }));
+    if (a.kind !== 'allow' || !a.session) throw new Error('expected a session');
+    const denied = decision('deny', { refId: 'REF-LATE' });
+    sessions.byDevice('dev-1')[0]!.revoke(denied);
+    sessions.byDevice('dev-1')[0]!.revoke(decision('deny'));
+    expect(revoke).toHaveBeenCalledTimes(1);
+    expect((await a.session.confirm()).refId).toBe('REF-LATE');
+  });
+
+  it('confirm() decides again when the policy changed since the decision; only a deny ends the login', async () => {
+    let next = decision('allow');
+    const { admit, setVersion, requests } = setup(() => next);
+    const a = await admit(login({ live: { revoke: () => undefined } }));
+    if (a.kind !== 'allow' || !a.session) throw new Error('expected a session');
+    expect((await a.session.confirm()).action).toBe('allow');
+    expect(requests).toHaveLength(1);
+    setVersion('v2');
+    next = decision('tempfail', { reasonCode: 'STORE_UNAVAILABLE' });
+    expect((await a.session.confirm()).action).toBe('allow');
+    next = decision('deny', { policyVersion: 'v2' });
+    expect((await a.session.confirm()).action).toBe('deny');
+    expect(requests.at(-1)).toMatchObject({ trigger: 'policy', sessionId: 's-1' });
+  });
+
+  it('a gateway-verified user must be the user the credential names', async () => {
+    const { admit } = setup();
+    const a = await admit(login({ verification: { by: 'gateway', user: 'bob@example.com' } }));
+    expect(a.kind).toBe('bad-credentials');
+    expect((await admit(login({ verification: { by: 'gateway', user: 'ALICE@example.com' } }))).kind).toBe('allow');
+  });
+});
