@@ -27,6 +27,8 @@ export interface Metrics {
   onBrakeTrip(): void;
   onUpstreamError(protocol: Protocol): void;
   onReport(result: ReportResult): void;
+  /** One gateway hook request (nginx auth_http, Dovecot policy or passdb, Postfix policy): outcome and time. */
+  onHookRequest(hook: string, outcome: string, seconds: number): void;
   /** The exposition text for GET /metrics. */
   text(): Promise<string>;
   readonly contentType: string;
@@ -87,6 +89,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const blastRadius = counter('blast_radius_refusals_total', 'Policies not activated by the blast-radius guard');
   const brakeTrips = counter('brake_trips_total', 'Times the runtime brake put enforcing checks in report');
   const upstreamErrors = counter('upstream_errors_total', 'Upstream connection or login failures', ['protocol']);
+  const hookRequests = counter('hook_requests_total', 'Gateway hook requests by hook and outcome', ['hook', 'outcome']);
+  const hookSeconds = new Histogram<'hook'>({
+    name: `${METRIC_PREFIX}hook_request_seconds`,
+    help: 'Time to answer one gateway hook request (decision included)',
+    labelNames: ['hook'],
+    buckets: DECISION_BUCKETS,
+    registers,
+  });
   const reports = counter('reports_total', 'Device reports received on the ingest API, by result', ['result']);
 
   return {
@@ -107,6 +117,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     onBrakeTrip: () => brakeTrips.inc(),
     onUpstreamError: (protocol) => upstreamErrors.inc({ protocol }),
     onReport: (result) => reports.inc({ result }),
+    onHookRequest(hook, outcome, seconds) {
+      hookRequests.inc({ hook, outcome });
+      hookSeconds.observe({ hook }, seconds);
+    },
     text: () => registry.metrics(),
     contentType: registry.contentType,
     registry,

@@ -1,6 +1,7 @@
 // What every gateway hook shares: the admission step it calls, its outcome names for metrics and
 // logs, and the one-line ASCII form of a user sentence that HTTP headers and Postfix replies carry.
 import type { Logger } from '../core/log';
+import { errorText } from '../core/errors';
 import type { Admission, AdmissionRequest } from '../admission/types';
 
 export type HookName = 'nginx' | 'dovecot' | 'dovecot-passdb' | 'postfix';
@@ -61,7 +62,7 @@ export async function timed<T>(
   try {
     ({ outcome, answer } = await run());
   } catch (err) {
-    deps.log.error(`${hook}: request failed unexpectedly`, { error: err instanceof Error ? err.message : String(err) });
+    deps.log.error(`${hook}: request failed unexpectedly`, { error: errorText(err) });
   }
   deps.observe?.(hook, outcome, (performance.now() - started) / 1000);
   return answer;

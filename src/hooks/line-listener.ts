@@ -24,14 +24,20 @@ export const DEFAULT_LINE_HOOK_LIMITS: LineHookLimits = {
 /** One request's attributes; a name sent twice keeps its last value (Postfix never does). */
 export type Attributes = ReadonlyMap<string, string>;
 
+
 export interface LineHookOptions {
   readonly host: string;
   readonly port: number;
   readonly limits: LineHookLimits;
   readonly log: Logger;
   readonly name: string;
-  /** The reply text without the final empty line, or null: log, send nothing, close. */
-  readonly handler: (attributes: Attributes, remoteAddress: string | undefined) => Promise<string | null>;
+  /** Client addresses served; a connection from any other is closed at once (the protocol has no secret). */
+  readonly allowFrom: () => readonly string[];
+  /**
+   * Called once per connection; returns that connection's request handler, which answers the reply
+   * text without the final empty line, or null: log, send nothing, close.
+   */
+  readonly connect: () => (attributes: Attributes) => Promise<string | null>;
 }
 
 export interface LineHookServer {
@@ -80,7 +86,14 @@ export async function startLineHookServer(options: LineHookOptions): Promise<Lin
   const { limits, log, name } = options;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
+    const peer = socket.remoteAddress?.replace(/^::ffff:(?=\d+\.)/, '');
+    if (peer === undefined || !options.allowFrom().includes(peer)) {
+      log.warn(`${name}: connection from an address not in allowFrom closed`, { remoteAddress: peer });
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
+    const handler = options.connect();
     const reader = new AttributeReader(limits);
     const queue: Attributes[] = [];
     let working = false;
@@ -96,7 +109,7 @@ export async function startLineHookServer(options: LineHookOptions): Promise<Lin
         const request = queue.shift()!;
         let reply: string | null;
         try {
-          reply = await options.handler(request, socket.remoteAddress);
+          reply = await handler(request);
         } catch (err) {
           reply = null;
           log.error(`${name}: handler failed`, { error: errorText(err) });
