@@ -1,10 +1,16 @@
-// Admin alerts: a JSON webhook when the brake trips, a reload is refused, the store is unreachable
-// or the blast-radius guard refuses a policy. Never throws; rate-limited per kind so an outage that
-// fails every login does not flood the ops channel.
+// Admin alerts: a JSON webhook when the brake trips, a reload is refused, the store is unreachable,
+// an upstream breaker opens or the blast-radius guard refuses a policy. Never throws; rate-limited
+// per kind so an outage that fails every login does not flood the ops channel.
 import type { AlertsConfig } from '../core/config-types';
 import type { Logger } from '../core/log';
 
-export type AlertKind = 'brake-tripped' | 'reload-refused' | 'store-unreachable' | 'blast-radius-refused';
+export type AlertKind =
+  | 'brake-tripped'
+  | 'reload-refused'
+  | 'store-unreachable'
+  | 'blast-radius-refused'
+  /** An upstream address failed `circuitBreaker.failures` connects in a row: logins to it fail fast. */
+  | 'upstream-breaker-open';
 
 export interface Alerter {
   /**

@@ -26,6 +26,8 @@ export interface Metrics {
   onBlastRadiusRefusal(): void;
   onBrakeTrip(): void;
   onUpstreamError(protocol: Protocol): void;
+  /** An upstream address's circuit breaker tripped (open) or closed again. */
+  onBreakerChange(change: { readonly service: string; readonly upstream: string; readonly tripped: boolean }): void;
   onReport(result: ReportResult): void;
   /** One gateway hook request (nginx auth_http, Dovecot policy or passdb, Postfix policy): outcome and time. */
   onHookRequest(hook: string, outcome: string, seconds: number): void;
@@ -97,6 +99,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     buckets: DECISION_BUCKETS,
     registers,
   });
+  const breakerOpen = new Gauge<'service' | 'upstream'>({
+    name: `${METRIC_PREFIX}upstream_breaker_open`,
+    help: 'Upstream circuit breaker per address: 1 while tripped (logins to it fail fast), else 0',
+    labelNames: ['service', 'upstream'],
+    registers,
+  });
+  const breakerTrips = counter('upstream_breaker_trips_total', 'Times an upstream address circuit breaker tripped', ['service', 'upstream']);
   const reports = counter('reports_total', 'Device reports received on the ingest API, by result', ['result']);
 
   return {
@@ -116,6 +125,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     onBlastRadiusRefusal: () => blastRadius.inc(),
     onBrakeTrip: () => brakeTrips.inc(),
     onUpstreamError: (protocol) => upstreamErrors.inc({ protocol }),
+    onBreakerChange({ service, upstream, tripped }) {
+      breakerOpen.set({ service, upstream }, tripped ? 1 : 0);
+      if (tripped) breakerTrips.inc({ service, upstream });
+    },
     onReport: (result) => reports.inc({ result }),
     onHookRequest(hook, outcome, seconds) {
       hookRequests.inc({ hook, outcome });

@@ -5,7 +5,7 @@ import type { Logger } from '../core/log';
 import type { ReportsConfig } from '../core/config-types';
 import type { DeviceRecord, DeviceReport } from '../store/device-store';
 import { isReportTyp, joseErrorCode, loadKeySet, REPORT_TYP, type KeySet } from '../identity/jwks';
-import { validateIdentifier } from '../identity/validate';
+import { validateAppId, validateDeviceId, validateIdentifier, validatePlatform, validateUserName } from '../core/identifiers';
 import { errorText } from '../core/errors';
 
 /** What a reporter signs: a DeviceReport without `source` (the server sets it to the key id). */
@@ -41,7 +41,6 @@ export interface ReportVerifier {
 
 /** An inventory larger than this is a bug or an attack (a phone has a few hundred apps). */
 export const MAX_REPORT_APPS = 2000;
-const PLATFORM = /^[a-z][a-z0-9_-]{0,31}$/;
 /** RFC 3339 date-time: a zone is required, so the instant is never ambiguous. */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
@@ -67,11 +66,9 @@ export function parseReportPayload(value: unknown): { ok: true; report: ReportPa
     if (!PAYLOAD_FIELDS.has(key)) return { ok: false, message: `${key}: unknown field` };
   }
   const problem =
-    validateIdentifier(raw.deviceId, 'deviceId') ??
-    validateIdentifier(raw.user, 'user') ??
-    (typeof raw.platform === 'string' && PLATFORM.test(raw.platform)
-      ? null
-      : 'platform: expected a lower-case platform id such as ios, android, macos, windows') ??
+    validateDeviceId(raw.deviceId) ??
+    validateUserName(raw.user) ??
+    validatePlatform(raw.platform) ??
     validateIdentifier(raw.osVersion, 'osVersion', 64) ??
     (typeof raw.managed === 'boolean' ? null : 'managed: expected true or false') ??
     checkApps(raw.apps) ??
@@ -97,7 +94,7 @@ function checkApps(apps: unknown): string | null {
   if (!Array.isArray(apps)) return 'apps: expected an array of app ids';
   if (apps.length > MAX_REPORT_APPS) return `apps: more than ${MAX_REPORT_APPS} entries`;
   for (let i = 0; i < apps.length; i++) {
-    const problem = validateIdentifier(apps[i], `apps[${i}]`);
+    const problem = validateAppId(apps[i], `apps[${i}]`);
     if (problem) return problem;
   }
   return null;

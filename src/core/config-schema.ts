@@ -1,6 +1,7 @@
 // JSON Schemas (ajv 8) for config/mailwarden.yaml and config/policy.yaml, with their defaults, and the
 // translation of ajv errors into sentences an operator can act on. Shapes: src/core/config-types.ts.
 import Ajv, { type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
+import { connectorsSchema } from './config-connectors';
 
 type Schema = SchemaObject;
 
@@ -143,7 +144,11 @@ const upstreamProperties: Record<string, Schema> = {
   port,
   tls: oneOf(['none', 'implicit', 'starttls'], 'none'),
   rejectUnauthorized: bool(true),
+  caFile: text,
+  servername: text,
   connectTimeoutMs: int(1, 3000),
+  // Above Dovecot's largest auth penalty (15 s) plus its failure delay (2 s); login_proxy_timeout is 30 s.
+  loginTimeoutMs: int(1, 30000),
   login: oneOf(['passthrough', 'master'], 'passthrough'),
   masterUser: text,
   masterPassword: text,
@@ -176,6 +181,9 @@ const smtp = object(
     upstream: object({ ...upstreamProperties, xclient: bool(false) }, ['host', 'port']),
     maxMessageBytes: int(1, 52428800),
     hostname: text,
+    // smtp-server waits 100 ms before its greeting to catch clients that talk first (spam bots on
+    // port 25); a submission client must AUTH before it may send anything, so 0 there.
+    greetingDelayMs: int(0, 0, 10000),
     notifyUser: object(
       { enabled: bool(true), intervalHours: hours(24, 0.01), from: text, subject: text, body: text },
       ['from', 'subject', 'body'],
@@ -277,8 +285,12 @@ export const mailwardenSchema: Schema = object({
   imap,
   smtp,
   hooks,
-  logging: withDefault(object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), file: text }), {}),
+  logging: withDefault(
+    object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), format: oneOf(['json', 'text'], 'json'), file: text }),
+    {},
+  ),
   alerts: withDefault(object({ webhookUrl: matching(PATTERNS.httpUrl), timeoutMs: int(1, 3000) }), {}),
+  connectors: connectorsSchema,
 });
 
 // ---------------------------------------------------------------- policy.yaml

@@ -85,7 +85,17 @@ export interface UpstreamConfig {
   readonly port: number;
   readonly tls: 'none' | 'implicit' | 'starttls';
   readonly rejectUnauthorized: boolean;
+  /** PEM CA bundle the upstream's certificate is verified against (a private CA); default: Node's CA store. */
+  readonly caFile?: string;
+  /** Name the upstream's certificate must carry (TLS SNI and verification); default: `host` unless an IP. */
+  readonly servername?: string;
+  /** TCP connect, TLS handshake and greeting (STARTTLS included); a timeout counts toward the breaker. */
   readonly connectTimeoutMs: number;
+  /**
+   * The login exchange after the greeting. Never counts toward the breaker: a slow answer here is
+   * the upstream's own auth penalty (Dovecot: up to 15 s per client address), not an outage.
+   */
+  readonly loginTimeoutMs: number;
   /** passthrough = the client's own credentials; master = a proxy/master credential. */
   readonly login: 'passthrough' | 'master';
   readonly masterUser?: string;
@@ -117,6 +127,8 @@ export interface SmtpConfig {
   readonly upstream: UpstreamConfig & { readonly xclient: boolean };
   readonly maxMessageBytes: number;
   readonly hostname: string;
+  /** Wait before the 220 greeting (smtp-server's early-talker check); 0 = greet at once. */
+  readonly greetingDelayMs: number;
   readonly notifyUser?: {
     readonly enabled: boolean;
     readonly intervalHours: number;
@@ -209,6 +221,8 @@ export interface HooksConfig {
 
 export interface LoggingConfig {
   readonly level: 'error' | 'warn' | 'info' | 'debug';
+  /** stdout: json (default, for services and log shippers) or text (one readable line per event). */
+  readonly format: 'json' | 'text';
   /** Optional file for JSON lines in addition to stdout. */
   readonly file?: string;
 }
@@ -241,6 +255,8 @@ export interface MailwardenConfig {
   readonly hooks: HooksConfig;
   readonly logging: LoggingConfig;
   readonly alerts: AlertsConfig;
+  /** MDM inventory connectors (docs/connectors.md). */
+  readonly connectors: readonly ConnectorConfig[];
 }
 
 export interface CheckScope {
@@ -296,3 +312,71 @@ export interface PolicyConfig {
   };
   readonly checks: readonly CheckConfig[];
 }
+
+// ---------------------------------------------------------------- connectors (docs/connectors.md)
+
+/** A credential read from a file (relative to the config file) or an environment variable; never inline. */
+export type SecretSource = { readonly file: string } | { readonly env: string };
+
+export interface ConnectorCommonConfig {
+  /** Unique; used in CLI commands, metrics labels and the record `source` (`connector:<name>`). */
+  readonly name: string;
+  readonly enabled: boolean;
+  readonly intervalSeconds: number;
+  readonly requestTimeoutMs: number;
+  readonly syncTimeoutSeconds: number;
+  /** No complete sync for this long: the source is stale (one connector fault, not one per device). */
+  readonly staleAfterSeconds: number;
+  /** Devices of a stale source: judged on their last known state (with a warning), or as stale reports. */
+  readonly onStaleSource: 'last-known' | 'stale';
+  /** A device missing from this many complete syncs in a row is removed. */
+  readonly removeAfterAbsentSyncs: number;
+  /** Hold a sync that would remove more than this share of the connector's devices. */
+  readonly maxRemovedPercent: number;
+  /** Hold a sync in which more than this share of the devices lose their whole app inventory. */
+  readonly maxInventoryLostPercent: number;
+}
+
+export type ConnectorConfig = ConnectorCommonConfig &
+  (
+    | {
+        readonly type: 'intune';
+        readonly tenantId: string;
+        readonly clientId: string;
+        readonly clientSecret: SecretSource;
+        readonly deviceId: 'mdm' | 'entra' | 'serial';
+        readonly userField: 'upn' | 'email';
+        readonly graphUrl: string;
+        readonly tokenUrl?: string;
+        readonly onlyApps?: readonly string[];
+      }
+    | {
+        readonly type: 'jamf';
+        readonly url: string;
+        readonly deviceId: 'mdm' | 'serial' | 'udid';
+        readonly computersPath: string;
+        /** API client (Jamf Pro ≥ 10.49): clientId + clientSecret. Or username + password, or a bearer token. */
+        readonly clientId?: string;
+        readonly clientSecret?: SecretSource;
+        readonly username?: string;
+        readonly password?: SecretSource;
+        readonly token?: SecretSource;
+      }
+    | {
+        readonly type: 'google';
+        /** The service account's JSON key file (or an env var holding the JSON). */
+        readonly serviceAccountKey: SecretSource;
+        /** The admin the service account acts for (domain-wide delegation). */
+        readonly subject: string;
+        readonly customerId: string;
+        readonly deviceId: 'mdm' | 'udid' | 'serial';
+        readonly directoryUrl: string;
+        readonly tokenUrl?: string;
+      }
+    | {
+        readonly type: 'fleet';
+        readonly url: string;
+        readonly token: SecretSource;
+        readonly deviceId: 'mdm' | 'udid' | 'serial';
+      }
+  );

@@ -1,8 +1,8 @@
 // Checks user names, device ids and secrets before anything else looks at them: no control
-// characters (CRLF/NUL would inject upstream commands or Redis keys), nothing over-long.
+// characters (CRLF/NUL would inject upstream commands or Redis keys), nothing over-long. The name
+// grammar itself lives in src/core/identifiers.ts, shared with the stores and report ingest.
 
-/** RFC 4616 §2: servers must accept at least 255 octets per field; we accept no more for names. */
-export const MAX_IDENTIFIER_BYTES = 255;
+export { MAX_IDENTIFIER_BYTES, validateDeviceId, validateIdentifier, validateUserName } from '../core/identifiers';
 
 /** Passwords are replayed upstream inside AUTHENTICATE PLAIN; long enough for any real one. */
 export const MAX_PASSWORD_BYTES = 1024;
@@ -10,28 +10,8 @@ export const MAX_PASSWORD_BYTES = 1024;
 /** Same cap as Dovecot's SASL buffer (LOGIN_MAX_AUTH_BUF_SIZE 8192): checked before any JWT parsing. */
 export const MAX_TOKEN_BYTES = 8192;
 
-/**
- * C0 and C1 controls and DEL (Cc), invisible format characters such as zero-width spaces and bidi
- * overrides (Cf), line/paragraph separators (Zl, Zp) and lone surrogates (Cs). A name containing
- * any of them is never a real user or device, and several of them are injection vectors.
- */
-const FORBIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
-
 /** Secrets may contain anything printable; only what breaks framing upstream is refused. */
 const FORBIDDEN_IN_SECRET = /[\0\r\n]/;
-
-/**
- * Validate a user name or device id. Returns null when acceptable, otherwise a reason for the log
- * that names the field (and never echoes the value: it may be hostile).
- */
-export function validateIdentifier(value: unknown, field: string, maxBytes = MAX_IDENTIFIER_BYTES): string | null {
-  if (typeof value !== 'string') return `${field}: expected a string`;
-  if (value.length === 0) return `${field}: must not be empty`;
-  if (Buffer.byteLength(value, 'utf8') > maxBytes) return `${field}: longer than ${maxBytes} bytes`;
-  if (FORBIDDEN.test(value)) return `${field}: contains a control or invisible character`;
-  if (value.trim() !== value) return `${field}: has leading or trailing white space`;
-  return null;
-}
 
 /** Validate a password or bearer token: not empty, bounded, no NUL/CR/LF. */
 export function validateSecret(value: string, field: string, maxBytes: number): string | null {

@@ -1,8 +1,9 @@
 // The proxy's client side towards the real IMAP server: connect (plain, implicit TLS or STARTTLS),
-// forward the client's address with ID, log in (passthrough or master user), behind a circuit breaker.
+// forward the client's address with ID, log in (passthrough or master user), behind a breaker per address.
+import dns from 'node:dns/promises';
 import net from 'node:net';
 import tls from 'node:tls';
-import { CircuitBreaker } from '../core/circuit-breaker';
+import { CircuitBreakers, type CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamConfig } from '../core/config-types';
 import type { Credential, UpstreamLogin } from '../identity/types';
 import { quote } from './parser';
@@ -47,6 +48,8 @@ class UpstreamError extends Error {
     super(message);
   }
 }
+
+const asUpstreamError = (err: unknown): UpstreamError => (err instanceof UpstreamError ? err : new UpstreamError((err as Error).message));
 
 /** One response line from the upstream (login phase only: no literals expected). */
 interface Line {
@@ -125,67 +128,114 @@ function saslPlain(authzid: string, authcid: string, password: string): string {
   return Buffer.from(`${authzid}\0${authcid}\0${password}`, 'utf8').toString('base64');
 }
 
-export class Upstream {
-  readonly breaker: CircuitBreaker;
+/** Rejects with `message` unless `work` settles within `ms`. */
+async function within<T>(ms: number, message: string, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UpstreamError(message)), ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
-  constructor(private readonly config: UpstreamConfig) {
-    this.breaker = new CircuitBreaker(config.circuitBreaker.failures, config.circuitBreaker.resetMs);
+export class Upstream {
+  private readonly breakers: CircuitBreakers;
+
+  constructor(
+    private readonly config: UpstreamConfig,
+    /** Shared with the rest of the process (metrics, alerts); a private set when absent (tests). */
+    breakers?: CircuitBreakers,
+  ) {
+    this.breakers = breakers ?? new CircuitBreakers();
   }
 
-  /** Connect and log in within `connectTimeoutMs`; never throws. */
+  /** The breaker guarding one upstream address (`host:port`). */
+  breaker(address: string): CircuitBreaker {
+    return this.breakers.get('imap', `${address}:${this.config.port}`, this.config.circuitBreaker);
+  }
+
+  /**
+   * Connect within `connectTimeoutMs`, then log in within `loginTimeoutMs`; never throws. Only the
+   * connect phase (TCP, TLS, greeting, STARTTLS) counts toward the address's circuit breaker: a
+   * slow login is Dovecot's auth penalty at work (2 s after a failure, up to 15 s per client
+   * address), a sign that the upstream is alive, and must not refuse everyone else.
+   */
   async login(request: UpstreamLoginRequest): Promise<UpstreamResult> {
-    if (!this.breaker.allow()) return { ok: false, failure: 'unavailable', detail: 'upstream circuit breaker open' };
-    let socket: net.Socket | null = null;
-    let timer: NodeJS.Timeout | undefined;
-    let channel: LineChannel | null = null;
+    let target: { address: string; breaker: CircuitBreaker } | null;
     try {
-      const deadline = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new UpstreamError(`upstream did not complete the login within ${this.config.connectTimeoutMs} ms`)),
-          this.config.connectTimeoutMs,
-        );
-      });
-      const run = async (): Promise<UpstreamSession> => {
-        let reads: UpstreamReads | undefined;
-        ({ socket, reads } = await this.connect());
-        channel = new LineChannel(socket);
-        const greetingCaps = await this.greeting(channel);
-        if (this.config.tls === 'starttls') {
-          ({ socket, channel } = await this.starttls(channel));
-        }
-        const caps = await this.authenticate(channel, greetingCaps, request);
-        const leftover = channel.detach();
-        return { socket: channel.socket, capabilities: caps, leftover, reads };
-      };
-      const session = await Promise.race([run(), deadline]);
-      this.breaker.success();
-      return { ok: true, session };
+      target = await this.pickAddress();
     } catch (err) {
-      const e = err instanceof UpstreamError ? err : new UpstreamError((err as Error).message);
-      (channel as LineChannel | null)?.fail(e);
-      (socket as net.Socket | null)?.destroy();
-      // A wrong client password means the upstream is healthy.
-      if (e.failure === 'bad-credentials') this.breaker.success();
-      else this.breaker.failure();
+      return { ok: false, failure: 'unavailable', detail: `cannot resolve upstream ${this.config.host}: ${(err as Error).message}` };
+    }
+    if (!target) return { ok: false, failure: 'unavailable', detail: 'upstream circuit breaker open' };
+    const { address, breaker } = target;
+    let socket: net.Socket | null = null;
+    let channel: LineChannel | null = null;
+    const cleanUp = (e: UpstreamError): void => {
+      channel?.fail(e);
+      socket?.destroy();
+    };
+    let greetingCaps: string[];
+    let reads: UpstreamReads | undefined;
+    try {
+      const connected = (async () => {
+        ({ socket, reads } = await this.connect(address));
+        channel = new LineChannel(socket);
+        const caps = await this.greeting(channel);
+        if (this.config.tls === 'starttls') ({ socket, channel } = await this.starttls(channel));
+        return caps;
+      })();
+      greetingCaps = await within(this.config.connectTimeoutMs, `upstream ${address} did not connect and greet within ${this.config.connectTimeoutMs} ms`, connected);
+    } catch (err) {
+      const e = asUpstreamError(err);
+      cleanUp(e);
+      breaker.failure();
       return { ok: false, failure: e.failure, detail: e.message };
-    } finally {
-      clearTimeout(timer);
+    }
+    breaker.success();
+    try {
+      const open = channel as unknown as LineChannel;
+      const caps = await within(
+        this.config.loginTimeoutMs,
+        `upstream did not answer the login within ${this.config.loginTimeoutMs} ms`,
+        this.authenticate(open, greetingCaps, request),
+      );
+      const leftover = open.detach();
+      return { ok: true, session: { socket: open.socket, capabilities: caps, leftover, reads } };
+    } catch (err) {
+      const e = asUpstreamError(err);
+      cleanUp(e);
+      return { ok: false, failure: e.failure, detail: e.message };
     }
   }
 
-  private connect(): Promise<{ socket: net.Socket; reads?: UpstreamReads }> {
+  /** The first address of the upstream host whose breaker lets a connection through, or null. */
+  private async pickAddress(): Promise<{ address: string; breaker: CircuitBreaker } | null> {
+    const { host } = this.config;
+    const addresses = net.isIP(host) ? [host] : (await dns.lookup(host, { all: true })).map((a) => a.address);
+    for (const address of addresses) {
+      const breaker = this.breaker(address);
+      if (breaker.allow()) return { address, breaker };
+    }
+    return null;
+  }
+
+  private connect(address: string): Promise<{ socket: net.Socket; reads?: UpstreamReads }> {
     const { host, port } = this.config;
     return new Promise((resolve, reject) => {
       // Only a plain TCP socket for its whole life reads through `onread` (a TLS layer reads the handle itself).
       const reads = this.config.tls === 'none' ? new UpstreamReads() : undefined;
       const socket =
         this.config.tls === 'implicit'
-          ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: this.config.rejectUnauthorized })
-          : net.connect({ host, port, ...(reads ? { onread: reads.onread } : {}) });
+          ? tls.connect({ host: address, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: this.config.rejectUnauthorized })
+          : net.connect({ host: address, port, ...(reads ? { onread: reads.onread } : {}) });
       reads?.attach(socket);
       socket.setNoDelay(true);
       const ready = this.config.tls === 'implicit' ? 'secureConnect' : 'connect';
-      const onError = (err: Error): void => reject(new UpstreamError(`cannot connect to upstream ${host}:${port}: ${err.message}`));
+      const onError = (err: Error): void => reject(new UpstreamError(`cannot connect to upstream ${address}:${port}: ${err.message}`));
       socket.once('error', onError);
       socket.once(ready, () => {
         socket.off('error', onError);

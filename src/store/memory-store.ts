@@ -22,6 +22,7 @@ import {
   guardListener,
   isoToMs,
   killSwitchOn,
+  reportOrderMs,
   ttlToMs,
 } from './record-codec';
 
@@ -99,7 +100,7 @@ export class MemoryDeviceStore implements DeviceStore {
     const clean = checkDeviceRecord(record);
     const ttlMs = ttlToMs(ttlSeconds);
     const stored = this.live(clean.deviceId);
-    if (stored && (isoToMs(stored.reportedAt) ?? 0) > (isoToMs(clean.reportedAt) ?? 0)) return false;
+    if (stored && reportOrderMs(stored) > reportOrderMs(clean)) return false;
     if (stored && stored.user !== clean.user) this.userIndex.get(stored.user)?.delete(clean.deviceId);
     const expiresAtMs = this.now() + ttlMs;
     this.devices.set(clean.deviceId, { value: clean, expiresAtMs });

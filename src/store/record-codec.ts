@@ -1,6 +1,7 @@
 // Parsing and validation of what the stores keep (records, exemptions, credentials, change events),
 // shared by both adapters so that memory and Redis accept and reject exactly the same data.
 import type { Logger } from '../core/log';
+import { validateAppId, validateDeviceId, validateIdentifier, validatePlatform, validateUserName } from '../core/identifiers';
 import {
   KILL_SWITCH_FLAG,
   type AppPasswordCredential,
@@ -108,21 +109,64 @@ function parseJson(raw: string): { ok: true; value: unknown } | { ok: false; det
   }
 }
 
+/**
+ * How far a record's receivedAt may be ahead of this clock: the clocks of the instances and of MDMs
+ * writing records themselves differ a little. Beyond it, the record is from the future: malformed.
+ */
+export const CLOCK_TOLERANCE_MS = 60_000;
+/** How far reportedAt may be ahead of receivedAt: the largest reports.maxSkewSeconds ingest allows. */
+export const MAX_REPORT_SKEW_MS = 300_000;
+
+/**
+ * The time reports are ordered by: reportedAt, but never later than receivedAt. A report dated
+ * ahead (a reporter's fast clock, or on purpose) must not make the next real report look older.
+ */
+export function reportOrderMs(record: Pick<DeviceRecord, 'reportedAt' | 'receivedAt'>): number {
+  return Math.min(isoToMs(record.reportedAt) ?? 0, isoToMs(record.receivedAt) ?? 0);
+}
+
+/**
+ * Values, not just types: an MDM may write records into Redis itself (docs/redis-layout.md), and a
+ * platform or app id outside the grammar ("ios ", "iphoneos", an app id with a NUL) would match no
+ * check and pass all of them. Such a record is malformed, so unknown, never compliant.
+ */
+function recordProblem(fields: Record<string, unknown>, nowMs: number | null): string | null {
+  const apps = (fields.apps as string[] | undefined) ?? [];
+  const appProblem = apps.map((app, i) => validateAppId(app, `field apps[${i}]`)).find((p) => p !== null);
+  const problem =
+    validateDeviceId(fields.deviceId, 'field deviceId') ??
+    validateUserName(fields.user, 'field user') ??
+    validatePlatform(fields.platform, 'field platform') ??
+    validateIdentifier(fields.osVersion, 'field osVersion', 64) ??
+    appProblem;
+  if (problem) return problem;
+  const receivedMs = isoToMs(fields.receivedAt)!;
+  if (nowMs !== null && receivedMs > nowMs + CLOCK_TOLERANCE_MS) return 'field receivedAt: in the future';
+  if (isoToMs(fields.reportedAt)! > receivedMs + MAX_REPORT_SKEW_MS) return 'field reportedAt: in the future (after receivedAt)';
+  return null;
+}
+
 /** A stored record (JSON text) as a lookup; `deviceId` is the id it was stored under. */
-export function decodeDeviceRecord(raw: string | null, deviceId: string): DeviceLookup {
+export function decodeDeviceRecord(raw: string | null, deviceId: string, nowMs: number = Date.now()): DeviceLookup {
   if (raw === null) return { state: 'missing' };
   const json = parseJson(raw);
   if (!json.ok) return { state: 'malformed', detail: json.detail };
   const fields = readFields(json.value, RECORD_FIELDS);
   if (typeof fields === 'string') return { state: 'malformed', detail: fields };
   if (fields.deviceId !== deviceId) return { state: 'malformed', detail: `field deviceId: does not match the key (${deviceId})` };
+  const problem = recordProblem(fields, nowMs);
+  if (problem) return { state: 'malformed', detail: problem };
   return { state: 'found', record: fields as unknown as DeviceRecord };
 }
 
-/** Validates a record before it is stored; throws TypeError naming the bad field. Returns a clean copy. */
+/**
+ * Validates a record before it is stored; throws TypeError naming the bad field. Returns a clean copy.
+ * Its receivedAt is the writer's clock (ingest sets it to now), so only reads compare it with a clock.
+ */
 export function checkDeviceRecord(record: DeviceRecord): DeviceRecord {
   const fields = readFields(record, RECORD_FIELDS);
-  if (typeof fields === 'string') throw new TypeError(`device record: ${fields}`);
+  const problem = typeof fields === 'string' ? fields : recordProblem(fields, null);
+  if (problem) throw new TypeError(`device record: ${problem}`);
   return fields as unknown as DeviceRecord;
 }
 

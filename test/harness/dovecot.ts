@@ -20,6 +20,12 @@ export interface DovecotOptions {
   readonly extraConfig?: string;
   /** Certificate and key (PEM files): enables STARTTLS on `port` and implicit TLS on `tlsPort`. */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /**
+   * `login_trusted_networks` (default 127.0.0.1: the proxy's x-originating-ip is honoured and no auth
+   * penalty applies to it). Empty = Dovecot's default: every login from the proxy shares its address,
+   * and Dovecot's per-IP auth penalty (2 s after a failure, doubling to 15 s) applies to all of them.
+   */
+  readonly trustedNetworks?: string;
 }
 
 export interface DovecotServer {
@@ -73,6 +79,7 @@ function writeConfig(
   master: DovecotUser,
   extra: string,
   tls: DovecotOptions['tls'],
+  trustedNetworks: string,
 ): string {
   const port = ports.plain;
   const acc = accounts();
@@ -94,7 +101,7 @@ ${tls ? `ssl = yes\nssl_cert = <${tls.cert}\nssl_key = <${tls.key}` : 'ssl = no'
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 # x-originating-ip from the proxy is honoured only from trusted networks (and no auth penalty).
-login_trusted_networks = 127.0.0.1
+login_trusted_networks = ${trustedNetworks}
 auth_master_user_separator = *
 default_internal_user = ${acc.internal}
 default_login_user = ${acc.login}
@@ -144,7 +151,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
   const port = await freePort();
   const tlsPort = options.tls ? await freePort() : null;
   const dir = tempDir('dovecot');
-  const conf = writeConfig(dir, { plain: port, tls: tlsPort }, users, master, options.extraConfig ?? '', options.tls);
+  const conf = writeConfig(dir, { plain: port, tls: tlsPort }, users, master, options.extraConfig ?? '', options.tls, options.trustedNetworks ?? '127.0.0.1');
   const logFile = path.join(dir, 'dovecot.log');
   const acc = accounts();
   let child: ChildProcess | null = null;

@@ -7,7 +7,7 @@ import { ImapFlow } from 'imapflow';
 import { startRuntime, type Runtime } from '../../src/core/runtime';
 import { silentLogger } from '../../src/core/log';
 import { buildReport, makeIdpKeys, makeOauthToken, makeReporterKeys, pushReport, signReport } from '../../src/kit';
-import { startDovecot, makeMessage, type DovecotServer } from '../harness/dovecot';
+import { startDovecot, makeMessage, type DovecotOptions, type DovecotServer } from '../harness/dovecot';
 import { startRedis, cleanupRedis, type RedisServer } from '../harness/redis';
 import { tempDir } from '../harness/ports';
 import { makeTestPki, type TestPki } from '../harness/tls';
@@ -27,6 +27,14 @@ export interface RigOptions {
   readonly clientCertificates?: boolean;
   /** How mailwarden reaches Dovecot (default plaintext on loopback). */
   readonly upstreamTls?: 'none' | 'implicit' | 'starttls';
+  /** Passed to the Dovecot harness (e.g. `trustedNetworks: ''` for Dovecot's auth penalty). */
+  readonly dovecot?: Pick<DovecotOptions, 'trustedNetworks' | 'extraConfig'>;
+  /** Merged over the rig's imap.upstream settings. */
+  readonly upstream?: Record<string, unknown>;
+  /** Merged over the rig's imap section (limits, timeouts). */
+  readonly imap?: Record<string, unknown>;
+  /** Extra top-level config sections (alerts, throttle, ...). */
+  readonly extraConfig?: Record<string, unknown>;
 }
 
 export interface Rig {
@@ -87,7 +95,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
   const upstreamTls = options.upstreamTls ?? 'none';
   const [redis, dovecot] = await Promise.all([
     startRedis(),
-    startDovecot(upstreamTls === 'none' ? {} : { tls: { cert: pki.serverCert, key: pki.serverKey } }),
+    startDovecot({ ...options.dovecot, ...(upstreamTls === 'none' ? {} : { tls: { cert: pki.serverCert, key: pki.serverKey } }) }),
   ]);
   const dir = tempDir('imap-rig');
   const reporter = await makeReporterKeys({ kid: 'mdm-1', outDir: dir });
@@ -131,12 +139,15 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
         masterPassword: dovecot.master.password,
         connectTimeoutMs: 1000,
         circuitBreaker: { failures: 3, resetMs: 500 },
+        ...options.upstream,
       },
       blockStyle: options.blockStyle ?? 'refuse',
       maxLiteralBytes: 8192,
       drainMs: 200,
+      ...options.imap,
     },
     logging: { level: 'error' },
+    ...options.extraConfig,
   };
   const configFile = path.join(dir, 'mailwarden.yaml');
   fs.writeFileSync(configFile, JSON.stringify(config));

@@ -25,7 +25,9 @@ export interface ContractHarness {
   writeRawRecord?: (store: DeviceStore, deviceId: string, text: string) => Promise<void>;
 }
 
+/** A record; receivedAt is a second after an overridden reportedAt, as ingest would store it. */
 export function record(deviceId: string, overrides: Partial<DeviceRecord> = {}): DeviceRecord {
+  const reportedMs = Date.parse(overrides.reportedAt ?? '') || Date.parse('2026-01-10T10:00:00.000Z');
   return {
     deviceId,
     user: 'alice@example.com',
@@ -35,7 +37,7 @@ export function record(deviceId: string, overrides: Partial<DeviceRecord> = {}):
     apps: ['com.apple.mobilemail', 'com.zhiliaoapp.musically'],
     reportedAt: '2026-01-10T10:00:00.000Z',
     source: 'mdm-1',
-    receivedAt: '2026-01-10T10:00:01.000Z',
+    receivedAt: new Date(reportedMs + 1000).toISOString(),
     ...overrides,
   };
 }
@@ -113,6 +115,17 @@ export function describeStoreContract(name: string, h: ContractHarness): void {
       expect(await store.putDevice(record('dev-1', { reportedAt: '2026-01-10T12:59:00+02:00', osVersion: '9' }), 3600)).toBe(false);
       got = await store.getDevice('dev-1');
       expect(got.state === 'found' && got.record.osVersion).toBe('17.7');
+    });
+
+    test.each([
+      ['platform', { platform: 'ios ' }],
+      ['platform', { platform: 'iphoneos' }],
+      ['apps', { apps: ['com.zhiliaoapp.musically\u0000'] }],
+      ['deviceId', { deviceId: '{dev-2}' }],
+      ['reportedAt', { reportedAt: '2026-01-10T11:00:00.000Z', receivedAt: '2026-01-10T10:00:00.000Z' }],
+    ])('a record with a bad %s value is refused', async (field, overrides) => {
+      await expect(store.putDevice(record('dev-1', overrides), 3600)).rejects.toThrow(new RegExp(field));
+      expect(await store.getDevice('dev-1')).toEqual({ state: 'missing' });
     });
 
     test('an invalid record is refused with a message naming the field, and nothing is stored', async () => {

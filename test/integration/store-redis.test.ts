@@ -80,14 +80,14 @@ describe('RedisDeviceStore: the documented layout', () => {
   });
 
   test('a record an MDM writes directly (SET ... EX) is read like one the ingest API stored', async () => {
-    const mdm = { ...record('dev-mdm'), reportedAt: '2026-02-01T09:00:00+01:00', apps: undefined };
+    const mdm = { ...record('dev-mdm'), reportedAt: '2026-02-01T09:00:00+01:00', receivedAt: '2026-02-01T08:00:02Z', apps: undefined };
     await raw.set('layout:device:{dev-mdm}', JSON.stringify(mdm), 'EX', 600);
     await raw.sadd('layout:user:{alice@example.com}:devices', 'dev-mdm');
     const got = await store.getDevice('dev-mdm');
-    expect(got).toEqual({ state: 'found', record: { ...record('dev-mdm'), reportedAt: '2026-02-01T09:00:00+01:00', apps: undefined } });
+    expect(got).toEqual({ state: 'found', record: mdm });
     expect(got.state === 'found' && 'apps' in got.record).toBe(false); // absent = inventory not visible
     expect(await store.listUserDevices('alice@example.com')).toContain('dev-mdm');
-    // The Lua script compares the MDM's zone-offset time by instant: 08:30Z is older than 08:00Z+1h.
+    // The Lua script compares the MDM's zone-offset time by instant: 07:30Z is older than 09:00+01:00.
     expect(await store.putDevice(record('dev-mdm', { reportedAt: '2026-02-01T07:30:00Z' }), 60)).toBe(false);
     expect(await store.putDevice(record('dev-mdm', { reportedAt: '2026-02-01T08:00:00Z' }), 60)).toBe(true);
   });

@@ -113,6 +113,7 @@ export function imapConfig(upstreamPort: number, overrides: Partial<ImapConfig> 
       tls: 'none',
       rejectUnauthorized: true,
       connectTimeoutMs: 1000,
+      loginTimeoutMs: 5000,
       login: 'passthrough',
       masterUser: 'master',
       masterPassword: 'master-secret',
@@ -238,9 +239,10 @@ export class RawClient {
     socket.on('error', () => undefined);
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
+  /** `localAddress` (e.g. 127.0.0.2) makes the client a different address on loopback. */
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const s = net.connect(port, host, () => resolve(new RawClient(s)));
+      const s = net.connect({ port, host, localAddress }, () => resolve(new RawClient(s)));
       s.once('error', reject);
     });
   }

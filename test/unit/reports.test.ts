@@ -101,7 +101,7 @@ describe('report verifier', () => {
     ],
     ['a payload that is not JSON', () => sign('{"deviceId":'), 422, 'SCHEMA_ERROR', /not UTF-8 JSON/],
     ['a payload that is an array', () => sign([1, 2]), 422, 'SCHEMA_ERROR', /expected a JSON object/],
-    ['a non-string app', () => sign(payload({ apps: ['a', 'b', 'c', 42] })), 422, 'SCHEMA_ERROR', /^apps\[3\]: expected a string$/],
+    ['a non-string app', () => sign(payload({ apps: ['a', 'b', 'c', 42] })), 422, 'SCHEMA_ERROR', /^apps\[3\]: expected an app id/],
     ['too many apps', () => sign(payload({ apps: Array.from({ length: MAX_REPORT_APPS + 1 }, (_, i) => `app.${i}`) })), 422, 'SCHEMA_ERROR', /more than 2000/],
     ['an unknown field', () => sign(payload({ jailbroken: false })), 422, 'SCHEMA_ERROR', /^jailbroken: unknown field$/],
     ['a __proto__ field', () => sign(`{"__proto__":{"managed":true},${JSON.stringify(payload()).slice(1)}`), 422, 'SCHEMA_ERROR', /__proto__/],

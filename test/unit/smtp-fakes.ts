@@ -13,6 +13,7 @@ export function smtpConfig(upstreamPort: number, overrides: Partial<SmtpConfig> 
       tls: 'none',
       rejectUnauthorized: true,
       connectTimeoutMs: 1000,
+      loginTimeoutMs: 5000,
       login: 'passthrough',
       circuitBreaker: { failures: 3, resetMs: 60000 },
       xclient: false,
@@ -20,6 +21,7 @@ export function smtpConfig(upstreamPort: number, overrides: Partial<SmtpConfig> 
     },
     maxMessageBytes: 1024 * 1024,
     hostname: 'mailwarden.test',
+    greetingDelayMs: 0,
     ...overrides,
   };
 }
