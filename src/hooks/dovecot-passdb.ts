@@ -1,7 +1,7 @@
 // Token introspection (RFC 7662 shape) for Dovecot's oauth2 passdb, so that Dovecot can verify
 // mailwarden's device-bound app passwords: `LOGIN user <app password>` reaches the passdb as a
 // token, mailwarden checks it and answers the user and, as an extra field, the device.
-import type { IdentityResolver } from '../identity/types';
+import type { IdentityResult } from '../identity/types';
 import type { DovecotHookConfig } from '../core/config-types';
 import { sameSecret, type HookHttpRequest, type HookHttpResponse } from './http-listener';
 import { timed, type HookDeps, type HookOutcome } from './hook';
@@ -15,14 +15,19 @@ function json(status: number, value: unknown): HookHttpResponse {
 
 const INACTIVE = json(200, { active: false });
 
+/** Verifies an app password from the password alone (src/identity/app-password.ts appPasswordOwner). */
+export type VerifyAppPassword = (password: string) => Promise<IdentityResult | null>;
+
 /**
  * POST form `token=…&client_id=…&client_secret=…` (Dovecot 2.3 `introspection_mode = post`,
- * measured), the login name in the query (`introspection_url = …?user=%u`: Dovecot expands it).
+ * measured). The request names no user: a query string in introspection_url makes the 2.3.19 auth
+ * process panic (measured, http_client_request_set_payload assertion), so Dovecot itself compares
+ * `username` with the login ("Username 'bob' did not match 'alice'", measured).
  * An unknown or wrong token is `active: false` (Dovecot: authentication failed); the store being down
  * is HTTP 503 (Dovecot: temporary failure), never an active token.
  */
 export function createDovecotPassdbHandler(
-  deps: HookDeps & { readonly identity: IdentityResolver },
+  deps: HookDeps & { readonly verifyAppPassword: VerifyAppPassword },
   config: () => DovecotHookConfig,
 ): (request: HookHttpRequest) => Promise<HookHttpResponse> {
   async function introspect(http: HookHttpRequest): Promise<{ outcome: HookOutcome; answer: HookHttpResponse }> {
@@ -33,16 +38,15 @@ export function createDovecotPassdbHandler(
       return { outcome: 'bad-request', answer: json(401, { error: 'invalid_client' }) };
     }
     const token = form.get('token');
-    const user = http.query.get('user');
-    if (!token || !user) return { outcome: 'bad-request', answer: json(400, { error: 'invalid_request' }) };
-    const result = await deps.identity.resolve({ credential: { kind: 'password', username: user, password: token } });
+    if (!token) return { outcome: 'bad-request', answer: json(400, { error: 'invalid_request' }) };
+    const result = await deps.verifyAppPassword(token);
+    // Not of app-password shape: a password for the passdb before this one, never checked here.
+    if (result === null) return { outcome: 'bad-credentials', answer: INACTIVE };
     if (!result.ok) {
       if (result.failure === 'unavailable') return { outcome: 'tempfail', answer: json(503, { error: 'temporarily_unavailable' }) };
       return { outcome: 'bad-credentials', answer: INACTIVE };
     }
-    // Only a device-bound app password is this endpoint's to vouch for; other passwords belong to
-    // the passdb before it (the user's own password is never checked here).
-    if (result.source !== 'app-password' || result.deviceId === null) return { outcome: 'bad-credentials', answer: INACTIVE };
+    if (result.deviceId === null) return { outcome: 'bad-credentials', answer: INACTIVE };
     return { outcome: 'allow', answer: json(200, { active: true, username: result.user, [DEVICE_FIELD]: result.deviceId }) };
   }
 

@@ -3,7 +3,6 @@
 // secrets, backends and limits of time; listen addresses take effect at the next start.
 import type { Gate } from '../core/gate';
 import type { HooksConfig } from '../core/config-types';
-import type { IdentityResolver } from '../identity/types';
 import type { Logger } from '../core/log';
 import type { Admission, AdmissionRequest } from '../admission/types';
 import { timed, type HookDeps, type HookName, type HookOutcome } from './hook';
@@ -11,7 +10,7 @@ import { startHookHttpServer, type HookHttpServer } from './http-listener';
 import { startLineHookServer, type LineHookServer } from './line-listener';
 import { authHttpRefusal, createNginxHandler } from './nginx-auth-http';
 import { createDovecotPolicyHandler, policyRefusal, type DovecotSessions } from './dovecot-policy';
-import { createDovecotPassdbHandler } from './dovecot-passdb';
+import { createDovecotPassdbHandler, type VerifyAppPassword } from './dovecot-passdb';
 import { answerPostfix, type PostfixConnectionState } from './postfix-policy';
 
 /** Paths on the Dovecot hook listener (docs/hooks.md). */
@@ -20,7 +19,8 @@ export const DOVECOT_PASSDB_PATH = '/dovecot/passdb';
 
 export interface HooksDeps {
   admit(request: AdmissionRequest): Promise<Admission>;
-  readonly identity: IdentityResolver;
+  /** For the Dovecot passdb introspection (the composition root binds the store and the HMAC key). */
+  readonly verifyAppPassword: VerifyAppPassword;
   readonly log: Logger;
   /** The hooks section in force now. */
   config(): HooksConfig;
@@ -35,10 +35,10 @@ export interface HooksService {
 }
 
 /** The hooks' view of the runtime's Gate. */
-export function hooksDepsFromGate(gate: Gate, metrics?: HooksDeps['metrics']): HooksDeps {
+export function hooksDepsFromGate(gate: Gate, verifyAppPassword: VerifyAppPassword, metrics?: HooksDeps['metrics']): HooksDeps {
   return {
     admit: (request) => gate.admit(request),
-    identity: gate.identity,
+    verifyAppPassword,
     log: gate.log,
     config: () => gate.config().hooks,
     ...(metrics ? { metrics } : {}),
@@ -78,7 +78,7 @@ export async function startHooks(deps: HooksDeps): Promise<HooksService | null> 
     if (initial.dovecot) {
       const current = () => deps.config().dovecot ?? initial.dovecot!;
       const policy = createDovecotPolicyHandler(hookDeps, current);
-      const passdb = createDovecotPassdbHandler({ ...hookDeps, identity: deps.identity }, current);
+      const passdb = createDovecotPassdbHandler({ ...hookDeps, verifyAppPassword: deps.verifyAppPassword }, current);
       dovecotSessions = policy.sessions;
       const server = await startHookHttpServer({
         ...initial.dovecot.listen,

@@ -7,8 +7,9 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { startRuntime, type Runtime } from '../../src/core/runtime';
-import { silentLogger } from '../../src/core/log';
+import { createLogger, silentLogger } from '../../src/core/log';
 import { startHooks, hooksDepsFromGate, type HooksService } from '../../src/hooks/service';
+import { appPasswordKeyFor, appPasswordOwner } from '../../src/identity/app-password';
 import { buildReport, enrollDevice, makeReporterKeys, pushReport, signReport } from '../../src/kit';
 import { startRedis, cleanupRedis, type RedisServer } from '../harness/redis';
 import { tempDir } from '../harness/ports';
@@ -101,11 +102,14 @@ export async function startHooksRig(options: HooksRigOptions): Promise<HooksRig>
     pki.cleanup();
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  const runtime = await startRuntime({ configFile, logger: silentLogger(), watch: false }).catch(async (err: unknown) => {
+  const logger = process.env.HOOKS_TEST_LOG ? createLogger({ level: 'info' }) : silentLogger();
+  const runtime = await startRuntime({ configFile, logger, watch: false }).catch(async (err: unknown) => {
     await teardown();
     throw err;
   });
-  const hooks = (await startHooks(hooksDepsFromGate(runtime.gate, runtime.metrics)))!;
+  const appPasswordKey = (await appPasswordKeyFor(runtime.config().identity.sources, dir))!;
+  const verifyAppPassword = (password: string) => appPasswordOwner(runtime.store, appPasswordKey, password);
+  const hooks = (await startHooks(hooksDepsFromGate(runtime.gate, verifyAppPassword, runtime.metrics)))!;
   const adminUrl = `http://127.0.0.1:${runtime.admin!.address.port}`;
   const reported = new Map<string, { platform: string; apps: readonly string[] }>();
 
