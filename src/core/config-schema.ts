@@ -21,6 +21,7 @@ const PATTERNS = {
   platform: { pattern: '^[a-z0-9][a-z0-9_-]*$', hint: 'must be a lower-case platform name such as ios, android, macos' },
   httpsUrl: { pattern: '^https://\\S+$', hint: 'must be an https:// URL' },
   httpUrl: { pattern: '^https?://\\S+$', hint: 'must be an http:// or https:// URL' },
+  sha256: { pattern: '^[0-9a-f]{64}$', hint: 'must be 64 lower-case hex digits (mailwarden admin hash-token)' },
 } as const;
 const PATTERN_HINTS = new Map<string, string>(Object.values(PATTERNS).map((p) => [p.pattern, p.hint]));
 
@@ -111,7 +112,43 @@ const reports = withDefault(
   {},
 );
 
-const admin = object({ listen: listenAddress, tokens: withDefault(textList, []) }, ['listen']);
+const ADMIN_ROLES = ['reporter', 'metrics', 'viewer', 'helpdesk', 'admin'];
+const accessToken = object(
+  { name: matching(PATTERNS.id), role: oneOf(ADMIN_ROLES), sha256: matching(PATTERNS.sha256) },
+  ['name', 'role', 'sha256'],
+);
+const consoleOidc = object(
+  {
+    issuer: matching(PATTERNS.httpUrl),
+    clientId: text,
+    clientSecret: text,
+    scopes: withDefault(textList, ['openid', 'email', 'profile']),
+    roleClaim: withDefault(text, 'roles'),
+    roles: { type: 'object', propertyNames: { type: 'string', minLength: 1 }, additionalProperties: oneOf(ADMIN_ROLES) },
+    nameClaim: withDefault(text, 'email'),
+  },
+  ['issuer', 'clientId', 'roles'],
+);
+const adminConsole = withDefault(
+  object({
+    enabled: bool(true),
+    sessionMinutes: int(1, 480, 7 * 24 * 60),
+    publicUrl: matching(PATTERNS.httpUrl),
+    auditScanEntries: int(100, 20000, 1000000),
+    selfService: bool(true),
+    oidc: consoleOidc,
+  }),
+  {},
+);
+const admin = object(
+  {
+    listen: listenAddress,
+    tokens: withDefault(textList, []),
+    accessTokens: withDefault({ ...list(accessToken), uniqueItems: true }, []),
+    console: adminConsole,
+  },
+  ['listen'],
+);
 
 /** One branch per identity source type; ajv's discriminator reports errors of the matching branch only. */
 const identitySource: Schema = {

@@ -58,10 +58,56 @@ export interface ReportsConfig {
   readonly maxBodyBytes: number;
 }
 
+/** Admin token roles, least to most (what each may do: src/admin/roles.ts). */
+export type AdminRole = 'reporter' | 'metrics' | 'viewer' | 'helpdesk' | 'admin';
+
+export interface AccessTokenConfig {
+  /** Shown in the audit stream as who did an action. */
+  readonly name: string;
+  readonly role: AdminRole;
+  /** Lower-case hex SHA-256 of the token (`mailwarden admin token` prints one). */
+  readonly sha256: string;
+}
+
+export interface ConsoleOidcConfig {
+  /** Issuer URL; its /.well-known/openid-configuration names the endpoints and the JWKS. */
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecret?: string;
+  readonly scopes: readonly string[];
+  /** ID-token claim holding the user's role names (a string or a list of strings). */
+  readonly roleClaim: string;
+  /** Claim value → console role; a sign-in with no mapped value is refused. */
+  readonly roles: Readonly<Record<string, AdminRole>>;
+  /** Claim naming the person in the audit stream. */
+  readonly nameClaim: string;
+}
+
+export interface ConsoleConfig {
+  readonly enabled: boolean;
+  /** A console session ends this long after sign-in. */
+  readonly sessionMinutes: number;
+  /**
+   * The console's address as users reach it (e.g. https://mail-access.example.com): the base of
+   * `{myUrl}` in user sentences and of the OIDC redirect URI. Cookies are Secure when it is https.
+   */
+  readonly publicUrl?: string;
+  /** How many of the newest audit entries a filtered audit view or a reference-id search reads. */
+  readonly auditScanEntries: number;
+  /** The /my/ page where a blocked person signs in with their own mail credentials. */
+  readonly selfService: boolean;
+  readonly oidc?: ConsoleOidcConfig;
+}
+
 export interface AdminConfig {
   readonly listen: ListenAddress;
-  /** Bearer tokens accepted on every endpoint except /healthz and /readyz. */
+  /**
+   * Legacy plain bearer tokens, each with the admin role (named `admin.tokens[N]` in the audit).
+   * Prefer accessTokens: hashed, named, and with a role.
+   */
   readonly tokens: readonly string[];
+  readonly accessTokens: readonly AccessTokenConfig[];
+  readonly console: ConsoleConfig;
 }
 
 export type IdentitySourceConfig =

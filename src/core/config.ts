@@ -267,6 +267,12 @@ function configRules(c: RawConfig): SchemaProblem[] {
       problem([...at, 'type'], 'certificate identity needs tls.clientCa (the CA bundle that issued device certificates)');
     }
   });
+  const tokenNames = new Set<string>();
+  c.admin?.accessTokens.forEach((t, i) => {
+    // The name is who did an action in the audit stream: two tokens with one name would blur it.
+    if (tokenNames.has(t.name)) problem(['admin', 'accessTokens', i, 'name'], `"${t.name}" is used by another token; names must be unique`);
+    tokenNames.add(t.name);
+  });
   // App passwords are never shown to the upstream (SPEC "Device identity"): such logins use the
   // master/proxy credential, so every upstream needs one even when others pass through.
   const appPasswords = c.identity.sources.some((s) => s.type === 'app-password');
