@@ -207,6 +207,12 @@ const imap = object(
     maxLiteralBytes: int(1, 65536),
     maxBadCommands: int(1, 3),
     preAuthTimeoutMs: int(1000, 60000),
+    // RFC 9051 §5.4: the autologout timer after login is at least 30 minutes (clients re-IDLE every 29).
+    idleTimeoutMs: int(1000, 31 * 60_000),
+    // Each proxied session holds two descriptors (client and upstream): keep the sum of all listeners'
+    // maxConnections × 2 well under the process's open-file limit.
+    maxConnections: int(1, 4000),
+    maxConnectionsPerAddress: int(1, 100),
     drainMs: int(0, 10000),
   },
   ['listeners', 'upstream'],
@@ -218,6 +224,11 @@ const smtp = object(
     upstream: object({ ...upstreamProperties, xclient: bool(false) }, ['host', 'port']),
     maxMessageBytes: int(1, 52428800),
     hostname: text,
+    maxConnections: int(1, 1000),
+    // Postfix smtpd_client_connection_count_limit.
+    maxConnectionsPerAddress: int(1, 50),
+    preAuthTimeoutMs: int(1000, 60000),
+    lineTimeoutMs: int(1000, 60000),
     // smtp-server waits 100 ms before its greeting to catch clients that talk first (spam bots on
     // port 25); a submission client must AUTH before it may send anything, so 0 there.
     greetingDelayMs: int(0, 0, 10000),

@@ -165,6 +165,12 @@ export interface ImapConfig {
   readonly maxLiteralBytes: number;
   readonly maxBadCommands: number;
   readonly preAuthTimeoutMs: number;
+  /** After login: a session with no traffic either way for this long is logged out (RFC 9051 §5.4: ≥ 30 min). */
+  readonly idleTimeoutMs: number;
+  /** Open connections per listener; more are refused at once (`* BYE`). */
+  readonly maxConnections: number;
+  /** Open connections per client address (IPv6: per /64) on one listener. */
+  readonly maxConnectionsPerAddress: number;
   readonly drainMs: number;
 }
 
@@ -173,6 +179,14 @@ export interface SmtpConfig {
   readonly upstream: UpstreamConfig & { readonly xclient: boolean };
   readonly maxMessageBytes: number;
   readonly hostname: string;
+  /** Open connections per listener; more get `421` and are closed. */
+  readonly maxConnections: number;
+  /** Open connections per client address (IPv6: per /64) on one listener. */
+  readonly maxConnectionsPerAddress: number;
+  /** From connect to a successful AUTH, whatever the client sends meanwhile (trickling does not extend it). */
+  readonly preAuthTimeoutMs: number;
+  /** Minimum progress: a command or message line, once begun, must end within this time. */
+  readonly lineTimeoutMs: number;
   /** Wait before the 220 greeting (smtp-server's early-talker check); 0 = greet at once. */
   readonly greetingDelayMs: number;
   readonly notifyUser?: {

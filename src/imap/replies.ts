@@ -21,6 +21,7 @@ export const TEXT = {
   privacyRequired: 'Use STARTTLS or the implicit-TLS port before logging in.',
   shutdown: 'Server shutting down, reconnect shortly.',
   timeout: 'Disconnected for inactivity.',
+  autologout: 'Autologout; idle for too long.',
   tooManyBad: 'Too many invalid IMAP commands.',
   tooManyFailures: 'Too many failed logins.',
 } as const;

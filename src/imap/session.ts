@@ -483,6 +483,8 @@ export class ImapConnection {
         this.finish('relay-closed');
       },
     });
+    // RFC 9051 §5.4 autologout: no traffic either way for idleTimeoutMs (≥ 30 min; clients re-IDLE every 29).
+    this.socket.setTimeout(this.ctx.config.idleTimeoutMs, () => this.relay?.end(replies.bye(replies.TEXT.autologout)));
   }
 
   private enterAuthenticated(): void {

@@ -102,6 +102,7 @@ export class Decider {
         maxReportAgeHours: config.store.maxReportAgeHours,
         groups: groupsOf(config.groups, request.user),
         brakeReportOnly: this.brake.reportOnly(),
+        myUrl: myUrlOf(config),
       });
       return {
         decision: result.decision,
@@ -208,4 +209,10 @@ export class Decider {
       // The logger itself is broken: nothing left to tell.
     }
   }
+}
+
+/** `{myUrl}` for sentences: where the blocked person signs in to see why (empty when not configured). */
+export function myUrlOf(config: MailwardenConfig): string | undefined {
+  const base = config.admin?.console.enabled && config.admin.console.selfService ? config.admin.console.publicUrl : undefined;
+  return base ? `${base.replace(/\/$/, '')}/my/` : undefined;
 }

@@ -21,6 +21,10 @@ export function smtpConfig(upstreamPort: number, overrides: Partial<SmtpConfig> 
     },
     maxMessageBytes: 1024 * 1024,
     hostname: 'mailwarden.test',
+    maxConnections: 1000,
+    maxConnectionsPerAddress: 50,
+    preAuthTimeoutMs: 60_000,
+    lineTimeoutMs: 60_000,
     greetingDelayMs: 0,
     ...overrides,
   };
