@@ -14,11 +14,19 @@ export interface PostfixOptions {
   readonly saslSocket?: string;
   /** Clients allowed to send XCLIENT (smtpd_authorized_xclient_hosts). */
   readonly xclientHosts?: readonly string[];
+  /** Server certificate and key (PEM files) for STARTTLS. */
+  readonly tls?: { readonly cert: string; readonly key: string };
+  /** Lines appended to main.cf (e.g. the policy-service restrictions from docs/hooks.md). */
+  readonly extraMainCf?: string;
+  /** master.cf lines of a second smtpd (e.g. submission) on the free port given; see `submissionPort`. */
+  readonly submissionMasterCf?: (port: number) => string;
 }
 
 export interface PostfixServer {
   readonly host: string;
   readonly port: number;
+  /** The port of `submissionMasterCf`, else null. */
+  readonly submissionPort: number | null;
   readonly dir: string;
   readonly logFile: string;
   /** Messages delivered to a mailbox, oldest first. */
@@ -68,6 +76,7 @@ virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 `;
 
 /** The queue layout `postfix check` would create (postfix-files), made directly: much faster. */
@@ -116,13 +125,14 @@ virtual_mailbox_maps = inline:{ ${mailboxes.map((m) => `${m}=${m}/`).join(', ')}
 virtual_uid_maps = static:${pf.uid}
 virtual_gid_maps = static:${pf.gid}
 smtpd_authorized_xclient_hosts = ${(options.xclientHosts ?? []).join(', ')}
-${sasl}smtputf8_enable = yes
+${sasl}${options.tls ? `smtpd_tls_cert_file = ${options.tls.cert}\nsmtpd_tls_key_file = ${options.tls.key}\n` : ''}smtputf8_enable = yes
 message_size_limit = 104857600
 virtual_mailbox_limit = 0
 maillog_file = ${dir}/maillog
 maillog_file_prefixes = ${dir}
 alias_maps =
 alias_database =
+${options.extraMainCf ?? ''}
 `;
 }
 
@@ -132,6 +142,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   if (process.getuid?.() !== 0) throw new Error('a private Postfix needs root (master(8) switches to the postfix account)');
   const mailboxes = options.mailboxes ?? ['alice@example.com', 'bob@example.com'];
   const port = await freePort();
+  const submissionPort = options.submissionMasterCf ? await freePort() : null;
   const dir = tempDir('postfix');
   fs.chmodSync(dir, 0o755);
   const conf = path.join(dir, 'conf');
@@ -143,7 +154,8 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   }
   makeQueue(path.join(dir, 'queue'));
   fs.writeFileSync(path.join(conf, 'main.cf'), mainCf(dir, options, mailboxes));
-  fs.writeFileSync(path.join(conf, 'master.cf'), `127.0.0.1:${port} inet n - n - - smtpd\n${MASTER_CF}`);
+  const submission = submissionPort === null ? '' : `${options.submissionMasterCf!(submissionPort)}\n`;
+  fs.writeFileSync(path.join(conf, 'master.cf'), `127.0.0.1:${port} inet n - n - - smtpd\n${submission}${MASTER_CF}`);
   const logFile = path.join(dir, 'maillog');
   let child: ChildProcess | null = null;
 
@@ -155,7 +167,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     try {
       await Promise.race([
-        waitForPort(port, '127.0.0.1', 15000),
+        Promise.all([port, ...(submissionPort === null ? [] : [submissionPort])].map((p) => waitForPort(p, '127.0.0.1', 15000))),
         new Promise((_, reject) => c.once('exit', (code) => reject(new Error(`postfix master exited ${code}: ${stderr}`)))),
       ]);
     } catch (err) {
@@ -181,6 +193,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   return {
     host: '127.0.0.1',
     port,
+    submissionPort,
     dir,
     logFile,
     delivered,
