@@ -7,7 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import Redis from 'ioredis';
-import { startRuntime } from '../src/core/runtime';
+import { startRuntime } from '../src/app/runtime';
 import { silentLogger } from '../src/core/log';
 import { startDovecot, makeMessage, type DovecotServer } from '../test/harness/dovecot';
 import { startRedis, cleanupRedis, type RedisServer } from '../test/harness/redis';

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfigFile } from '../src/core/config';
 import { createLogger } from '../src/core/log';
-import { startRuntime } from '../src/core/runtime';
+import { startRuntime } from '../src/app/runtime';
 import { createStore } from '../src/store/create-store';
 import type { DeviceRecord } from '../src/store/device-store';
 

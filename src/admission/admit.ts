@@ -5,7 +5,7 @@ import { errorText } from '../core/errors';
 import type { IdentityResolver, IdentityResult } from '../identity/types';
 import { validateIdentifier } from '../identity/validate';
 import type { Decision, DecisionRequest } from '../policy/decision';
-import type { LiveSession } from '../core/sessions';
+import type { LiveSession } from '../policy/live-session';
 import type { Admission, AdmissionRequest, AdmittedIdentity, LiveSessionHandle } from './types';
 
 export interface AdmissionDeps {

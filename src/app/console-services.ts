@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { MailwardenConfig } from '../core/config-types';
 import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
-import type { SessionRegistry } from '../core/sessions';
+import type { SessionRegistry } from './sessions';
 import { principalFor } from '../admin/roles';
 import type { ConsoleServices, Simulation, SourceView } from '../console/ports';
 import type { CompiledPolicy } from '../policy/compile';

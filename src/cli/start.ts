@@ -1,7 +1,7 @@
 // `mailwarden start`: runs the proxy until SIGTERM/SIGINT, then drains sessions and exits 0.
 // SIGHUP and edits of the config files reload it (validated first; the old config stays on error).
 import type { Command } from 'commander';
-import { startRuntime } from '../core/runtime';
+import { startRuntime } from '../app/runtime';
 import { errorText } from '../core/errors';
 
 export function registerStartCommand(program: Command): void {

@@ -1,7 +1,12 @@
 // The shape of config/mailwarden.yaml and config/policy.yaml after validation and defaults.
 // The JSON schemas in src/core/config-schema.ts must accept exactly this; keys are camelCase.
-import type { Action, CheckMode } from '../policy/decision';
-import type { Protocol } from '../policy/contract';
+
+/** What a decision does with a login: let it in, refuse it, or ask the client to try again later. */
+export type Action = 'allow' | 'deny' | 'tempfail';
+/** How a check is applied: not at all, logged only, shown as a warning, or enforced. */
+export type CheckMode = 'off' | 'report' | 'warn' | 'enforce';
+/** The mail protocols a policy can be scoped to. */
+export type Protocol = 'imap' | 'smtp';
 
 export interface ListenAddress {
   readonly host: string;

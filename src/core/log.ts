@@ -11,7 +11,8 @@ export type Logger = winston.Logger;
 const SECRET_KEYS =
   /^(password|pass|secret|token|accesstoken|refreshtoken|authorization|apppassword|masterpassword|credential|jws|privatekey|passphrase)s?$|^(d|p|q|dp|dq|qi|k)$/i;
 
-function redact(value: unknown, depth = 0): unknown {
+/** A copy of `value` with every secret-named field replaced by "[redacted]" (logs, `config show`). */
+export function redact(value: unknown, depth = 0): unknown {
   if (depth > 6 || value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
   const out: Record<string, unknown> = {};

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { ImapConfig, MailwardenConfig, ProtocolListener } from '../core/config-types';
-import type { Gate, ProtocolService } from '../core/gate';
+import type { Gate, ProtocolService } from '../app/gate';
 import { addressKey } from '../core/client-address';
 import { ConnectionLimits, type ConnectionSlot } from '../core/connection-limits';
 import { isTrusted, readProxyHeader, trustedProxies, type ProxiedAddress } from './proxy-protocol';

@@ -4,8 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { ImapConfig, ProtocolListener } from '../core/config-types';
-import type { Gate } from '../core/gate';
-import type { LiveSession } from '../core/sessions';
+import type { Gate } from '../app/gate';
 import {
   decodeOauthbearer,
   decodePlain,
@@ -19,7 +18,8 @@ import type { Credential } from '../identity/types';
 import type { Decision } from '../policy/decision';
 import { CommandReader, hasControlChars, parseCommand, ImapSyntaxError, tokenText, type Segment, type Token } from './parser';
 import { startQuarantine } from './quarantine';
-import { filterCapabilities, Relay } from './relay';
+import { filterCapabilities } from './framing';
+import { Relay } from './relay';
 import { serverTls } from './tls';
 import * as replies from './replies';
 import type { Upstream } from './upstream';
@@ -75,7 +75,6 @@ export class ImapConnection {
   private preAuthTimer: NodeJS.Timeout | null = null;
   private relay: Relay | null = null;
   private quarantine: { end(text: string): void } | null = null;
-  private revokedWith: Decision | null = null;
   private untrack: () => void = () => {};
   private readonly onData = (chunk: Buffer): void => {
     this.reader.push(chunk);
@@ -382,66 +381,63 @@ export class ImapConnection {
     return cert && Object.keys(cert).length > 0 ? cert : undefined;
   }
 
-  /** Credential → identity → decision → reply, and on allow the upstream login and relay. */
+  /** The admission step, its outcome as replies, and on allow the upstream login and relay. */
   private async login(tag: string, credential: Credential, mech: Mechanism | null): Promise<void> {
     const { gate } = this.ctx;
     const remoteAddress = plainAddress(this.peer.address);
     const log = { session: this.id, remoteAddress, mechanism: mech ?? 'LOGIN-command' };
-    let identity;
-    try {
-      identity = await gate.identity.resolve({
-        credential,
-        peerCertificate: this.peerCertificate(),
-        remoteAddress,
-        upstreamLogin: this.ctx.config.upstream.login,
-      });
-    } catch (err) {
-      gate.log.error('imap: identity resolver failed', { ...log, error: String(err) });
-      identity = { ok: false as const, failure: 'unavailable' as const, detail: String(err) };
+    const admission = await gate.admit({
+      protocol: 'imap',
+      frontEnd: 'imap',
+      sessionId: this.id,
+      credential,
+      peerCertificate: this.peerCertificate(),
+      remoteAddress,
+      hints: { ...this.hints },
+      upstreamLogin: this.ctx.config.upstream.login,
+      live: { revoke: (decision) => this.revoke(decision) },
+    });
+    if (this.closed) {
+      if (admission.kind === 'allow') admission.session?.end();
+      return;
     }
-    if (this.closed) return;
-    if (!identity.ok) {
-      gate.log.info('imap: login refused by identity', { ...log, failure: identity.failure, detail: identity.detail });
-      gate.metrics?.onLogin('imap', identity.failure === 'unavailable' ? 'tempfail' : 'bad-credentials');
-      if (identity.failure === 'unavailable') return void this.send(replies.unavailable(tag));
+    if (admission.kind === 'bad-credentials') {
+      gate.log.info('imap: login refused by identity', { ...log, failure: 'bad-credentials', detail: admission.detail });
+      gate.metrics?.onLogin('imap', 'bad-credentials');
       if (credential.kind === 'bearer' && (mech === 'XOAUTH2' || mech === 'OAUTHBEARER')) return this.oauthFailure(tag, mech);
       return this.loginFailed(tag, replies.authenticationFailed(tag));
     }
-    const decision = await gate.decide({
-      user: identity.user,
-      deviceId: identity.deviceId,
-      protocol: 'imap',
-      identitySource: identity.source,
-      identityStrength: identity.strength,
-      hints: this.hints,
-      remoteAddress,
-      trigger: 'login',
-    });
-    if (this.closed) return;
-    const outcome = replies.loginOutcome(tag, decision, this.ctx.config.blockStyle);
-    if (outcome.kind === 'refuse') {
-      gate.metrics?.onLogin('imap', outcome.result);
-      return void this.send(...outcome.lines);
+    if (admission.kind === 'unavailable') {
+      if (!admission.decision) gate.log.info('imap: login refused by identity', { ...log, failure: 'unavailable', detail: admission.detail });
+      gate.metrics?.onLogin('imap', 'tempfail');
+      return void this.send(replies.unavailable(tag, admission.decision?.message));
     }
-    if (outcome.kind === 'quarantine') {
+    if (admission.kind === 'refuse') {
+      const refused = replies.refusal(tag, admission.decision, this.ctx.config.blockStyle);
+      if (refused.kind === 'refuse') {
+        gate.metrics?.onLogin('imap', refused.result);
+        return void this.send(...refused.lines);
+      }
       gate.metrics?.onLogin('imap', 'quarantine');
-      gate.log.info('imap: quarantined', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
+      gate.log.info('imap: quarantined', { ...log, user: admission.identity.user, deviceId: admission.identity.deviceId, refId: admission.decision.refId });
       this.enterAuthenticated();
       this.quarantine = startQuarantine({
         socket: this.socket,
         tag,
-        user: identity.user,
-        sentence: outcome.sentence,
+        user: admission.identity.user,
+        sentence: refused.sentence,
         pipelined: this.reader.takeRemaining(),
         onClose: () => this.finish('relay-closed'),
       });
       return;
     }
 
-    // Registered before the upstream login so a revocation in that window is not lost.
-    const unregister = gate.sessions.add(this.liveSession(identity, remoteAddress));
+    // The admission step registered the live session before this upstream login, so a revocation
+    // in that window is not lost: confirm() below reports it.
+    const { identity, decision } = admission;
+    const live = admission.session!;
     const result = await this.ctx.upstream.login({
-      login: identity.upstream,
+      login: admission.upstream,
       clientId: this.hints,
       remoteAddress,
       remotePort: this.peer.port,
@@ -451,7 +447,7 @@ export class ImapConnection {
       secure: this.tlsActive,
     });
     if (!result.ok) {
-      unregister();
+      live.end();
       gate.log.warn('imap: upstream login failed', { ...log, user: identity.user, failure: result.failure, detail: result.detail });
       gate.metrics?.onLogin('imap', result.failure === 'bad-credentials' ? 'bad-credentials' : 'upstream-error');
       if (result.failure === 'unavailable') gate.metrics?.onUpstreamError('imap');
@@ -459,16 +455,17 @@ export class ImapConnection {
       return void this.send(replies.unavailable(tag));
     }
     const upstreamSocket = result.session.socket;
-    if (this.closed || this.revokedWith) {
-      unregister();
+    const now = this.closed ? null : await live.confirm();
+    if (this.closed || !now || now.action !== 'allow') {
+      live.end();
       upstreamSocket.destroy();
-      if (this.revokedWith) this.send(...replies.loginOutcome(tag, this.revokedWith, 'refuse').lines);
+      if (now && now.action !== 'allow') this.send(...replies.refusedLines(tag, now));
       return;
     }
     // winston formats an entry before its transports drop it by level: skip the work when info is off.
     if (gate.log.isInfoEnabled()) gate.log.info('imap: logged in', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
     this.enterAuthenticated();
-    this.send(...outcome.lines, replies.loggedIn(tag, filterCapabilities(result.session.capabilities)));
+    this.send(...replies.warnings(decision), replies.loggedIn(tag, filterCapabilities(result.session.capabilities)));
     gate.metrics?.onLogin('imap', 'allow');
     gate.metrics?.sessionDelta('imap', 1);
     this.relay = new Relay({
@@ -478,7 +475,7 @@ export class ImapConnection {
       upstreamBytes: result.session.leftover,
       upstreamReads: result.session.reads,
       onClose: () => {
-        unregister();
+        live.end();
         gate.metrics?.sessionDelta('imap', -1);
         this.finish('relay-closed');
       },
@@ -487,31 +484,16 @@ export class ImapConnection {
     this.socket.setTimeout(this.ctx.config.idleTimeoutMs, () => this.relay?.end(replies.bye(replies.TEXT.autologout)));
   }
 
+  /** A live re-evaluation now refuses this session: BYE at a response boundary once relaying. */
+  private revoke(decision: Decision): void {
+    this.ctx.gate.log.info('imap: session revoked', { session: this.id, user: decision.user, deviceId: decision.deviceId, refId: decision.refId });
+    this.relay?.end(replies.revoked(decision));
+  }
+
   private enterAuthenticated(): void {
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.preAuthTimer = null;
     this.socket.off('data', this.onData);
     this.lineWaiter = null;
-  }
-
-  private liveSession(
-    identity: { user: string; deviceId: string | null; source: LiveSession['identitySource']; strength: 'strong' | 'weak' },
-    remoteAddress: string | undefined,
-  ): LiveSession {
-    return {
-      id: this.id,
-      protocol: 'imap',
-      user: identity.user,
-      deviceId: identity.deviceId,
-      identitySource: identity.source,
-      identityStrength: identity.strength,
-      hints: { ...this.hints },
-      remoteAddress,
-      revoke: (decision: Decision) => {
-        this.ctx.gate.log.info('imap: session revoked', { session: this.id, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
-        if (this.relay) this.relay.end(replies.revoked(decision));
-        else this.revokedWith = decision;
-      },
-    };
   }
 }

@@ -7,7 +7,8 @@ import { CircuitBreakers, type CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamConfig } from '../core/config-types';
 import type { Credential, UpstreamLogin } from '../identity/types';
 import { quote } from './parser';
-import { UpstreamReads } from './relay';
+import { UpstreamReads } from './read-buffer';
+import { upstreamTlsOptions } from '../core/upstream-tls';
 
 export interface UpstreamSession {
   readonly socket: net.Socket;
@@ -230,7 +231,7 @@ export class Upstream {
       const reads = this.config.tls === 'none' ? new UpstreamReads() : undefined;
       const socket =
         this.config.tls === 'implicit'
-          ? tls.connect({ host: address, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: this.config.rejectUnauthorized })
+          ? tls.connect({ ...upstreamTlsOptions(this.config), host: address, port })
           : net.connect({ host: address, port, ...(reads ? { onread: reads.onread } : {}) });
       reads?.attach(socket);
       socket.setNoDelay(true);
@@ -260,9 +261,8 @@ export class Upstream {
     // Bytes after the OK and before the handshake would be a response-injection attempt (NO STARTTLS paper).
     const early = channel.detach();
     if (early.length > 0) throw new UpstreamError('upstream sent data after its STARTTLS response');
-    const { host } = this.config;
     const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
-      const s = tls.connect({ socket: channel.socket, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: this.config.rejectUnauthorized });
+      const s = tls.connect({ socket: channel.socket, ...upstreamTlsOptions(this.config) });
       s.once('secureConnect', () => resolve(s));
       s.once('error', (err) => reject(new UpstreamError(`upstream TLS handshake failed: ${err.message}`)));
     });

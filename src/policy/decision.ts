@@ -1,9 +1,9 @@
 // What the engine returns for one login: an action, a stable reason code, the sentence the user
 // sees, and the per-check results that go to the audit log. Protocol code turns this into replies.
+import type { Action, CheckMode } from '../core/config-types';
 import type { IdentitySource, Protocol } from './contract';
 
-export type Action = 'allow' | 'deny' | 'tempfail';
-export type CheckMode = 'off' | 'report' | 'warn' | 'enforce';
+export type { Action, CheckMode } from '../core/config-types';
 
 /** Reason codes the core itself produces; plugins add their own (BANNED_APP, OS_TOO_OLD, ...). */
 export const CoreReasonCodes = {

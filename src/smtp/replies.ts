@@ -63,11 +63,6 @@ export const Replies = {
   lineTimeout: { code: 421, text: '4.4.2 Timeout: command or line not completed in time, closing connection' },
 } as const;
 
-/** True when a tempfail decision is a system fault, answered at AUTH (454) rather than at MAIL FROM. */
-export function isSystemFault(decision: Decision): boolean {
-  return decision.action === 'tempfail' && decision.fault === 'system';
-}
-
 /**
  * The reply at MAIL FROM for a session whose device is refused. AUTH succeeded (so the client does
  * not ask for the password again, RFC 4954 §6 leaves 535 to wrong credentials) and this reply

@@ -4,6 +4,7 @@
 // re-EHLO after XCLIENT, and cannot stop a message without its final dot — so the relay uses this.
 import net from 'node:net';
 import tls from 'node:tls';
+import { upstreamTlsOptions } from '../core/upstream-tls';
 
 export interface UpstreamReply {
   readonly code: number;
@@ -34,6 +35,9 @@ export interface UpstreamClientOptions {
   readonly port: number;
   readonly tls: 'none' | 'implicit' | 'starttls';
   readonly rejectUnauthorized: boolean;
+  /** CA bundle and certificate name (config upstream.caFile, upstream.servername); see src/core/upstream-tls.ts. */
+  readonly caFile?: string;
+  readonly servername?: string;
   /** TCP connect + TLS handshake + greeting. */
   readonly connectTimeoutMs: number;
   /** Name sent with EHLO. */
@@ -201,7 +205,7 @@ export class UpstreamClient {
     plain.removeAllListeners('close');
     plain.removeAllListeners('error');
     const secured = await handshake(
-      { socket: plain, servername: tlsServerName(this.options.host), rejectUnauthorized: this.options.rejectUnauthorized },
+      { socket: plain, ...upstreamTlsOptions(this.options) },
       this.options.connectTimeoutMs,
     );
     this.socket = secured;
@@ -255,14 +259,10 @@ export class UpstreamClient {
   }
 }
 
-function tlsServerName(host: string): string | undefined {
-  return net.isIP(host) ? undefined : host;
-}
-
 function openSocket(options: UpstreamClientOptions): Promise<net.Socket> {
   if (options.tls === 'implicit') {
     return handshake(
-      { host: options.host, port: options.port, servername: tlsServerName(options.host), rejectUnauthorized: options.rejectUnauthorized },
+      { ...upstreamTlsOptions(options), port: options.port },
       options.connectTimeoutMs,
     );
   }

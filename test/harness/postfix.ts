@@ -16,17 +16,19 @@ export interface PostfixOptions {
   readonly xclientHosts?: readonly string[];
   /** Server certificate and key (PEM files) for STARTTLS. */
   readonly tls?: { readonly cert: string; readonly key: string };
-  /** Lines appended to main.cf (e.g. the policy-service restrictions from docs/hooks.md). */
+  /** Lines for main.cf (a documented block); a parameter set here replaces the harness's own line. */
   readonly extraMainCf?: string;
-  /** master.cf lines of a second smtpd (e.g. submission) on the free port given; see `submissionPort`. */
-  readonly submissionMasterCf?: (port: number) => string;
+  /** Entries appended to master.cf (a documented service). */
+  readonly extraMasterCf?: string;
+  /** Start is complete when this port accepts too (an extra master.cf service). */
+  readonly waitForPort?: number;
+  /** Runs once the private folder (queue in `dir`/queue) exists, before Postfix starts (e.g. a SASL socket in it). */
+  readonly beforeStart?: (dir: string) => Promise<void>;
 }
 
 export interface PostfixServer {
   readonly host: string;
   readonly port: number;
-  /** The port of `submissionMasterCf`, else null. */
-  readonly submissionPort: number | null;
   readonly dir: string;
   readonly logFile: string;
   /** Messages delivered to a mailbox, oldest first. */
@@ -132,8 +134,14 @@ maillog_file = ${dir}/maillog
 maillog_file_prefixes = ${dir}
 alias_maps =
 alias_database =
-${options.extraMainCf ?? ''}
 `;
+}
+
+/** Appends `extra` to main.cf, dropping the harness's lines for parameters `extra` sets (Postfix warns about a parameter set twice). */
+function withExtraMainCf(base: string, extra: string): string {
+  const names = new Set([...extra.matchAll(/^([a-z_0-9]+)\s*=/gm)].map((m) => m[1]));
+  const kept = base.split('\n').filter((line) => !names.has(/^([a-z_0-9]+)\s*=/.exec(line)?.[1] ?? ''));
+  return `${kept.join('\n')}${extra}`;
 }
 
 export async function startPostfix(options: PostfixOptions = {}): Promise<PostfixServer> {
@@ -142,7 +150,6 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   if (process.getuid?.() !== 0) throw new Error('a private Postfix needs root (master(8) switches to the postfix account)');
   const mailboxes = options.mailboxes ?? ['alice@example.com', 'bob@example.com'];
   const port = await freePort();
-  const submissionPort = options.submissionMasterCf ? await freePort() : null;
   const dir = tempDir('postfix');
   fs.chmodSync(dir, 0o755);
   const conf = path.join(dir, 'conf');
@@ -153,11 +160,11 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     fs.chownSync(path.join(dir, sub), pf.uid, pf.gid);
   }
   makeQueue(path.join(dir, 'queue'));
-  fs.writeFileSync(path.join(conf, 'main.cf'), mainCf(dir, options, mailboxes));
-  const submission = submissionPort === null ? '' : `${options.submissionMasterCf!(submissionPort)}\n`;
-  fs.writeFileSync(path.join(conf, 'master.cf'), `127.0.0.1:${port} inet n - n - - smtpd\n${submission}${MASTER_CF}`);
+  fs.writeFileSync(path.join(conf, 'main.cf'), withExtraMainCf(mainCf(dir, options, mailboxes), options.extraMainCf ?? ''));
+  fs.writeFileSync(path.join(conf, 'master.cf'), `127.0.0.1:${port} inet n - n - - smtpd\n${MASTER_CF}${options.extraMasterCf ?? ''}`);
   const logFile = path.join(dir, 'maillog');
   let child: ChildProcess | null = null;
+  await options.beforeStart?.(dir);
 
   const start = async (): Promise<void> => {
     // -d: stay in the foreground, so the harness owns the PID and stops exactly this instance.
@@ -167,7 +174,9 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     try {
       await Promise.race([
-        Promise.all([port, ...(submissionPort === null ? [] : [submissionPort])].map((p) => waitForPort(p, '127.0.0.1', 15000))),
+        waitForPort(port, '127.0.0.1', 15000).then(async () => {
+          if (options.waitForPort) await waitForPort(options.waitForPort, '127.0.0.1', 15000);
+        }),
         new Promise((_, reject) => c.once('exit', (code) => reject(new Error(`postfix master exited ${code}: ${stderr}`)))),
       ]);
     } catch (err) {
@@ -193,7 +202,6 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   return {
     host: '127.0.0.1',
     port,
-    submissionPort,
     dir,
     logFile,
     delivered,

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
-import { startRuntime, type Runtime } from '../../src/core/runtime';
+import { startRuntime, type Runtime } from '../../src/app/runtime';
 import { createLogger } from '../../src/core/log';
 import type { DecisionRequest } from '../../src/policy/decision';
 import { buildReport, makeReporterKeys, signReport, pushReport, enrollDevice } from '../../src/kit';

@@ -5,6 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { startDovecot, type DovecotServer } from '../harness/dovecot';
 import { startPostfix, type PostfixServer } from '../harness/postfix';
+import { freePort } from '../harness/ports';
 import { docBlock, substitute } from './doc-blocks';
 import { ALICE, PY_SMTP_SEND, TIKTOK, TIKTOK_SENTENCE, python, startHooksRig, type HooksRig } from './hooks-rig';
 
@@ -15,6 +16,7 @@ let rig: HooksRig;
 let dovecot: DovecotServer;
 let postfix: PostfixServer;
 let hookPort: number;
+let submissionPort: number;
 const certs: Record<string, { cert: string; key: string }> = {};
 
 beforeAll(async () => {
@@ -22,6 +24,7 @@ beforeAll(async () => {
   hookPort = rig.hooks.addresses.postfix!.port;
   // Dovecot only answers Postfix's SASL questions (the user's own password).
   dovecot = await startDovecot({ extraConfig: 'service auth {\n  unix_listener auth-postfix {\n    mode = 0666\n  }\n}\n' });
+  submissionPort = await freePort();
   postfix = await startPostfix({
     saslSocket: path.join(dovecot.dir, 'run', 'auth-postfix'),
     tls: { cert: rig.pki.serverCert, key: rig.pki.serverKey },
@@ -29,7 +32,8 @@ beforeAll(async () => {
       ['127.0.0.1:9400', `127.0.0.1:${hookPort}`],
       ['/etc/ssl/certs/mdm-ca.pem', rig.pki.caCert],
     ]),
-    submissionMasterCf: (port) => substitute(docBlock('postfix-master'), [['submission inet', `127.0.0.1:${port} inet`]]),
+    extraMasterCf: `${substitute(docBlock('postfix-master'), [['submission inet', `127.0.0.1:${submissionPort} inet`]])}\n`,
+    waitForPort: submissionPort,
   });
   await rig.report('alice-iphone', 'ios', [TIKTOK, 'com.apple.mobilemail']);
   await rig.report('alice-laptop', 'macos', [TIKTOK]);
@@ -45,7 +49,7 @@ afterAll(async () => {
 
 const send = (device: keyof typeof certs | null, subject: string, user = ALICE.user, password = ALICE.password): Promise<string> => {
   const cert = device ? certs[device]! : { cert: '-', key: '-' };
-  return python(PY_SMTP_SEND, ['127.0.0.1', String(postfix.submissionPort), user, password, cert.cert, cert.key, subject]).then((s) => s.trim());
+  return python(PY_SMTP_SEND, ['127.0.0.1', String(submissionPort), user, password, cert.cert, cert.key, subject]).then((s) => s.trim());
 };
 const deliveredWith = (subject: string): Buffer[] => postfix.delivered(BOB).filter((m) => m.toString().includes(`Subject: ${subject}`));
 

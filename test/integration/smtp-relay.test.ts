@@ -100,3 +100,24 @@ test('a device report that makes a live session non-compliant refuses its next M
   expect(reply).toMatch(/^550 5\.7\.1 Company mail is blocked on this iOS device because TikTok is installed/);
   c.close();
 });
+
+test('a deny report landing while the upstream login is still running refuses the session (issue 8.2)', async () => {
+  await rig.report('racing-iphone', 'ios', []);
+  const pass = await rig.enroll('racing-iphone');
+  const c = await RawClient.connect(rig.ports.plain);
+  const connectionsBefore = rig.sink!.connections;
+  // A slow upstream: its greeting, and so mailwarden's upstream login, takes 0.8 s (the rig's connect timeout is 1 s).
+  rig.sink!.delayGreeting(800);
+  try {
+    const login = c.login(ALICE.user, pass);
+    // The decision (allow) is made and the upstream connection opened; the login is now in the gap.
+    for (let i = 0; i < 100 && rig.sink!.connections === connectionsBefore; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(rig.sink!.connections).toBe(connectionsBefore + 1);
+    await rig.report('racing-iphone', 'ios', [TIKTOK]);
+    expect(await login).toMatch(/^235 /);
+  } finally {
+    rig.sink!.delayGreeting(0);
+  }
+  expect(await c.command(`MAIL FROM:<${ALICE.user}>`)).toMatch(/^550 5\.7\.1 Company mail is blocked on this iOS device because TikTok is installed/);
+  c.close();
+});

@@ -3,7 +3,9 @@
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import { createLogger } from '../../src/core/log';
-import { AdminError, startAdminServer, type AdminServer, type AdminServices } from '../../src/admin/http';
+import { AdminError } from '../../src/admin/errors';
+import { startAdminServer, type AdminServer } from '../../src/admin/server';
+import type { AdminServices } from '../../src/admin/services';
 import { createMetrics } from '../../src/admin/metrics';
 import { MemoryDeviceStore } from '../../src/store/memory-store';
 import { KILL_SWITCH_FLAG, type DeviceRecord, type DeviceReport } from '../../src/store/device-store';

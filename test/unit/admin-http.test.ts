@@ -3,7 +3,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { AdminError } from '../../src/admin/http';
+import { AdminError } from '../../src/admin/errors';
 import { StoreUnavailableError, type AuditEntry, type ChangeEvent } from '../../src/store/device-store';
 import { TIKTOK, TOKEN, fakeJws, record, report, startFakeAdmin } from './admin-fakes';
 

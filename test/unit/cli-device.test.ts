@@ -137,7 +137,7 @@ test('kill-switch on|off is a top-level command', async () => {
 describe('audit tail', () => {
   test('prints the newest N events as JSON lines', async () => {
     for (let i = 1; i <= 5; i++) await admin.store.appendAudit({ n: i });
-    await run('audit', 'tail', '--count', '2');
+    await run('audit', 'tail', '--count', '2', '--json');
     const lines = out().trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.n)).toEqual([4, 5]);
     expect(lines[0].id).toEqual(expect.any(String));
@@ -145,7 +145,7 @@ describe('audit tail', () => {
 
   test('--follow prints new events until Ctrl-C', async () => {
     await admin.store.appendAudit({ n: 1 });
-    const following = run('audit', 'tail', '--follow', '--interval', '20');
+    const following = run('audit', 'tail', '--follow', '--interval', '20', '--json');
     await waitFor(() => out().includes('"n":1'));
     await admin.store.appendAudit({ n: 2 });
     await waitFor(() => out().includes('"n":2'));
@@ -153,6 +153,27 @@ describe('audit tail', () => {
     await following;
     expect(out().trim().split('\n').map((l) => JSON.parse(l).n)).toEqual([1, 2]);
     expect(process.listenerCount('SIGINT')).toBe(0);
+  });
+});
+
+describe('audit search and the column view', () => {
+  test('--ref finds the event of the reference id a user quotes, in columns', async () => {
+    await admin.store.appendAudit({ msg: 'decision', at: '2026-12-03T08:00:00.000Z', action: 'allow', reasonCode: 'OK', protocol: 'imap', user: 'bob@example.com', deviceId: 'd2', refId: 'MW-AAAA1111' });
+    await admin.store.appendAudit({ msg: 'decision', at: '2026-12-03T08:01:00.000Z', action: 'deny', reasonCode: 'BANNED_APP', protocol: 'smtp', user: 'alice@example.com', deviceId: 'd1', refId: 'MW-BBBB2222' });
+    await run('audit', 'search', '--ref', 'mw-bbbb2222');
+    expect(out().trim().split('\n')).toEqual([
+      'TIME                  EVENT            PROTO  USER               DEVICE  REF',
+      '2026-12-03 08:01:00Z  DENY BANNED_APP  smtp   alice@example.com  d1      MW-BBBB2222',
+    ]);
+    stdout.length = 0;
+    await run('audit', 'search', '--user', 'bob@example.com', '--json');
+    expect(JSON.parse(out()).refId).toBe('MW-AAAA1111');
+  });
+
+  test('audit tail without --json is a column view', async () => {
+    await admin.store.appendAudit({ msg: 'admin', at: '2026-12-03T09:00:00.000Z', operation: 'kill-switch' });
+    await run('audit', 'tail');
+    expect(out()).toMatch(/^TIME +EVENT +PROTO +USER +DEVICE +REF\n2026-12-03 09:00:00Z +admin kill-switch\n$/);
   });
 });
 

@@ -132,7 +132,7 @@ describe('mailwarden config check', () => {
   test('--policy checks a candidate policy against the configuration', async () => {
     const candidate = write('candidate.yaml', 'checks:\n  - plugin: require-device\n    mode: enforced\n');
     const { code, stdout, stderr } = await runConfigCli(['config', 'check', '--config', EXAMPLE_CONFIG, '--policy', candidate]);
-    expect(code).toBe(1);
+    expect(code).toBe(78);
     expect(stdout).toBe('');
     expect(stderr).toBe(`${displayPath(candidate)}:3: checks[0].mode: must be one of off, report, warn, enforce (got "enforced")\n`);
   });

@@ -2,9 +2,9 @@
 // scripted upstream IMAP server, and a raw line-oriented test client.
 import net from 'node:net';
 import type { ImapConfig, MailwardenConfig, ProtocolListener } from '../../src/core/config-types';
-import type { Gate } from '../../src/core/gate';
+import type { Gate } from '../../src/app/gate';
 import { silentLogger } from '../../src/core/log';
-import { SessionRegistry } from '../../src/core/sessions';
+import { SessionRegistry } from '../../src/app/sessions';
 import { createAdmit } from '../../src/admission/admit';
 import type { CredentialContext, IdentityResult } from '../../src/identity/types';
 import type { PolicyConfig } from '../../src/core/config-types';

@@ -1,7 +1,7 @@
 // The IMAP front end against a fake Gate and a scripted upstream: pre-auth commands, limits,
 // decision → reply mapping, upstream login, relay filtering, revocation and shutdown.
 import net from 'node:net';
-import type { ProtocolService } from '../../src/core/gate';
+import type { ProtocolService } from '../../src/app/gate';
 import { startImapService } from '../../src/imap/service';
 import { decision, fakeGate, imapConfig, RawClient, startFakeUpstream, type FakeGate, type FakeUpstream } from './imap-fakes';
 

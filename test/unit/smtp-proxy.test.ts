@@ -2,7 +2,7 @@
 // client sends) → mailwarden's SMTP service with a stub Gate → the capturing sink as upstream.
 import net from 'node:net';
 import nodemailer from 'nodemailer';
-import type { ProtocolService } from '../../src/core/gate';
+import type { ProtocolService } from '../../src/app/gate';
 import type { SmtpConfig } from '../../src/core/config-types';
 import { startSmtpService } from '../../src/smtp/service';
 import { startSmtpSink, type SmtpSink } from '../harness/smtp-sink';

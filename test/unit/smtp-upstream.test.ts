@@ -7,7 +7,7 @@ import { SMTPServer } from 'smtp-server';
 import fs from 'node:fs';
 import { silentLogger } from '../../src/core/log';
 import type { UpstreamLogin } from '../../src/identity/types';
-import { Relay, xtext, type UpstreamSettings } from '../../src/smtp/relay';
+import { Upstream, xtext, type UpstreamSettings } from '../../src/smtp/upstream';
 import { UpstreamClient } from '../../src/smtp/upstream-client';
 import { startSmtpSink, type SmtpSink } from '../harness/smtp-sink';
 import { makeTestPki } from '../harness/tls';
@@ -46,8 +46,8 @@ function settings(port: number, overrides: Partial<UpstreamSettings> = {}): Upst
   return { ...smtpConfig(port).upstream, ...overrides };
 }
 
-function relayFor(upstream: UpstreamSettings): Relay {
-  return new Relay(silentLogger(), () => ({ upstream, hostname: 'mailwarden.test' }));
+function relayFor(upstream: UpstreamSettings): Upstream {
+  return new Upstream(silentLogger(), () => ({ upstream, hostname: 'mailwarden.test' }));
 }
 
 const PASSWORD_LOGIN: UpstreamLogin = {

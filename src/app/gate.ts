@@ -1,10 +1,10 @@
 // The seam between protocol listeners (IMAP, SMTP) and the core: everything a listener needs to
 // turn a login into a decision. Listeners receive a Gate; they never reach into stores or policy.
-import type { Logger } from './log';
+import type { Logger } from '../core/log';
 import type { SessionRegistry } from './sessions';
 import type { IdentityResolver } from '../identity/types';
 import type { Decision, DecisionRequest } from '../policy/decision';
-import type { MailwardenConfig, PolicyConfig } from './config-types';
+import type { MailwardenConfig, PolicyConfig } from '../core/config-types';
 import type { Metrics } from '../admin/metrics';
 import type { Admission, AdmissionRequest } from '../admission/types';
 

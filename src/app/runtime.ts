@@ -2,11 +2,11 @@
 // decider, revoker, admin API and protocol listeners, and owns reload (validate everything, check the
 // blast radius, swap atomically, re-evaluate live sessions) and graceful shutdown.
 import path from 'node:path';
-import { loadAll, loadPolicyText } from './config';
-import type { MailwardenConfig } from './config-types';
-import { ConfigError, errorText } from './errors';
-import { watchConfig, onSighup, type ConfigWatcher } from './config-watcher';
-import { createLogger, type Logger } from './log';
+import { loadAll, loadPolicyText } from '../core/config';
+import type { MailwardenConfig } from '../core/config-types';
+import { ConfigError, errorText } from '../core/errors';
+import { watchConfig, onSighup, type ConfigWatcher } from '../core/config-watcher';
+import { createLogger, type Logger } from '../core/log';
 import { SessionRegistry } from './sessions';
 import type { Gate, ProtocolService } from './gate';
 import { createStore } from '../store/create-store';
@@ -14,14 +14,12 @@ import type { CachedDeviceStore } from '../store/cached-store';
 import { compilePolicy, type CompiledPolicy } from '../policy/compile';
 import { Decider } from '../policy/decider';
 import { Revoker } from '../policy/revoker';
-import { setKillSwitch } from '../policy/brake';
 import { checkBlastRadius, type BlastRadiusResult } from '../policy/blast-radius';
 import { simulate } from '../policy/simulate';
 import { createIdentityResolver } from '../identity/resolver';
-import { InvalidIdentifierError } from '../identity/validate';
-import { appPasswordKeyFor, issueAppPassword } from '../identity/app-password';
 import { createReportVerifier, type ReportVerifier } from '../admin/reports';
-import { AdminError, startAdminServer, type AdminServer } from '../admin/http';
+import { startAdminServer, type AdminServer } from '../admin/server';
+import { createAdminServices, simulationContext } from '../admin/services';
 import { createMetrics, type Metrics } from '../admin/metrics';
 import { createAlerter, type Alerter } from '../admin/alerts';
 import { startImapService } from '../imap/service';
@@ -119,16 +117,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     policy: () => current.policy.config,
   };
 
-  const simulationContext = () => ({
-    maxReportAgeHours: current.config.store.maxReportAgeHours,
-    groups: current.config.groups,
-    store,
-  });
-
   /** Blast-radius guard: how many known devices `candidate` would newly deny compared with `baseline`. */
   async function guard(baseline: CompiledPolicy, candidate: CompiledPolicy): Promise<BlastRadiusResult> {
     const devices = await store.listDevices();
-    const sim = await simulate(baseline, candidate, devices, simulationContext());
+    const sim = await simulate(baseline, candidate, devices, simulationContext(current.config, store));
     return checkBlastRadius(sim, candidate.config.blastRadius);
   }
 
@@ -246,53 +238,19 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   let admin: AdminServer | null = null;
   if (current.config.admin) {
-    admin = await startAdminServer(current.config.admin.listen, {
-      tokens: () => current.config.admin?.tokens ?? [],
-      store,
-      log,
-      metrics,
-      async ready() {
-        const checks: Record<string, string> = { config: 'ok' };
-        try {
-          await store.ping();
-          checks.store = 'ok';
-        } catch (err) {
-          checks.store = errorText(err);
-        }
-        return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
-      },
-      verifyReport: (jws) => reportVerifier.verify(jws),
-      recordTtlSeconds: () => current.config.store.recordTtlHours * 3600,
-      reportMaxBytes: () => current.config.reports.maxBodyBytes,
-      decideForDevice: (deviceId, user, protocol) =>
-        decider.dryRun({ user, deviceId, protocol, identitySource: 'app-password', identityStrength: 'strong', trigger: 'admin' }),
-      async issueAppPassword(user, deviceId) {
-        const key = await appPasswordKeyFor(current.config.identity.sources, configDir);
-        if (!key) throw new AdminError(409, 'NO_APP_PASSWORD_SOURCE', 'no app-password identity source is configured (identity.sources)');
-        try {
-          return await issueAppPassword(store, { user, deviceId }, key);
-        } catch (err) {
-          if (err instanceof InvalidIdentifierError) throw new AdminError(400, err.code, err.message);
-          throw err;
-        }
-      },
-      async simulate(candidateYaml) {
-        let candidate = current.policy;
-        if (candidateYaml !== null) {
-          try {
-            const { policy, source } = await loadPolicyText(candidateYaml, '(candidate policy)');
-            candidate = await compilePolicy(policy, source, { pluginDirs: current.config.pluginDirs });
-          } catch (err) {
-            if (err instanceof ConfigError) throw new AdminError(400, 'POLICY_INVALID', err.message);
-            throw err;
-          }
-        }
-        const devices = await store.listDevices();
-        const sim = await simulate(current.policy, candidate, devices, simulationContext());
-        return { ...sim, blastRadius: checkBlastRadius(sim, candidate.config.blastRadius) };
-      },
-      setKillSwitch: (on) => setKillSwitch(store, on),
-    });
+    admin = await startAdminServer(
+      current.config.admin.listen,
+      createAdminServices({
+        store,
+        log,
+        metrics,
+        configDir,
+        config: () => current.config,
+        policy: () => current.policy,
+        reportVerifier: () => reportVerifier,
+        dryRun: (request) => decider.dryRun(request),
+      }),
+    );
   }
 
   const startListeners = options.listeners ?? true;
