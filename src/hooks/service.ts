@@ -1,7 +1,7 @@
 // Starts the gateway hooks configured under `hooks:` (nginx auth_http, Dovecot policy + passdb,
 // Postfix policy), each on its own listener. Settings are read per request, so a reload changes
 // secrets, backends and limits of time; listen addresses take effect at the next start.
-import type { Gate } from '../core/gate';
+import type { Gate } from '../app/gate';
 import type { HooksConfig } from '../core/config-types';
 import type { Logger } from '../core/log';
 import type { Admission, AdmissionRequest } from '../admission/types';

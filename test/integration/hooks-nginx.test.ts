@@ -44,8 +44,8 @@ beforeAll(async () => {
         ['127.0.0.1:9300', `127.0.0.1:${hookPort}`],
         ['listen 993', `listen 127.0.0.1:${ports.imaps}`],
         ['listen 587', `listen 127.0.0.1:${ports.smtp}`],
-        ['/etc/ssl/certs/mail.example.com.pem', rig.pki.serverCert],
-        ['/etc/ssl/private/mail.example.com.key', rig.pki.serverKey],
+        ['/etc/nginx/cert.pem', rig.pki.serverCert],
+        ['/etc/nginx/key.pem', rig.pki.serverKey],
       ]),
   });
   await rig.report('alice-iphone', 'ios', [TIKTOK, 'com.apple.mobilemail']);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
-import { startRuntime, type Runtime } from '../../src/core/runtime';
+import { startRuntime, type Runtime } from '../../src/app/runtime';
 import { createLogger, silentLogger } from '../../src/core/log';
 import { startHooks, hooksDepsFromGate, type HooksService } from '../../src/hooks/service';
 import { appPasswordKeyFor, appPasswordOwner } from '../../src/identity/app-password';
