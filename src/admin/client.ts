@@ -2,6 +2,7 @@
 // come from the `admin` section of config/mailwarden.yaml or from --url / --token.
 import { readFile } from 'node:fs/promises';
 import YAML from 'yaml';
+import type { KillSwitchState } from '../policy/brake';
 import type { Decision } from '../policy/decision';
 import type { AuditEntry, DeviceRecord, Exemption, ExemptionScope } from '../store/device-store';
 import { CliError, EXIT, UsageError } from '../core/exit-codes';
@@ -59,7 +60,8 @@ export interface AdminClient {
   /** `after` continues from a cursor; `last` reads the newest entries. */
   readAudit(query: { after?: string; last?: number; count?: number }): Promise<{ entries: AuditEntry[]; next: string }>;
   simulate(candidatePolicyYaml: string | null): Promise<unknown>;
-  setKillSwitch(on: boolean): Promise<{ on: boolean }>;
+  setKillSwitch(on: boolean, change?: { by?: string; note?: string }): Promise<KillSwitchState>;
+  killSwitch(): Promise<KillSwitchState>;
   metrics(): Promise<string>;
 }
 
@@ -120,7 +122,8 @@ export function createAdminClient(target: AdminTarget, options: { timeoutMs?: nu
     readAudit: (query) => json('GET', `/v1/audit${qs(query)}`),
     simulate: async (yaml) =>
       (await call('POST', '/v1/policy/simulate', { type: 'application/yaml', data: yaml ?? '' })).json(),
-    setKillSwitch: (on) => json('PUT', '/v1/kill-switch', { on }),
+    setKillSwitch: (on, change = {}) => json('PUT', '/v1/kill-switch', { on, ...change }),
+    killSwitch: () => json('GET', '/v1/kill-switch'),
     metrics: async () => (await call('GET', '/metrics')).text(),
   };
 }

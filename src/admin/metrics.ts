@@ -12,6 +12,14 @@ export type StoreCacheResult = 'hit' | 'miss' | 'stale' | 'last-known';
 export type ReloadResult = 'ok' | 'invalid' | 'blast-radius' | 'forced';
 export type ReportResult = 'stored' | 'ignored-older' | 'rejected' | 'store-unavailable';
 
+/**
+ * State read when Prometheus scrapes (gauges that describe "now", not events). Each is optional;
+ * a source that throws or is missing leaves its gauge out of that scrape rather than guessing.
+ */
+export interface MetricSources {
+  readonly killSwitch?: () => Promise<boolean>;
+}
+
 export interface Metrics {
   /** One decision (a login or a re-evaluation): counts it, its time, and every check's result. */
   onDecision(decision: Decision, seconds: number): void;
@@ -31,6 +39,8 @@ export interface Metrics {
   onReport(result: ReportResult): void;
   /** One gateway hook request (nginx auth_http, Dovecot policy or passdb, Postfix policy): outcome and time. */
   onHookRequest(hook: string, outcome: string, seconds: number): void;
+  /** Where the scrape-time gauges read their state (the runtime wires the store). */
+  readFrom(sources: MetricSources): void;
   /** The exposition text for GET /metrics. */
   text(): Promise<string>;
   readonly contentType: string;
@@ -108,6 +118,29 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const breakerTrips = counter('upstream_breaker_trips_total', 'Times an upstream address circuit breaker tripped', ['service', 'upstream']);
   const reports = counter('reports_total', 'Device reports received on the ingest API, by result', ['result']);
 
+  let sources: MetricSources = {};
+  // Scrape-time gauges: each collect() reads its source; a failing source leaves the gauge empty.
+  const stateGauge = <L extends string>(name: string, help: string, labelNames: readonly L[], collect: (g: Gauge<L>) => Promise<void> | void) =>
+    new Gauge<L>({
+      name: METRIC_PREFIX + name,
+      help,
+      labelNames,
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          await collect(this);
+        } catch {
+          // No value is better than a wrong one. prom-client always prints a label-less gauge (0
+          // after reset), so "could not read" is NaN: `== 1` and `== 0` are both false on it.
+          if (labelNames.length === 0) (this as Gauge).set(Number.NaN);
+        }
+      },
+    });
+  stateGauge('kill_switch_enabled', '1 while the kill switch puts every check in report on every instance, else 0', [], async (g) => {
+    if (sources.killSwitch) g.set((await sources.killSwitch()) ? 1 : 0);
+  });
+
   return {
     onDecision(decision, seconds) {
       decisions.inc({ protocol: decision.protocol, action: decision.action, reason: decision.reasonCode });
@@ -133,6 +166,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     onHookRequest(hook, outcome, seconds) {
       hookRequests.inc({ hook, outcome });
       hookSeconds.observe({ hook }, seconds);
+    },
+    readFrom(next) {
+      sources = next;
     },
     text: () => registry.metrics(),
     contentType: registry.contentType,

@@ -7,7 +7,7 @@ import type { Logger } from '../core/log';
 import { appPasswordKeyFor, issueAppPassword } from '../identity/app-password';
 import { InvalidIdentifierError } from '../identity/validate';
 import { checkBlastRadius } from '../policy/blast-radius';
-import { setKillSwitch } from '../policy/brake';
+import { readKillSwitch, setKillSwitch, type KillSwitchChange, type KillSwitchState } from '../policy/brake';
 import { compilePolicy, type CompiledPolicy } from '../policy/compile';
 import type { Protocol } from '../policy/contract';
 import type { Decision, DecisionRequest } from '../policy/decision';
@@ -46,8 +46,10 @@ export interface AdminServices {
   issueAppPassword(user: string, deviceId: string): Promise<{ password: string; credentialId: string }>;
   /** Simulate result as JSON; null = the policy in force against itself. Throw AdminError(400) for a bad policy. */
   simulate(candidatePolicyYaml: string | null): Promise<unknown>;
-  /** Sets the shared kill-switch flag and publishes it to every instance. */
-  setKillSwitch(on: boolean): Promise<void>;
+  /** Sets the shared kill-switch flag (with who and why) and publishes it to every instance. */
+  setKillSwitch(on: boolean, change?: KillSwitchChange): Promise<void>;
+  /** The kill switch now: on/off, since when, by whom, and the note given. */
+  killSwitch(): Promise<KillSwitchState>;
   readonly metrics: Metrics;
   readonly log: Logger;
 }
@@ -119,6 +121,7 @@ export function createAdminServices(deps: AdminServiceDeps): AdminServices {
       const sim = await simulate(current, candidate, devices, simulationContext(deps.config(), store));
       return { ...sim, blastRadius: checkBlastRadius(sim, candidate.config.blastRadius) };
     },
-    setKillSwitch: (on) => setKillSwitch(store, on),
+    setKillSwitch: (on, change) => setKillSwitch(store, on, change),
+    killSwitch: () => readKillSwitch(store),
   };
 }

@@ -16,6 +16,7 @@ import { Decider } from '../policy/decider';
 import { Revoker } from '../policy/revoker';
 import { checkBlastRadius, type BlastRadiusResult } from '../policy/blast-radius';
 import { simulate } from '../policy/simulate';
+import { readKillSwitch } from '../policy/brake';
 import { createIdentityResolver } from '../identity/resolver';
 import { createReportVerifier, type ReportVerifier } from '../admin/reports';
 import { startAdminServer, type AdminServer } from '../admin/server';
@@ -96,6 +97,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     alert: (kind, details) => alerter.alert(kind, details),
   });
   const revoker = new Revoker({ store, sessions, decider, log, metrics });
+  metrics.readFrom({ killSwitch: async () => (await readKillSwitch(store)).on });
 
   const admit = createAdmit({
     // Delegates, so a reload that changes identity sources swaps the resolver for new logins.

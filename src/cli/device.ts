@@ -12,6 +12,7 @@ import {
   type TargetOptions,
 } from '../admin/client';
 import type { ExemptionScope, Exemption } from '../store/device-store';
+import type { KillSwitchState } from '../policy/brake';
 import { CliError, EXIT, UsageError } from '../core/exit-codes';
 
 export const DEFAULT_CONFIG = 'config/mailwarden.yaml';
@@ -164,12 +165,29 @@ export function registerDeviceCommands(program: Command): void {
 
   // Top-level, not under `device`: registered here so src/cli/index.ts needs no change.
   withAdminOptions(program.command('kill-switch'))
-    .description('every check in report mode on every instance within seconds (on), or back to the policy (off)')
-    .addArgument(new Argument('<state>', 'on or off').choices(['on', 'off']))
-    .action(async (state: 'on' | 'off', opts: TargetOptions) => {
-      const { on } = await (await adminClient(opts)).setKillSwitch(state === 'on');
+    .description('every check in report mode on every instance within seconds (on), back to the policy (off), or show which it is (status)')
+    .addArgument(new Argument('<state>', 'on, off or status').choices(['on', 'off', 'status']))
+    .option('--note <text>', 'why (shown by status, kept in the audit log)')
+    .option('--json', 'status: print the API answer')
+    .action(async (state: 'on' | 'off' | 'status', opts: TargetOptions & { note?: string; json?: boolean }) => {
+      const client = await adminClient(opts);
+      if (state === 'status') {
+        const now = await client.killSwitch();
+        print(opts.json ? JSON.stringify(now) : describeKillSwitch(now));
+        return;
+      }
+      const { on } = await client.setKillSwitch(state === 'on', { by: operatorName(), ...(opts.note !== undefined && { note: opts.note }) });
       print(on ? 'kill switch ON: every check is in report mode on every instance' : 'kill switch off: the policy is enforced as configured');
     });
+}
+
+/** One line: the state, since when and by whom, and the note. */
+export function describeKillSwitch(s: KillSwitchState): string {
+  const head = s.on ? 'kill switch ON: every check is in report mode on every instance' : 'kill switch off: the policy is enforced as configured';
+  const when = s.since ? ` since ${s.since}` : '';
+  const who = s.by ? ` by ${s.by}` : '';
+  const note = s.note ? `: "${s.note}"` : '';
+  return `${head}${when || who ? ` (${`${when}${who}`.trim()}${note})` : note}`;
 }
 
 function operatorName(): string {

@@ -8,7 +8,8 @@ import { startAdminServer, type AdminServer } from '../../src/admin/server';
 import type { AdminServices } from '../../src/admin/services';
 import { createMetrics } from '../../src/admin/metrics';
 import { MemoryDeviceStore } from '../../src/store/memory-store';
-import { KILL_SWITCH_FLAG, type DeviceRecord, type DeviceReport } from '../../src/store/device-store';
+import type { DeviceRecord, DeviceReport } from '../../src/store/device-store';
+import { readKillSwitch, setKillSwitch } from '../../src/policy/brake';
 import type { Decision } from '../../src/policy/decision';
 
 export const TOKEN = 'test-admin-token-0123456789';
@@ -114,10 +115,11 @@ export function fakeServices(overrides: Partial<AdminServices> = {}): Fake {
       if (yaml?.includes('broken')) throw new AdminError(400, 'POLICY_INVALID', 'policy.yaml:1: checks: expected a list');
       return { candidate: yaml === null ? 'current' : 'given', newlyDenied: [] };
     },
-    setKillSwitch: async (on) => {
+    setKillSwitch: async (on, change) => {
       calls.killSwitch.push(on);
-      await store.setFlag(KILL_SWITCH_FLAG, on ? '1' : null);
+      await setKillSwitch(store, on, change);
     },
+    killSwitch: () => readKillSwitch(store),
     metrics: createMetrics({ processMetrics: false }),
     log,
     ...overrides,

@@ -71,6 +71,7 @@ describe('probes and auth', () => {
       ['GET', '/v1/devices'],
       ['POST', '/v1/reports'],
       ['PUT', '/v1/kill-switch'],
+      ['GET', '/v1/kill-switch'],
       ['GET', '/v1/audit'],
     ]) {
       const missing = await call(method, path, { token: null });
@@ -383,6 +384,40 @@ describe('simulate, kill switch, metrics', () => {
     expectError(await json('PUT', '/v1/kill-switch', { on: 'yes' }), 400, 'BAD_REQUEST');
     expect(admin.calls.killSwitch).toEqual([true, false]);
     expect(JSON.stringify(await admin.store.readAudit('0', 10))).toContain('"msg":"admin","operation":"kill-switch"');
+  });
+
+  test('GET /v1/kill-switch answers the state: on/off, since, by whom, note', async () => {
+    expect(await call('GET', '/v1/kill-switch')).toMatchObject({ status: 200, body: { on: false, since: null, by: null, note: null } });
+    const put = await json('PUT', '/v1/kill-switch', { on: true, by: 'cli:alice', note: 'policy v42 denies every iPad' });
+    expect(put).toMatchObject({ status: 200, body: { on: true, by: 'cli:alice', note: 'policy v42 denies every iPad' } });
+    const { body } = await call('GET', '/v1/kill-switch');
+    expect(body).toEqual({ on: true, since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), by: 'cli:alice', note: 'policy v42 denies every iPad' });
+    // Switched on again by someone else: still on since the first time, by the first person.
+    await json('PUT', '/v1/kill-switch', { on: true, by: 'cli:bob' });
+    expect((await call('GET', '/v1/kill-switch')).body).toMatchObject({ since: body.since, by: 'cli:alice' });
+    expect((await json('PUT', '/v1/kill-switch', { on: false })).body).toMatchObject({ on: false, by: 'admin API', note: null });
+    expectError(await json('PUT', '/v1/kill-switch', { on: true, note: 'x'.repeat(501) }), 400, 'BAD_REQUEST');
+    expectError(await json('PUT', '/v1/kill-switch', { on: true, by: 7 }), 400, 'BAD_REQUEST');
+    expect((await call('GET', '/v1/kill-switch')).body).toMatchObject({ on: false });
+    expect(JSON.stringify(await admin.store.readAudit('0', 10))).toContain('"on":true,"by":"cli:alice","note":"policy v42 denies every iPad"');
+  });
+
+  test('the kill switch set outside mailwarden (redis-cli SET mw:flag:kill-switch 1) reads as on, since unknown', async () => {
+    await admin.store.setFlag('kill-switch', '1');
+    expect((await call('GET', '/v1/kill-switch')).body).toEqual({ on: true, since: null, by: null, note: null });
+  });
+
+  test('/metrics: mailwarden_kill_switch_enabled follows the state; NaN when it cannot be read', async () => {
+    let on: boolean | Error = true;
+    admin.services.metrics.readFrom({ killSwitch: async () => {
+      if (on instanceof Error) throw on;
+      return on;
+    } });
+    expect((await call('GET', '/metrics')).text).toMatch(/^mailwarden_kill_switch_enabled 1$/m);
+    on = false;
+    expect((await call('GET', '/metrics')).text).toMatch(/^mailwarden_kill_switch_enabled 0$/m);
+    on = new Error('store down');
+    expect((await call('GET', '/metrics')).text).toMatch(/^mailwarden_kill_switch_enabled nan$/im);
   });
 
   test('/metrics serves the Prometheus text of every counter', async () => {

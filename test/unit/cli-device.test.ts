@@ -1,4 +1,4 @@
-// `mailwarden device …`, `kill-switch` and `audit tail` against a real admin listener in-process
+// `mailwarden device …`, `kill-switch` (on, off, status) and `audit tail` against a real admin listener in-process
 // (fake services, in-memory store), through the CLI's own entry points.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -131,7 +131,19 @@ test('kill-switch on|off is a top-level command', async () => {
   expect(admin.calls.killSwitch).toEqual([true]);
   await run('kill-switch', 'off');
   expect(admin.calls.killSwitch).toEqual([true, false]);
-  await expect(run('kill-switch', 'maybe')).rejects.toThrow(/Allowed choices are on, off/);
+  await expect(run('kill-switch', 'maybe')).rejects.toThrow(/Allowed choices are on, off, status/);
+});
+
+test('kill-switch status says on/off, since when, by whom and the note; --json the API answer', async () => {
+  await run('kill-switch', 'status');
+  expect(out()).toBe('kill switch off: the policy is enforced as configured\n');
+  await run('kill-switch', 'on', '--note', 'v42 denies every iPad');
+  stdout.length = 0;
+  await run('kill-switch', 'status');
+  expect(out()).toMatch(/^kill switch ON: every check is in report mode on every instance \(since \d{4}-\d\d-\d\dT\S+Z by cli(:\S+)?: "v42 denies every iPad"\)\n$/);
+  stdout.length = 0;
+  await run('kill-switch', 'status', '--json');
+  expect(JSON.parse(out())).toMatchObject({ on: true, note: 'v42 denies every iPad', by: expect.stringMatching(/^cli/) });
 });
 
 describe('audit tail', () => {
