@@ -54,6 +54,8 @@ export interface Metrics {
   onReport(result: ReportResult): void;
   /** A policy became the one in force (at start and after each reload that changed it). */
   onPolicyActivated(version: string): void;
+  /** One gateway hook request (nginx auth_http, Dovecot policy or passdb, Postfix policy): outcome and time. */
+  onHookRequest(hook: string, outcome: string, seconds: number): void;
   /** Where the scrape-time gauges read their state (the runtime wires the store, brake, breakers). */
   readFrom(sources: MetricSources): void;
   /** The exposition text for GET /metrics. */
@@ -132,6 +134,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const reloads = counter('reload_total', 'Configuration reloads by result', ['result']);
   const blastRadius = counter('blast_radius_refusals_total', 'Policies not activated by the blast-radius guard');
   const brakeTrips = counter('brake_trips_total', 'Times the runtime brake put enforcing checks in report');
+  const hookRequests = counter('hook_requests_total', 'Gateway hook requests by hook and outcome', ['hook', 'outcome']);
+  const hookSeconds = new Histogram<'hook'>({
+    name: `${METRIC_PREFIX}hook_request_seconds`,
+    help: 'Time to answer one gateway hook request (decision included)',
+    labelNames: ['hook'],
+    buckets: DECISION_BUCKETS,
+    registers,
+  });
   const upstreamErrors = counter('upstream_errors_total', 'Upstream connection or login failures by protocol and reason', [
     'protocol',
     'reason',
@@ -220,6 +230,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       if (result === 'stored') lastReport.set(Date.now() / 1000);
     },
     onPolicyActivated: () => policyActivated.set(Date.now() / 1000),
+    onHookRequest(hook, outcome, seconds) {
+      hookRequests.inc({ hook, outcome });
+      hookSeconds.observe({ hook }, seconds);
+    },
     readFrom(next) {
       sources = next;
     },

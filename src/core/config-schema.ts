@@ -240,6 +240,86 @@ const smtp = object(
   ['listeners', 'upstream'],
 );
 
+const httpHookLimits = withDefault(
+  object({
+    maxConnections: int(1, 1024),
+    maxHeaderBytes: int(1024, 8192, 65536),
+    maxBodyBytes: int(256, 16384),
+    requestTimeoutMs: int(100, 5000),
+    idleTimeoutMs: int(100, 30000),
+  }),
+  {},
+);
+
+const nginxBackend = object(
+  {
+    host: text,
+    port: int(1, undefined, 65535),
+    login: oneOf(['passthrough', 'master'], 'passthrough'),
+    masterUser: text,
+    masterPassword: text,
+    masterSeparator: withDefault(text, '*'),
+  },
+  ['host', 'port'],
+);
+
+const hooks = withDefault(
+  object({
+    nginx: object(
+      {
+        listen: listenAddress,
+        secretHeader: withDefault(text, 'X-Mailwarden-Key'),
+        secret: text,
+        backends: object({ imap: nginxBackend, smtp: nginxBackend }),
+        // nginx docs: answer without Auth-Wait after 10-20 attempts (memory is freed at session end).
+        maxWaitAttempts: int(1, 10, 20),
+        tempfailWaitSeconds: int(1, 3, 60),
+        maxFailedLoginWaitSeconds: int(1, 16, 60),
+        limits: httpHookLimits,
+      },
+      ['listen', 'secret', 'backends'],
+    ),
+    dovecot: object(
+      {
+        listen: listenAddress,
+        apiKeyHeader: withDefault(text, 'X-API-Key'),
+        apiKey: text,
+        passdb: object({ clientId: text, clientSecret: text }, ['clientId', 'clientSecret']),
+        doveadm: object(
+          {
+            url: matching(PATTERNS.httpUrl),
+            apiKey: text,
+            timeoutMs: int(1, 2000),
+            kick: oneOf(['user-and-address', 'user'], 'user-and-address'),
+          },
+          ['url', 'apiKey'],
+        ),
+        sessionTtlHours: hours(24, 0.01),
+        maxSessions: int(1, 100000),
+        limits: httpHookLimits,
+      },
+      ['listen', 'apiKey'],
+    ),
+    postfix: object(
+      {
+        listen: listenAddress,
+        allowFrom: withDefault(textList, ['127.0.0.1', '::1']),
+        limits: withDefault(
+          object({
+            maxConnections: int(1, 256),
+            maxLineBytes: int(256, 2048, 65536),
+            maxAttributes: int(8, 64, 1024),
+            idleTimeoutMs: int(100, 300000),
+          }),
+          {},
+        ),
+      },
+      ['listen'],
+    ),
+  }),
+  {},
+);
+
 export const mailwardenSchema: Schema = object({
   instanceName: text,
   policyFile: withDefault(text, 'policy.yaml'),
@@ -252,6 +332,7 @@ export const mailwardenSchema: Schema = object({
   groups: { type: 'object', propertyNames: { type: 'string', minLength: 1 }, additionalProperties: textList, default: {} },
   imap,
   smtp,
+  hooks,
   logging: withDefault(
     object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), format: oneOf(['json', 'text'], 'json'), file: text }),
     {},

@@ -203,6 +203,87 @@ export interface SmtpConfig {
   };
 }
 
+/** Limits of an HTTP gateway hook listener (src/hooks/http-listener.ts). */
+export interface HttpHookLimitsConfig {
+  readonly maxConnections: number;
+  readonly maxHeaderBytes: number;
+  readonly maxBodyBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+/** Where nginx sends an allowed login (Auth-Server must be an IP address: nginx parses it as one). */
+export interface NginxBackendConfig {
+  readonly host: string;
+  readonly port: number;
+  /** passthrough = the client's own password goes on; master = app-password logins use the master user. */
+  readonly login: 'passthrough' | 'master';
+  /** Dovecot master user for logins whose password the backend never saw (app passwords). */
+  readonly masterUser?: string;
+  readonly masterPassword?: string;
+  /** Dovecot auth_master_user_separator. */
+  readonly masterSeparator: string;
+}
+
+export interface NginxHookConfig {
+  readonly listen: ListenAddress;
+  /** The header nginx adds with `auth_http_header` (shared secret, compared in constant time). */
+  readonly secretHeader: string;
+  readonly secret: string;
+  readonly backends: { readonly imap?: NginxBackendConfig; readonly smtp?: NginxBackendConfig };
+  /** Auth-Wait is sent for attempts below this; from it on nginx ends the session (it keeps per-session memory). */
+  readonly maxWaitAttempts: number;
+  readonly tempfailWaitSeconds: number;
+  readonly maxFailedLoginWaitSeconds: number;
+  readonly limits: HttpHookLimitsConfig;
+}
+
+export interface DoveadmConfig {
+  /** The doveadm HTTP API, e.g. http://127.0.0.1:8080/doveadm/v1. */
+  readonly url: string;
+  /** doveadm_api_key. */
+  readonly apiKey: string;
+  readonly timeoutMs: number;
+  /**
+   * Dovecot cannot kick by device: `user-and-address` kicks the user's sessions from the address
+   * the device logged in from; `user` kicks every session of the user.
+   */
+  readonly kick: 'user-and-address' | 'user';
+}
+
+export interface DovecotHookConfig {
+  readonly listen: ListenAddress;
+  /** auth_policy_server_api_header sends `Name: value`; a value alone is sent as X-API-Key. */
+  readonly apiKeyHeader: string;
+  readonly apiKey: string;
+  /** The oauth2 passdb's introspection client (client_id / client_secret): app passwords verified by mailwarden. */
+  readonly passdb?: { readonly clientId: string; readonly clientSecret: string };
+  readonly doveadm?: DoveadmConfig;
+  /** Allowed Dovecot logins are remembered this long for revocation (Dovecot reports no logout). */
+  readonly sessionTtlHours: number;
+  readonly maxSessions: number;
+  readonly limits: HttpHookLimitsConfig;
+}
+
+export interface PostfixHookConfig {
+  readonly listen: ListenAddress;
+  /** The policy protocol has no secret: connections from other addresses are closed at once. */
+  readonly allowFrom: readonly string[];
+  readonly limits: {
+    readonly maxConnections: number;
+    readonly maxLineBytes: number;
+    readonly maxAttributes: number;
+    readonly idleTimeoutMs: number;
+  };
+}
+
+/** Gateway hooks (docs/hooks.md): each one runs when its section is present. */
+export interface HooksConfig {
+  readonly nginx?: NginxHookConfig;
+  readonly dovecot?: DovecotHookConfig;
+  readonly postfix?: PostfixHookConfig;
+}
+
 export interface LoggingConfig {
   readonly level: 'error' | 'warn' | 'info' | 'debug';
   /** stdout: json (default, for services and log shippers) or text (one readable line per event). */
@@ -236,6 +317,7 @@ export interface MailwardenConfig {
   readonly groups: Readonly<Record<string, readonly string[]>>;
   readonly imap?: ImapConfig;
   readonly smtp?: SmtpConfig;
+  readonly hooks: HooksConfig;
   readonly logging: LoggingConfig;
   readonly alerts: AlertsConfig;
   /** MDM inventory connectors (docs/connectors.md). */

@@ -166,6 +166,7 @@ export class Decider {
       refId: decision.refId,
       policyVersion: decision.policyVersion,
       trigger: request.trigger ?? 'login',
+      ...(request.frontEnd ? { frontEnd: request.frontEnd } : {}),
       ...(request.sessionId ? { sessionId: request.sessionId } : {}),
       ...(request.remoteAddress ? { remoteAddress: request.remoteAddress } : {}),
       ...(decision.warnings.length > 0 ? { warnings: decision.warnings } : {}),

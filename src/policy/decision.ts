@@ -30,6 +30,8 @@ export interface DecisionRequest {
   readonly remoteAddress?: string;
   /** Set when a live session is re-evaluated (revocation), for the audit event. */
   readonly sessionId?: string;
+  /** Which front end asked (imap, smtp, nginx, dovecot, postfix), for the audit event. */
+  readonly frontEnd?: string;
   /** 'login' or the trigger of a re-evaluation ('device', 'policy', 'exemption', 'reconnect', ...). */
   readonly trigger?: string;
 }

@@ -14,6 +14,8 @@ export interface PostfixOptions {
   readonly saslSocket?: string;
   /** Clients allowed to send XCLIENT (smtpd_authorized_xclient_hosts). */
   readonly xclientHosts?: readonly string[];
+  /** Server certificate and key (PEM files) for STARTTLS. */
+  readonly tls?: { readonly cert: string; readonly key: string };
   /** Lines for main.cf (a documented block); a parameter set here replaces the harness's own line. */
   readonly extraMainCf?: string;
   /** Entries appended to master.cf (a documented service). */
@@ -76,6 +78,7 @@ virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 `;
 
 /** The queue layout `postfix check` would create (postfix-files), made directly: much faster. */
@@ -124,7 +127,7 @@ virtual_mailbox_maps = inline:{ ${mailboxes.map((m) => `${m}=${m}/`).join(', ')}
 virtual_uid_maps = static:${pf.uid}
 virtual_gid_maps = static:${pf.gid}
 smtpd_authorized_xclient_hosts = ${(options.xclientHosts ?? []).join(', ')}
-${sasl}smtputf8_enable = yes
+${sasl}${options.tls ? `smtpd_tls_cert_file = ${options.tls.cert}\nsmtpd_tls_key_file = ${options.tls.key}\n` : ''}smtputf8_enable = yes
 message_size_limit = 104857600
 virtual_mailbox_limit = 0
 maillog_file = ${dir}/maillog
