@@ -37,7 +37,7 @@ async function exported(): Promise<Map<string, Set<string>>> {
       const m = registry.getSingleMetric(metric.name) as unknown as { labelNames?: string[] };
       // Prometheus adds these two to every scraped series; a histogram also has `le` on _bucket.
       const labels = new Set([...(m.labelNames ?? []), 'instance', 'job']);
-      const names = metric.type === 'histogram' ? ['_bucket', '_sum', '_count'].map((s) => metric.name + s) : [metric.name];
+      const names = String(metric.type) === 'histogram' ? ['_bucket', '_sum', '_count'].map((s) => metric.name + s) : [metric.name];
       for (const name of names) out.set(name, name.endsWith('_bucket') ? new Set([...labels, 'le']) : labels);
     }
   }
