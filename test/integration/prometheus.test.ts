@@ -1,9 +1,12 @@
 // The Prometheus alerting rules shipped in deploy/prometheus/ are valid (`promtool check rules`)
 // and fire on the situations they name (`promtool test rules` with alerts.test.yaml); what
-// /metrics serves passes Prometheus's own linter (`promtool check metrics`).
+// /metrics serves passes Prometheus's own linter (`promtool check metrics`); every query of the
+// Grafana dashboard parses as PromQL (`promtool check rules` on them as recording rules).
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
-import { findProgram } from '../harness/ports';
+import YAML from 'yaml';
+import { findProgram, tempDir } from '../harness/ports';
 import { createMetrics } from '../../src/admin/metrics';
 
 const DIR = path.resolve(__dirname, '../../deploy/prometheus');
@@ -49,4 +52,22 @@ it('promtool check metrics: the exposition of every series (process metrics, eac
   const complaints = result.output.split('\n').filter(Boolean);
   expect(complaints).toEqual(STANDARD.map((name) => `${name} non-counter metrics should not have "_total" suffix`));
   expect(text).toMatch(/^mailwarden_kill_switch_enabled nan$/im);
+});
+
+it('every query of deploy/grafana/mailwarden.json is valid PromQL (promtool check rules)', () => {
+  const dashboard = JSON.parse(fs.readFileSync(path.resolve(DIR, '../grafana/mailwarden.json'), 'utf8')) as { panels: { targets?: { expr: string }[] }[] };
+  // Grafana's variables, as Grafana fills them in before sending the query.
+  const filled = (expr: string) => expr.replaceAll('$__rate_interval', '5m').replaceAll('$instance', '.*').replaceAll('$job', '.*');
+  const rules = dashboard.panels.flatMap((p) => p.targets ?? []).map((t, i) => ({ record: `dashboard:query_${i}`, expr: filled(t.expr) }));
+  expect(rules.length).toBeGreaterThan(15);
+  const dir = tempDir('grafana');
+  try {
+    const file = path.join(dir, 'dashboard-queries.yaml');
+    fs.writeFileSync(file, YAML.stringify({ groups: [{ name: 'dashboard', rules }] }));
+    const result = promtool(['check', 'rules', file]);
+    expect(result.output).toContain(`SUCCESS: ${rules.length} rules found`);
+    expect(result.status).toBe(0);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
