@@ -227,6 +227,8 @@ async function readConfig(file: string): Promise<Result<MailwardenConfig> & { po
   const raw = data as unknown as RawConfig;
   const crossIssues = toIssues(source, configRules(raw));
   if (crossIssues.length > 0) return { issues: byLine(crossIssues), policyFile };
+  const secretIssues = await resolveSecrets(data, dir, source);
+  if (secretIssues.length > 0) return { issues: byLine(secretIssues), policyFile };
   return { value: deepFreeze(finishConfig(raw, file)), issues: [], policyFile };
 }
 
@@ -301,6 +303,54 @@ function upstreamRules(
     if (u.login === 'master') problem([...at, key], 'required when login is master', [...at, 'login']);
     else if (appPasswords) problem([...at, key], 'required with an app-password identity source (the upstream never sees app passwords)', [...at, 'login']);
   }
+}
+
+/** Where secrets may be `{ file }` / `{ env }` (config-schema.ts secretValue): `*` = every key. */
+const SECRET_PATHS: readonly (readonly string[])[] = [
+  ['hooks', 'nginx', 'secret'],
+  ['hooks', 'nginx', 'backends', '*', 'masterPassword'],
+  ['hooks', 'dovecot', 'apiKey'],
+  ['hooks', 'dovecot', 'passdb', 'clientSecret'],
+  ['hooks', 'dovecot', 'doveadm', 'apiKey'],
+];
+
+/**
+ * Replaces each `{ file }` / `{ env }` secret in `data` by its value. Only enabled hooks are
+ * resolved, so a disabled example may name a variable that is not set. A missing file or variable,
+ * or an empty value, is an issue at the key (never an empty secret).
+ */
+async function resolveSecrets(data: Record<string, unknown>, dir: string, source: YamlSource): Promise<ConfigIssue[]> {
+  const issues: ConfigIssue[] = [];
+  const visit = async (node: unknown, rest: readonly string[], at: KeyPath): Promise<void> => {
+    if (node === null || typeof node !== 'object') return;
+    const record = node as Record<string, unknown>;
+    const [head, ...tail] = rest;
+    if (at.length === 2 && at[0] === 'hooks' && record.enabled === false) return;
+    for (const key of head === '*' ? Object.keys(record) : [head!]) {
+      if (tail.length > 0) {
+        await visit(record[key], tail, [...at, key]);
+        continue;
+      }
+      const value = record[key] as { file?: string; env?: string } | string | undefined;
+      if (value === undefined || typeof value === 'string') continue;
+      const keyPath = [...at, key];
+      if (value.env !== undefined) {
+        const text = process.env[value.env];
+        if (!text) issues.push(issueAt(source, keyPath, `environment variable ${value.env} is not set or empty`));
+        else record[key] = text;
+        continue;
+      }
+      const file = path.resolve(dir, value.file!);
+      const read = await readText(file);
+      // One trailing newline is what `echo` and editors add; it is not part of the secret.
+      const text = 'text' in read ? read.text.replace(/\r?\n$/, '') : '';
+      if ('issue' in read) issues.push(issueAt(source, keyPath, `${file}: ${read.issue.message}`));
+      else if (text === '') issues.push(issueAt(source, keyPath, `${file}: file is empty`));
+      else record[key] = text;
+    }
+  };
+  for (const secretPath of SECRET_PATHS) await visit(data, secretPath, []);
+  return issues;
 }
 
 function finishConfig(raw: RawConfig, file: string): MailwardenConfig {
