@@ -458,7 +458,7 @@ export function schemaProblems(validate: ValidateFunction, data: unknown): Schem
 }
 
 /** Keys whose values are never echoed back in an error message. */
-const SECRET_KEY = /password|token|secret/i;
+const SECRET_KEY = /password|token|secret|apikey/i;
 
 function describeError(error: ErrorObject, data: unknown): SchemaProblem {
   const path = pointerToPath(error.instancePath, data);
