@@ -1,7 +1,7 @@
 // JSON Schemas (ajv 8) for config/mailwarden.yaml and config/policy.yaml, with their defaults, and the
 // translation of ajv errors into sentences an operator can act on. Shapes: src/core/config-types.ts.
 import Ajv, { type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
-import { connectorsSchema } from './config-connectors';
+import { connectorsSchema, secret as secretSource } from './config-connectors';
 
 type Schema = SchemaObject;
 
@@ -22,7 +22,6 @@ const PATTERNS = {
   httpsUrl: { pattern: '^https://\\S+$', hint: 'must be an https:// URL' },
   httpUrl: { pattern: '^https?://\\S+$', hint: 'must be an http:// or https:// URL' },
   sha256: { pattern: '^[0-9a-f]{64}$', hint: 'must be 64 lower-case hex digits (mailwarden admin hash-token)' },
-  envName: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$', hint: 'must be an environment variable name (letters, digits, "_")' },
 } as const;
 const PATTERN_HINTS = new Map<string, string>(Object.values(PATTERNS).map((p) => [p.pattern, p.hint]));
 
@@ -254,17 +253,10 @@ const httpHookLimits = withDefault(
 
 /**
  * A secret given inline, or read at load time from a file (`{ file: path }`, relative to the config
- * file, one trailing newline dropped) or an environment variable (`{ env: NAME }`); resolved by
+ * file, trimmed) or an environment variable (`{ env: NAME }`); resolved by
  * src/core/config.ts, so the rest of the code sees a string.
  */
-const secretValue: Schema = {
-  type: ['string', 'object'],
-  minLength: 1,
-  properties: { file: text, env: matching(PATTERNS.envName) },
-  additionalProperties: false,
-  minProperties: 1,
-  maxProperties: 1,
-};
+const secretValue: Schema = { ...secretSource, type: ['string', 'object'], minLength: 1 };
 
 const nginxBackend = object(
   {

@@ -7,9 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { MailwardenConfig, PolicyConfig, UpstreamConfig } from './config-types';
-import { ConfigError, formatKeyPath, type ConfigIssue } from './errors';
+import { ConfigError, errorText, formatKeyPath, type ConfigIssue } from './errors';
 import { schemaProblems, validateMailwarden, validatePolicy, type SchemaProblem } from './config-schema';
-import { connectorRules, resolveConnectorPaths } from './config-connectors';
+import { connectorRules, readSecret, resolveConnectorPaths } from './config-connectors';
 
 type KeyPath = readonly (string | number)[];
 
@@ -227,7 +227,7 @@ async function readConfig(file: string): Promise<Result<MailwardenConfig> & { po
   const raw = data as unknown as RawConfig;
   const crossIssues = toIssues(source, configRules(raw));
   if (crossIssues.length > 0) return { issues: byLine(crossIssues), policyFile };
-  const secretIssues = await resolveSecrets(data, dir, source);
+  const secretIssues = resolveSecrets(data, dir, source);
   if (secretIssues.length > 0) return { issues: byLine(secretIssues), policyFile };
   return { value: deepFreeze(finishConfig(raw, file)), issues: [], policyFile };
 }
@@ -315,41 +315,32 @@ const SECRET_PATHS: readonly (readonly string[])[] = [
 ];
 
 /**
- * Replaces each `{ file }` / `{ env }` secret in `data` by its value. Only enabled hooks are
- * resolved, so a disabled example may name a variable that is not set. A missing file or variable,
- * or an empty value, is an issue at the key (never an empty secret).
+ * Replaces each `{ file }` / `{ env }` secret in `data` by its value (read as the connectors read
+ * theirs: trimmed, never empty). Only enabled hooks are read, so a disabled example may name a
+ * variable that is not set. A missing file or variable is an issue at the key.
  */
-async function resolveSecrets(data: Record<string, unknown>, dir: string, source: YamlSource): Promise<ConfigIssue[]> {
+function resolveSecrets(data: Record<string, unknown>, dir: string, source: YamlSource): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
-  const visit = async (node: unknown, rest: readonly string[], at: KeyPath): Promise<void> => {
+  const visit = (node: unknown, rest: readonly string[], at: KeyPath): void => {
     if (node === null || typeof node !== 'object') return;
     const record = node as Record<string, unknown>;
-    const [head, ...tail] = rest;
     if (at.length === 2 && at[0] === 'hooks' && record.enabled === false) return;
+    const [head, ...tail] = rest;
     for (const key of head === '*' ? Object.keys(record) : [head!]) {
-      if (tail.length > 0) {
-        await visit(record[key], tail, [...at, key]);
-        continue;
-      }
-      const value = record[key] as { file?: string; env?: string } | string | undefined;
-      if (value === undefined || typeof value === 'string') continue;
       const keyPath = [...at, key];
-      if (value.env !== undefined) {
-        const text = process.env[value.env];
-        if (!text) issues.push(issueAt(source, keyPath, `environment variable ${value.env} is not set or empty`));
-        else record[key] = text;
-        continue;
+      const value = record[key] as { file?: string; env?: string } | string | undefined;
+      if (tail.length > 0) visit(value, tail, keyPath);
+      else if (value !== undefined && typeof value !== 'string') {
+        const what = formatKeyPath(keyPath);
+        try {
+          record[key] = readSecret(value.env !== undefined ? { env: value.env } : { file: path.resolve(dir, value.file!) }, what);
+        } catch (err) {
+          issues.push(issueAt(source, keyPath, errorText(err).replace(`${what}: `, '')));
+        }
       }
-      const file = path.resolve(dir, value.file!);
-      const read = await readText(file);
-      // One trailing newline is what `echo` and editors add; it is not part of the secret.
-      const text = 'text' in read ? read.text.replace(/\r?\n$/, '') : '';
-      if ('issue' in read) issues.push(issueAt(source, keyPath, `${file}: ${read.issue.message}`));
-      else if (text === '') issues.push(issueAt(source, keyPath, `${file}: file is empty`));
-      else record[key] = text;
     }
   };
-  for (const secretPath of SECRET_PATHS) await visit(data, secretPath, []);
+  for (const secretPath of SECRET_PATHS) visit(data, secretPath, []);
   return issues;
 }
 

@@ -281,8 +281,8 @@ describe('errors', () => {
     const file = write('mailwarden.yaml', hooks('{ file: absent.secret }', '{ env: MW_TEST_DOVECOT_KEY }'));
     const error = await failure(loadAll(file));
     expect(error.issues).toEqual([
-      { file, line: 2, keyPath: 'hooks.nginx.secret', message: `${path.join(dir, 'absent.secret')}: file not found` },
-      { file, line: 3, keyPath: 'hooks.dovecot.apiKey', message: 'environment variable MW_TEST_DOVECOT_KEY is not set or empty' },
+      { file, line: 2, keyPath: 'hooks.nginx.secret', message: `cannot read ${path.join(dir, 'absent.secret')} (ENOENT)` },
+      { file, line: 3, keyPath: 'hooks.dovecot.apiKey', message: 'environment variable MW_TEST_DOVECOT_KEY is not set' },
     ]);
     // A disabled hook may name a variable that is not set (the example configuration does).
     const disabled = await loadAll(write('mailwarden.yaml', hooks('inline-secret', '{ env: MW_TEST_DOVECOT_KEY }', false)));
