@@ -28,6 +28,8 @@ import { startSmtpService } from '../smtp/service';
 import { createAdmit } from '../admission/admit';
 import { hookListenerShape, hooksDepsFromGate, startHooks, type HooksService } from '../hooks/service';
 import { appPasswordKeyFor, appPasswordOwner } from '../identity/app-password';
+import { CircuitBreakers } from '../core/circuit-breaker';
+import { VERSION } from '../core/version';
 
 /** Store flag holding the policy YAML last activated by any instance (the blast-radius baseline at start). */
 export const ACTIVE_POLICY_FLAG = 'policy:active';
@@ -85,7 +87,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   let current = await loadAndCompile(configFile);
   const configDir = path.dirname(configFile);
   const log = options.logger ?? createLogger({ level: current.config.logging.level, file: current.config.logging.file });
-  const metrics = createMetrics({ defaultLabels: { instance: current.config.instanceName } });
+  const metrics = createMetrics({ instanceName: current.config.instanceName, version: VERSION });
   const alerter: Alerter = createAlerter(current.config.alerts, log);
   const store = await createStore(current.config.store, log, { onCacheResult: (r) => metrics.onStoreCache(r) });
   const sessions = new SessionRegistry();
@@ -103,7 +105,19 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     alert: (kind, details) => alerter.alert(kind, details),
   });
   const revoker = new Revoker({ store, sessions, decider, log, metrics });
-  metrics.readFrom({ killSwitch: async () => (await readKillSwitch(store)).on });
+  // One breaker per upstream address for the whole process: IMAP and SMTP legs share them.
+  const breakers = new CircuitBreakers();
+  breakers.onChange((change) => {
+    metrics.onBreakerChange(change);
+    if (change.tripped) void alerter.alert('upstream-breaker-open', { service: change.service, upstream: change.upstream });
+  });
+  metrics.readFrom({
+    storeUp: () => store.ping().then(() => true, () => false),
+    killSwitch: async () => (await readKillSwitch(store)).on,
+    brakeReportOnly: () => [...decider.brake.reportOnly()],
+    policyVersion: () => current.policy.version,
+    breakers: () => breakers.states(),
+  });
 
   const admit = createAdmit({
     // Delegates, so a reload that changes identity sources swaps the resolver for new logins.
@@ -121,6 +135,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     decide: (request) => decider.decide(request),
     sessions,
     metrics,
+    breakers,
     config: () => current.config,
     policy: () => current.policy.config,
   };
@@ -173,6 +188,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   }
   await recordActivation(current);
   decider.policyChanged(null, current.policy);
+  metrics.onPolicyActivated(current.policy.version);
   await revoker.start();
 
   let reloading: Promise<ReloadOutcome> | null = null;
@@ -233,6 +249,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     log.info('configuration reloaded', { policyVersion: next.policy.version, unchanged });
     if (!unchanged) {
       decider.policyChanged(previous.policy, next.policy);
+      metrics.onPolicyActivated(next.policy.version);
       await recordActivation(next);
       void revoker.revalidate(sessions.all(), 'policy');
     }

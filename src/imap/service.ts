@@ -67,7 +67,7 @@ function prepend(socket: net.Socket, head: Buffer): Duplex {
 
 export async function startImapService(gate: Gate, config: ImapConfig): Promise<ProtocolService> {
   const secure = secureContextFor(gate.config(), config.listeners);
-  const upstream = new Upstream(config.upstream);
+  const upstream = new Upstream(config.upstream, gate.breakers, gate.metrics);
   const connections = new Set<ImapConnection>();
   const sockets = new Set<net.Socket>();
   const servers: net.Server[] = [];

@@ -448,9 +448,8 @@ export class ImapConnection {
     });
     if (!result.ok) {
       live.end();
-      gate.log.warn('imap: upstream login failed', { ...log, user: identity.user, failure: result.failure, detail: result.detail });
+      gate.log.warn('imap: upstream login failed', { ...log, user: identity.user, failure: result.failure, reason: result.reason, detail: result.detail });
       gate.metrics?.onLogin('imap', result.failure === 'bad-credentials' ? 'bad-credentials' : 'upstream-error');
-      if (result.failure === 'unavailable') gate.metrics?.onUpstreamError('imap');
       if (result.failure === 'bad-credentials') return this.loginFailed(tag, replies.authenticationFailed(tag));
       return void this.send(replies.unavailable(tag));
     }

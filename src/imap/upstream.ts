@@ -9,6 +9,7 @@ import type { Credential, UpstreamLogin } from '../identity/types';
 import { quote } from './parser';
 import { UpstreamReads } from './read-buffer';
 import { upstreamTlsOptions } from '../core/upstream-tls';
+import { reportUpstreamAttempt, socketFailureReason, type UpstreamErrorReason, type UpstreamObserver } from '../core/upstream-failure';
 
 export interface UpstreamSession {
   readonly socket: net.Socket;
@@ -26,6 +27,8 @@ export type UpstreamResult =
       readonly ok: false;
       /** bad-credentials only in passthrough mode: the upstream said the client's password is wrong. */
       readonly failure: 'unavailable' | 'bad-credentials';
+      /** Why, for metrics and logs (bad-credentials: always 'login-refused'). */
+      readonly reason: UpstreamErrorReason;
       readonly detail: string;
     };
 
@@ -44,6 +47,7 @@ export interface UpstreamLoginRequest {
 class UpstreamError extends Error {
   constructor(
     message: string,
+    readonly reason: UpstreamErrorReason = 'protocol',
     readonly failure: 'unavailable' | 'bad-credentials' = 'unavailable',
   ) {
     super(message);
@@ -69,7 +73,7 @@ class LineChannel {
     this.pump();
   };
   private readonly onClose = (): void => this.fail(new UpstreamError('upstream closed the connection during login'));
-  private readonly onError = (err: Error): void => this.fail(new UpstreamError(`upstream connection error: ${err.message}`));
+  private readonly onError = (err: Error): void => this.fail(new UpstreamError(`upstream connection error: ${err.message}`, 'connect'));
 
   constructor(readonly socket: net.Socket) {
     socket.on('data', this.onData);
@@ -133,7 +137,7 @@ function saslPlain(authzid: string, authcid: string, password: string): string {
 async function within<T>(ms: number, message: string, work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new UpstreamError(message)), ms);
+    timer = setTimeout(() => reject(new UpstreamError(message, 'timeout')), ms);
   });
   try {
     return await Promise.race([work, deadline]);
@@ -149,6 +153,8 @@ export class Upstream {
     private readonly config: UpstreamConfig,
     /** Shared with the rest of the process (metrics, alerts); a private set when absent (tests). */
     breakers?: CircuitBreakers,
+    /** Told of every login attempt: its time and, on failure, why (the runtime's metrics). */
+    private readonly observer?: UpstreamObserver,
   ) {
     this.breakers = breakers ?? new CircuitBreakers();
   }
@@ -165,13 +171,20 @@ export class Upstream {
    * address), a sign that the upstream is alive, and must not refuse everyone else.
    */
   async login(request: UpstreamLoginRequest): Promise<UpstreamResult> {
+    const started = performance.now();
+    const result = await this.attempt(request);
+    reportUpstreamAttempt(this.observer, 'imap', started, result.ok ? result : { ok: false, badCredentials: result.failure === 'bad-credentials', reason: result.reason });
+    return result;
+  }
+
+  private async attempt(request: UpstreamLoginRequest): Promise<UpstreamResult> {
     let target: { address: string; breaker: CircuitBreaker } | null;
     try {
       target = await this.pickAddress();
     } catch (err) {
-      return { ok: false, failure: 'unavailable', detail: `cannot resolve upstream ${this.config.host}: ${(err as Error).message}` };
+      return { ok: false, failure: 'unavailable', reason: 'connect', detail: `cannot resolve upstream ${this.config.host}: ${(err as Error).message}` };
     }
-    if (!target) return { ok: false, failure: 'unavailable', detail: 'upstream circuit breaker open' };
+    if (!target) return { ok: false, failure: 'unavailable', reason: 'breaker-open', detail: 'upstream circuit breaker open' };
     const { address, breaker } = target;
     let socket: net.Socket | null = null;
     let channel: LineChannel | null = null;
@@ -194,7 +207,7 @@ export class Upstream {
       const e = asUpstreamError(err);
       cleanUp(e);
       breaker.failure();
-      return { ok: false, failure: e.failure, detail: e.message };
+      return { ok: false, failure: e.failure, reason: e.reason, detail: e.message };
     }
     breaker.success();
     try {
@@ -209,7 +222,7 @@ export class Upstream {
     } catch (err) {
       const e = asUpstreamError(err);
       cleanUp(e);
-      return { ok: false, failure: e.failure, detail: e.message };
+      return { ok: false, failure: e.failure, reason: e.reason, detail: e.message };
     }
   }
 
@@ -236,7 +249,8 @@ export class Upstream {
       reads?.attach(socket);
       socket.setNoDelay(true);
       const ready = this.config.tls === 'implicit' ? 'secureConnect' : 'connect';
-      const onError = (err: Error): void => reject(new UpstreamError(`cannot connect to upstream ${address}:${port}: ${err.message}`));
+      const onError = (err: Error): void =>
+        reject(new UpstreamError(`cannot connect to upstream ${address}:${port}: ${err.message}`, socketFailureReason(err, this.config.tls === 'implicit')));
       socket.once('error', onError);
       socket.once(ready, () => {
         socket.off('error', onError);
@@ -257,14 +271,14 @@ export class Upstream {
   private async starttls(channel: LineChannel): Promise<{ socket: net.Socket; channel: LineChannel }> {
     channel.socket.write('S STARTTLS\r\n');
     const line = await this.tagged(channel, 'S');
-    if (!/^OK\b/i.test(line.rest)) throw new UpstreamError(`upstream refused STARTTLS: ${line.rest.slice(0, 80)}`);
+    if (!/^OK\b/i.test(line.rest)) throw new UpstreamError(`upstream refused STARTTLS: ${line.rest.slice(0, 80)}`, 'tls');
     // Bytes after the OK and before the handshake would be a response-injection attempt (NO STARTTLS paper).
     const early = channel.detach();
-    if (early.length > 0) throw new UpstreamError('upstream sent data after its STARTTLS response');
+    if (early.length > 0) throw new UpstreamError('upstream sent data after its STARTTLS response', 'tls');
     const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
       const s = tls.connect({ socket: channel.socket, ...upstreamTlsOptions(this.config) });
       s.once('secureConnect', () => resolve(s));
-      s.once('error', (err) => reject(new UpstreamError(`upstream TLS handshake failed: ${err.message}`)));
+      s.once('error', (err) => reject(new UpstreamError(`upstream TLS handshake failed: ${err.message}`, socketFailureReason(err, true))));
     });
     return { socket: secure, channel: new LineChannel(secure) };
   }
@@ -316,9 +330,9 @@ export class Upstream {
       // Upstream AUTHENTICATIONFAILED is the client's fault only when we replayed the client's secret;
       // with the master user it is our configuration, so the client gets UNAVAILABLE (details in the log).
       if (passthrough && /^NO \[AUTHENTICATIONFAILED\]/i.test(line.rest)) {
-        throw new UpstreamError('upstream rejected the client credentials', 'bad-credentials');
+        throw new UpstreamError('upstream rejected the client credentials', 'login-refused', 'bad-credentials');
       }
-      throw new UpstreamError(`upstream refused the login: ${line.rest.slice(0, 120)}`);
+      throw new UpstreamError(`upstream refused the login: ${line.rest.slice(0, 120)}`, 'login-refused');
     }
     const fromOk = capabilitiesInCode(line.rest);
     if (fromOk) return fromOk;
@@ -331,7 +345,7 @@ export class Upstream {
   private saslFor(login: UpstreamLogin): [string, string] {
     if (login.mode === 'master') {
       const { masterUser, masterPassword } = this.config;
-      if (!masterUser || !masterPassword) throw new UpstreamError('upstream.login is master but masterUser/masterPassword are not set');
+      if (!masterUser || !masterPassword) throw new UpstreamError('upstream.login is master but masterUser/masterPassword are not set', 'login-refused');
       // RFC 4616 authzid = the user, authcid = the master user (Dovecot master passdb).
       return ['PLAIN', saslPlain(login.username, masterUser, masterPassword)];
     }

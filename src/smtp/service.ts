@@ -32,7 +32,7 @@ export async function startSmtpService(gate: Gate, config: SmtpConfig, options: 
   // Upstream and notification settings are read per session, so a reload applies to new sessions;
   // listeners and the size limit (advertised in EHLO) stay as started.
   const current = (): SmtpConfig => gate.config().smtp ?? config;
-  const upstream = new Upstream(gate.log, () => ({ upstream: current().upstream, hostname: current().hostname }));
+  const upstream = new Upstream(gate.log, () => ({ upstream: current().upstream, hostname: current().hostname }), gate.breakers, gate.metrics);
   if (config.notifyUser?.enabled && !options.store) gate.log.warn('smtp.notifyUser is enabled but no store was given; no notification will be sent');
   const notifier = options.store
     ? new Notifier({ upstream, store: options.store, log: gate.log, settings: () => current().notifyUser, helpdesk: () => gate.policy().helpdesk })

@@ -115,10 +115,14 @@ export class SmtpSessions implements SmtpHandlers {
     if (admission.kind === 'bad-credentials' || (admission.kind === 'unavailable' && !admission.decision)) {
       const failure = admission.kind === 'bad-credentials' ? 'bad-credentials' : 'unavailable';
       gate.log.info('smtp login refused', { event: 'smtp.auth', failure, detail: admission.detail, remoteAddress: session.remoteAddress });
+      gate.metrics?.onLogin('smtp', failure === 'bad-credentials' ? 'bad-credentials' : 'tempfail');
       return fail(failure === 'bad-credentials' ? Replies.badCredentials : Replies.authTempFail());
     }
     // RFC 4954 §6: the system could not decide (store down, check error) → 454, the client retries.
-    if (admission.kind === 'unavailable') return fail(Replies.authTempFail(admission.decision?.message));
+    if (admission.kind === 'unavailable') {
+      gate.metrics?.onLogin('smtp', 'tempfail');
+      return fail(Replies.authTempFail(admission.decision?.message));
+    }
     const { identity, decision, upstream: login } = admission;
     const live = admission.kind === 'allow' ? admission.session : null;
     if (live) client.unregister = () => live.end();
@@ -137,7 +141,8 @@ export class SmtpSessions implements SmtpHandlers {
       if (!opened.ok) {
         live?.end();
         client.identity = null;
-        gate.log.warn('smtp upstream login failed', { event: 'smtp.upstream', user: identity.user, failure: opened.failure, detail: opened.detail });
+        gate.log.warn('smtp upstream login failed', { event: 'smtp.upstream', user: identity.user, failure: opened.failure, reason: opened.reason, detail: opened.detail });
+        gate.metrics?.onLogin('smtp', opened.failure === 'auth-rejected' ? 'bad-credentials' : 'upstream-error');
         return fail(opened.failure === 'auth-rejected' ? Replies.badCredentials : Replies.authTempFail());
       }
       if (admission.kind === 'allow') client.upstream = opened.session;
@@ -150,6 +155,8 @@ export class SmtpSessions implements SmtpHandlers {
       const now = await live.confirm();
       if (now.action !== 'allow') this.revoked(client, now);
     } else if (decision.action === 'deny') void this.options.notifier?.deviceDenied(login, decision);
+    // AUTH succeeds either way; a refused device is told at MAIL FROM (the sentence needs a reply).
+    gate.metrics?.onLogin('smtp', decision.action);
     return { ok: true, user: identity.user };
   }
 

@@ -1,13 +1,14 @@
 // The upstream leg until it is logged in: connect (TLS as configured), forward the client's address
 // with XCLIENT, log in (the client's own credentials or the proxy credential); then a Relay (relay.ts).
 import { Readable } from 'node:stream';
-import { CircuitBreaker } from '../core/circuit-breaker';
+import { CircuitBreakers, type CircuitBreaker } from '../core/circuit-breaker';
+import { reportUpstreamAttempt, type UpstreamErrorReason, type UpstreamObserver } from '../core/upstream-failure';
 import type { Logger } from '../core/log';
 import type { SmtpConfig } from '../core/config-types';
 import type { UpstreamLogin } from '../identity/types';
 import { Relay } from './relay';
 import { Replies, type SmtpReply } from './replies';
-import { replyText, UpstreamClient } from './upstream-client';
+import { replyText, UpstreamClient, UpstreamError, type UpstreamErrorKind } from './upstream-client';
 
 export type UpstreamSettings = SmtpConfig['upstream'];
 
@@ -22,7 +23,17 @@ export interface ClientFacts {
 export type OpenResult =
   | { readonly ok: true; readonly session: Relay }
   /** auth-rejected: the upstream refused the client's own credentials (passthrough) → 535 to the client. */
-  | { readonly ok: false; readonly failure: 'auth-rejected' | 'unavailable'; readonly detail: string };
+  | { readonly ok: false; readonly failure: 'auth-rejected' | 'unavailable'; readonly reason: UpstreamErrorReason; readonly detail: string };
+
+/** The client's error kinds in the words both legs report ('closed': the connection went away). */
+const REASON_OF_KIND: Readonly<Record<UpstreamErrorKind, UpstreamErrorReason>> = {
+  connect: 'connect',
+  closed: 'connect',
+  timeout: 'timeout',
+  tls: 'tls',
+  protocol: 'protocol',
+};
+const reasonOf = (err: unknown): UpstreamErrorReason => (err instanceof UpstreamError ? REASON_OF_KIND[err.kind] : 'protocol');
 
 /** Postfix XCLIENT_README: at most 512 characters per XCLIENT command. */
 const MAX_XCLIENT_LENGTH = 512;
@@ -40,19 +51,32 @@ export function xtext(value: string): string {
 const SAFE_HELO = /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$|^\[[0-9A-Fa-f:.]{2,60}\]$|^\[IPv6:[0-9A-Fa-f:.]{2,60}\]$/;
 
 export class Upstream {
-  private readonly breakers = new Map<string, CircuitBreaker>();
+  private readonly breakers: CircuitBreakers;
 
   constructor(
     private readonly log: Logger,
     /** Read per connection, so a reload applies to new sessions. */
     private readonly settings: () => { readonly upstream: UpstreamSettings; readonly hostname: string },
-  ) {}
+    /** Shared with the IMAP leg and the runtime (metrics, alerts); a private set when absent (tests). */
+    breakers?: CircuitBreakers,
+    /** Told of every login attempt: its time and, on failure, why (the runtime's metrics). */
+    private readonly observer?: UpstreamObserver,
+  ) {
+    this.breakers = breakers ?? new CircuitBreakers();
+  }
 
   /** Opens an upstream session ready for MAIL FROM. Never throws. */
   async open(login: UpstreamLogin, client: ClientFacts): Promise<OpenResult> {
+    const started = performance.now();
+    const result = await this.attempt(login, client);
+    reportUpstreamAttempt(this.observer, 'smtp', started, result.ok ? result : { ok: false, badCredentials: result.failure === 'auth-rejected', reason: result.reason });
+    return result;
+  }
+
+  private async attempt(login: UpstreamLogin, client: ClientFacts): Promise<OpenResult> {
     const { upstream, hostname } = this.settings();
     const breaker = this.breaker(upstream);
-    if (!breaker.allow()) return { ok: false, failure: 'unavailable', detail: 'circuit open: upstream failed recently' };
+    if (!breaker.allow()) return { ok: false, failure: 'unavailable', reason: 'breaker-open', detail: 'circuit open: upstream failed recently' };
     let connection: UpstreamClient;
     try {
       connection = await UpstreamClient.connect({
@@ -65,7 +89,7 @@ export class Upstream {
       });
     } catch (err) {
       breaker.failure();
-      return { ok: false, failure: 'unavailable', detail: (err as Error).message };
+      return { ok: false, failure: 'unavailable', reason: reasonOf(err), detail: (err as Error).message };
     }
     breaker.success();
     try {
@@ -77,7 +101,7 @@ export class Upstream {
       return { ok: true, session: new Relay(connection) };
     } catch (err) {
       connection.close();
-      return { ok: false, failure: 'unavailable', detail: (err as Error).message };
+      return { ok: false, failure: 'unavailable', reason: reasonOf(err), detail: (err as Error).message };
     }
   }
 
@@ -96,13 +120,7 @@ export class Upstream {
   }
 
   private breaker(upstream: UpstreamSettings): CircuitBreaker {
-    const key = `${upstream.host}:${upstream.port}`;
-    let breaker = this.breakers.get(key);
-    if (!breaker) {
-      breaker = new CircuitBreaker(upstream.circuitBreaker.failures, upstream.circuitBreaker.resetMs);
-      this.breakers.set(key, breaker);
-    }
-    return breaker;
+    return this.breakers.get('smtp', `${upstream.host}:${upstream.port}`, upstream.circuitBreaker);
   }
 
   /**
@@ -124,7 +142,7 @@ export class Upstream {
         });
         return null;
       }
-      return { ok: false, failure: 'unavailable', detail: 'upstream does not offer XCLIENT (check smtpd_authorized_xclient_hosts)' };
+      return { ok: false, failure: 'unavailable', reason: 'protocol', detail: 'upstream does not offer XCLIENT (check smtpd_authorized_xclient_hosts)' };
     }
     const names = new Set(offered.toUpperCase().split(/\s+/));
     const attributes: [string, string][] = [];
@@ -140,11 +158,13 @@ export class Upstream {
       .filter(([name]) => names.has(name))
       .map(([name, value]) => `${name}=${xtext(value)}`)
       .join(' ')}`;
-    if (line.length > MAX_XCLIENT_LENGTH) return { ok: false, failure: 'unavailable', detail: 'XCLIENT command too long' };
+    if (line.length > MAX_XCLIENT_LENGTH) return { ok: false, failure: 'unavailable', reason: 'protocol', detail: 'XCLIENT command too long' };
     const reply = await connection.command(line);
     // Postfix answers a successful XCLIENT with a new 220 greeting; the session starts over with EHLO.
     if (reply.code !== 220 && reply.code !== 250) {
-      return { ok: false, failure: 'unavailable', detail: `upstream refused XCLIENT: ${reply.code} ${replyText(reply)}` };
+      // With LOGIN= the refusal is of the proxy's own authority to act as the user.
+      const reason = login.mode === 'master' ? 'login-refused' : 'protocol';
+      return { ok: false, failure: 'unavailable', reason, detail: `upstream refused XCLIENT: ${reply.code} ${replyText(reply)}` };
     }
     await connection.ehlo(client.helo && SAFE_HELO.test(client.helo) ? client.helo : this.settings().hostname);
     return null;
@@ -178,8 +198,8 @@ export class Upstream {
     if (reply.code >= 200 && reply.code < 300) return null;
     const detail = `upstream AUTH ${mechanism} for ${login.username}: ${reply.code} ${replyText(reply)}`;
     // RFC 4954 §6: 535 = the credentials are wrong. With passthrough they are the client's own.
-    if (reply.code === 535 && login.mode === 'passthrough') return { ok: false, failure: 'auth-rejected', detail };
+    if (reply.code === 535 && login.mode === 'passthrough') return { ok: false, failure: 'auth-rejected', reason: 'login-refused', detail };
     if (login.mode === 'master') this.log.error('upstream refused the proxy credential', { event: 'smtp.upstream-auth', detail });
-    return { ok: false, failure: 'unavailable', detail };
+    return { ok: false, failure: 'unavailable', reason: 'login-refused', detail };
   }
 }

@@ -39,6 +39,13 @@ test("a compliant iPhone's message arrives byte-identical, the upstream told who
   expect(got.xclient).toMatchObject({ ADDR: '127.0.0.1', LOGIN: ALICE.user });
 });
 
+test('that login shows in the metrics: an SMTP allow, its upstream login timed, the upstream address breaker closed', async () => {
+  const text = await rig.runtime.metrics.text();
+  expect(text).toMatch(/^mailwarden_logins_total\{protocol="smtp",result="allow"\} [1-9]/m);
+  expect(text).toMatch(/^mailwarden_upstream_login_seconds_count\{protocol="smtp",result="ok"\} [1-9]/m);
+  expect(text).toMatch(/^mailwarden_upstream_breaker_open\{service="smtp",upstream="127\.0\.0\.1:\d+"\} 0$/m);
+});
+
 test('the upstream dies in the middle of DATA: the client gets a 4xx, and its retry delivers exactly once', async () => {
   const raw = Buffer.concat([Buffer.from('Subject: retried\r\n\r\n'), Buffer.alloc(40 * 50_000, 'retry body, line of forty bytes.......\r\n')]);
   const transport = smtpClient(rig.ports.plain, { user: ALICE.user, pass: iphonePass });

@@ -80,7 +80,8 @@ export function fakeGate(options: { oauth?: boolean } = {}): FakeGate {
     metrics: {
       onLogin: (_p, result) => void counted.push(`onLogin:${result}`),
       sessionDelta: (_p, delta) => void counted.push(`sessionDelta:${delta}`),
-      onUpstreamError: () => void counted.push('onUpstreamError'),
+      onUpstreamError: (_p, reason) => void counted.push(`onUpstreamError:${reason}`),
+      onUpstreamLogin: (_p, result) => void counted.push(`onUpstreamLogin:${result}`),
     },
     log: silentLogger(),
     sessions,
