@@ -86,7 +86,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const configFile = path.resolve(options.configFile);
   let current = await loadAndCompile(configFile);
   const configDir = path.dirname(configFile);
-  const log = options.logger ?? createLogger({ level: current.config.logging.level, file: current.config.logging.file });
+  const log = options.logger ?? createLogger({ level: current.config.logging.level, format: current.config.logging.format, file: current.config.logging.file });
   const metrics = createMetrics({ instanceName: current.config.instanceName, version: VERSION });
   const alerter: Alerter = createAlerter(current.config.alerts, log);
   const store = await createStore(current.config.store, log, { onCacheResult: (r) => metrics.onStoreCache(r) });

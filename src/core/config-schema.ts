@@ -344,7 +344,7 @@ export const mailwardenSchema: Schema = object({
   smtp,
   hooks,
   logging: withDefault(
-    object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), format: oneOf(['json', 'text'], 'json'), file: text }),
+    object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), format: oneOf(['auto', 'json', 'text'], 'auto'), file: text }),
     {},
   ),
   alerts: withDefault(object({ webhookUrl: matching(PATTERNS.httpUrl), timeoutMs: int(1, 3000) }), {}),

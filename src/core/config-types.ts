@@ -296,8 +296,8 @@ export interface HooksConfig {
 
 export interface LoggingConfig {
   readonly level: 'error' | 'warn' | 'info' | 'debug';
-  /** stdout: json (default, for services and log shippers) or text (one readable line per event). */
-  readonly format: 'json' | 'text';
+  /** stdout: auto (default: text on a terminal, else json), json (services, log shippers) or text. */
+  readonly format: 'auto' | 'json' | 'text';
   /** Optional file for JSON lines in addition to stdout. */
   readonly file?: string;
 }

@@ -30,8 +30,17 @@ const redactFormat = winston.format((info) => {
   return info;
 });
 
-/** json: one JSON object per line (services, log shippers); text: `time level message key=value …`. */
-export type LogFormat = 'json' | 'text';
+/**
+ * json: one JSON object per line (services, log shippers); text: `time level message key=value …`;
+ * auto (the default): text when stdout is a terminal, JSON otherwise (systemd, Docker, a pipe).
+ */
+export type LogFormat = 'auto' | 'json' | 'text';
+
+/** The format the console gets: `auto` decided by whether stdout is a terminal. */
+export function consoleFormat(format: LogFormat | undefined, stdoutIsTerminal: boolean = process.stdout.isTTY === true): 'json' | 'text' {
+  if (format === 'text' || format === 'json') return format;
+  return format === 'auto' && stdoutIsTerminal ? 'text' : 'json';
+}
 
 /** The key winston's transports write (triple-beam's MESSAGE, a registered symbol). */
 const MESSAGE = Symbol.for('message');
@@ -63,6 +72,8 @@ export interface LoggerOptions {
   level?: string;
   /** What the console (stdout) gets; the log file is always JSON lines. Default json. */
   format?: LogFormat;
+  /** Where the console lines go instead of stdout (`mailwarden start` holds them behind its banner). */
+  consoleStream?: NodeJS.WritableStream;
   file?: string;
   /** Extra transports (tests capture everything logged to grep it for secrets). */
   transports?: winston.transport[];
@@ -70,11 +81,12 @@ export interface LoggerOptions {
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
+  const text = consoleFormat(options.format) === 'text';
+  const consoleOptions = { silent: options.silent ?? false, ...(text && { format: textFormat() }) };
   const transports: winston.transport[] = [
-    new winston.transports.Console({
-      silent: options.silent ?? false,
-      ...(options.format === 'text' && { format: textFormat() }),
-    }),
+    options.consoleStream
+      ? new winston.transports.Stream({ ...consoleOptions, stream: options.consoleStream })
+      : new winston.transports.Console(consoleOptions),
     ...(options.file ? [new winston.transports.File({ filename: options.file })] : []),
     ...(options.transports ?? []),
   ];

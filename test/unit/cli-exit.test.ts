@@ -79,7 +79,7 @@ test('config show: the effective configuration with defaults, secrets masked', a
   const text = stdout.join('');
   expect(text).toMatch(/^# effective configuration of config\/mailwarden\.yaml/);
   expect(text).toContain('outageLastKnownMaxSeconds: 300');
-  expect(text).toContain('format: json');
+  expect(text).toContain('format: auto');
   expect(text).toMatch(/masterPassword: "\[redacted\]"/);
   expect(text).not.toContain('change-me-master-password');
   expect(text).not.toContain('change-me-admin-token');
