@@ -26,6 +26,8 @@ import { createAlerter, type Alerter } from '../admin/alerts';
 import { startImapService } from '../imap/service';
 import { startSmtpService } from '../smtp/service';
 import { createAdmit } from '../admission/admit';
+import { hookListenerShape, hooksDepsFromGate, startHooks, type HooksService } from '../hooks/service';
+import { appPasswordKeyFor, appPasswordOwner } from '../identity/app-password';
 import { CircuitBreakers } from '../core/circuit-breaker';
 import { VERSION } from '../core/version';
 
@@ -40,7 +42,7 @@ export interface RuntimeOptions {
   readonly forcePolicy?: boolean;
   /** Watch the config files and handle SIGHUP (default true). */
   readonly watch?: boolean;
-  /** Start the IMAP / SMTP listeners the config defines (default true). */
+  /** Start the IMAP / SMTP listeners and the gateway hooks the config defines (default true). */
   readonly listeners?: boolean;
 }
 
@@ -59,6 +61,8 @@ export interface Runtime {
   readonly admin: AdminServer | null;
   readonly imap: ProtocolService | null;
   readonly smtp: ProtocolService | null;
+  /** The gateway hooks listening now (null: none enabled); a reload that moves them restarts them. */
+  hooks(): HooksService | null;
   config(): MailwardenConfig;
   policy(): CompiledPolicy;
   /** Re-read both files; on any error the configuration in force stays. */
@@ -88,6 +92,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const store = await createStore(current.config.store, log, { onCacheResult: (r) => metrics.onStoreCache(r) });
   const sessions = new SessionRegistry();
   let identity = await createIdentityResolver(current.config.identity.sources, { store, log, configDir });
+  // The Dovecot hook's passdb introspection verifies app passwords with the identity source's key.
+  let appPasswordKey = await appPasswordKeyFor(current.config.identity.sources, configDir);
   let reportVerifier: ReportVerifier = await createReportVerifier(current.config.reports, configDir, log);
 
   const decider = new Decider({
@@ -216,9 +222,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     }
     warnAboutListenerChanges(previous.config, next.config, log);
     let nextIdentity = identity;
+    let nextAppPasswordKey = appPasswordKey;
     if (JSON.stringify(next.config.identity) !== JSON.stringify(previous.config.identity)) {
       try {
         nextIdentity = await createIdentityResolver(next.config.identity.sources, { store, log, configDir });
+        nextAppPasswordKey = await appPasswordKeyFor(next.config.identity.sources, configDir);
       } catch (err) {
         const error = `identity sources: ${errorText(err)}`;
         log.error('configuration reload refused; the configuration in force stays', { error });
@@ -230,6 +238,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     // The atomic swap: every later login and decision sees the new configuration, policy and identity.
     current = next;
     identity = nextIdentity;
+    appPasswordKey = nextAppPasswordKey;
+    await restartHooksIfMoved(previous.config, next.config);
     reportVerifier = await createReportVerifier(next.config.reports, configDir, log).catch((err: unknown) => {
       log.error('reporter keys could not be reloaded; the previous keys stay', { error: errorText(err) });
       return reportVerifier;
@@ -276,6 +286,28 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const imap = startListeners && current.config.imap ? await startImapService(gate, current.config.imap) : null;
   const smtp = startListeners && current.config.smtp ? await startSmtpService(gate, current.config.smtp, { store }) : null;
 
+  const hooksDeps = hooksDepsFromGate(
+    gate,
+    async (password) => (appPasswordKey ? appPasswordOwner(store, appPasswordKey, password) : null),
+    metrics,
+  );
+  let hooks: HooksService | null = startListeners ? await startHooks(hooksDeps) : null;
+
+  /** Hooks enabled, disabled or moved by a reload: stop the old listeners, start the new ones. */
+  async function restartHooksIfMoved(previous: MailwardenConfig, next: MailwardenConfig): Promise<void> {
+    if (!startListeners || hookListenerShape(previous.hooks) === hookListenerShape(next.hooks)) return;
+    await hooks?.close();
+    hooks = null;
+    try {
+      hooks = await startHooks(hooksDeps);
+      log.info('gateway hooks restarted by the reload', { hooks: hooks?.addresses ?? {} });
+    } catch (err) {
+      // The rest of the reload stands; the hooks stay down until the next reload or restart.
+      log.error('gateway hooks could not be started after the reload', { error: errorText(err) });
+      void alerter.alert('reload-refused', { error: `gateway hooks: ${errorText(err)}` });
+    }
+  }
+
   let watcher: ConfigWatcher | null = null;
   let stopSighup: (() => void) | null = null;
   if (options.watch ?? true) {
@@ -291,6 +323,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     checks: current.policy.checks.map((c) => `${c.id}:${c.config.mode}`),
     imap: imap?.addresses ?? [],
     smtp: smtp?.addresses ?? [],
+    hooks: hooks?.addresses ?? {},
   });
 
   let stopping: Promise<void> | null = null;
@@ -299,7 +332,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       watcher?.close();
       stopSighup?.();
       const drain = drainMs ?? current.config.imap?.drainMs ?? 10000;
-      await Promise.all([imap?.shutdown(drain), smtp?.shutdown(drain)]);
+      await Promise.all([imap?.shutdown(drain), smtp?.shutdown(drain), hooks?.close()]);
       await admin?.close();
       await revoker.stop();
       await decider.idle();
@@ -319,6 +352,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     admin,
     imap,
     smtp,
+    hooks: () => hooks,
     config: () => current.config,
     policy: () => current.policy,
     reload,

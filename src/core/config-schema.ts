@@ -1,7 +1,7 @@
 // JSON Schemas (ajv 8) for config/mailwarden.yaml and config/policy.yaml, with their defaults, and the
 // translation of ajv errors into sentences an operator can act on. Shapes: src/core/config-types.ts.
 import Ajv, { type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
-import { connectorsSchema } from './config-connectors';
+import { connectorsSchema, secret as secretSource } from './config-connectors';
 
 type Schema = SchemaObject;
 
@@ -251,13 +251,20 @@ const httpHookLimits = withDefault(
   {},
 );
 
+/**
+ * A secret given inline, or read at load time from a file (`{ file: path }`, relative to the config
+ * file, trimmed) or an environment variable (`{ env: NAME }`); resolved by
+ * src/core/config.ts, so the rest of the code sees a string.
+ */
+const secretValue: Schema = { ...secretSource, type: ['string', 'object'], minLength: 1 };
+
 const nginxBackend = object(
   {
     host: text,
     port: int(1, undefined, 65535),
     login: oneOf(['passthrough', 'master'], 'passthrough'),
     masterUser: text,
-    masterPassword: text,
+    masterPassword: secretValue,
     masterSeparator: withDefault(text, '*'),
   },
   ['host', 'port'],
@@ -267,9 +274,10 @@ const hooks = withDefault(
   object({
     nginx: object(
       {
+        enabled: bool(true),
         listen: listenAddress,
         secretHeader: withDefault(text, 'X-Mailwarden-Key'),
-        secret: text,
+        secret: secretValue,
         backends: object({ imap: nginxBackend, smtp: nginxBackend }),
         // nginx docs: answer without Auth-Wait after 10-20 attempts (memory is freed at session end).
         maxWaitAttempts: int(1, 10, 20),
@@ -281,14 +289,15 @@ const hooks = withDefault(
     ),
     dovecot: object(
       {
+        enabled: bool(true),
         listen: listenAddress,
         apiKeyHeader: withDefault(text, 'X-API-Key'),
-        apiKey: text,
-        passdb: object({ clientId: text, clientSecret: text }, ['clientId', 'clientSecret']),
+        apiKey: secretValue,
+        passdb: object({ clientId: text, clientSecret: secretValue }, ['clientId', 'clientSecret']),
         doveadm: object(
           {
             url: matching(PATTERNS.httpUrl),
-            apiKey: text,
+            apiKey: secretValue,
             timeoutMs: int(1, 2000),
             kick: oneOf(['user-and-address', 'user'], 'user-and-address'),
           },
@@ -302,6 +311,7 @@ const hooks = withDefault(
     ),
     postfix: object(
       {
+        enabled: bool(true),
         listen: listenAddress,
         allowFrom: withDefault(textList, ['127.0.0.1', '::1']),
         limits: withDefault(
@@ -414,7 +424,8 @@ export const policySchema: Schema = object(
 
 // ---------------------------------------------------------------- validation
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, discriminator: true, verbose: true, strict: true });
+// allowUnionTypes: a secret is a string or a { file } / { env } mapping (secretValue).
+const ajv = new Ajv({ allErrors: true, useDefaults: true, discriminator: true, verbose: true, strict: true, allowUnionTypes: true });
 export const validateMailwarden: ValidateFunction = ajv.compile(mailwardenSchema);
 export const validatePolicy: ValidateFunction = ajv.compile(policySchema);
 
@@ -439,7 +450,7 @@ export function schemaProblems(validate: ValidateFunction, data: unknown): Schem
 }
 
 /** Keys whose values are never echoed back in an error message. */
-const SECRET_KEY = /password|token|secret/i;
+const SECRET_KEY = /password|token|secret|apikey/i;
 
 function describeError(error: ErrorObject, data: unknown): SchemaProblem {
   const path = pointerToPath(error.instancePath, data);
@@ -477,6 +488,8 @@ function describeError(error: ErrorObject, data: unknown): SchemaProblem {
       return at('must not be empty');
     case 'minItems':
       return at(`must list at least ${String(params.limit)} entr${params.limit === 1 ? 'y' : 'ies'}`);
+    case 'maxProperties':
+      return at('set one of file: or env:, not both');
     case 'minProperties':
       return at(`must set at least one of ${Object.keys(error.parentSchema?.properties ?? {}).join(', ')}`);
     case 'uniqueItems':
@@ -495,6 +508,7 @@ const TYPE_NAMES: Record<string, string> = {
   integer: 'a whole number',
   number: 'a number',
   boolean: 'true or false',
+  'string,object': 'a string, or a mapping with file: or env:',
 };
 
 /** A short rendering of a value for "(got …)". */

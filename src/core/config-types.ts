@@ -226,6 +226,8 @@ export interface NginxBackendConfig {
 }
 
 export interface NginxHookConfig {
+  /** false: the section is kept (and checked) but the hook does not listen. Default true. */
+  readonly enabled: boolean;
   readonly listen: ListenAddress;
   /** The header nginx adds with `auth_http_header` (shared secret, compared in constant time). */
   readonly secretHeader: string;
@@ -252,6 +254,8 @@ export interface DoveadmConfig {
 }
 
 export interface DovecotHookConfig {
+  /** false: the section is kept (and checked) but the hook does not listen. Default true. */
+  readonly enabled: boolean;
   readonly listen: ListenAddress;
   /** auth_policy_server_api_header sends `Name: value`; a value alone is sent as X-API-Key. */
   readonly apiKeyHeader: string;
@@ -266,6 +270,8 @@ export interface DovecotHookConfig {
 }
 
 export interface PostfixHookConfig {
+  /** false: the section is kept (and checked) but the hook does not listen. Default true. */
+  readonly enabled: boolean;
   readonly listen: ListenAddress;
   /** The policy protocol has no secret: connections from other addresses are closed at once. */
   readonly allowFrom: readonly string[];
@@ -277,7 +283,11 @@ export interface PostfixHookConfig {
   };
 }
 
-/** Gateway hooks (docs/hooks.md): each one runs when its section is present. */
+/**
+ * Gateway hooks (docs/hooks.md): each one runs when its section is present and enabled. Secrets
+ * (secret, apiKey, clientSecret, masterPassword) may be given as `{ file }` or `{ env }` in the
+ * file; they are read at load and are plain strings here.
+ */
 export interface HooksConfig {
   readonly nginx?: NginxHookConfig;
   readonly dovecot?: DovecotHookConfig;

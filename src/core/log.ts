@@ -9,7 +9,7 @@ export type Logger = winston.Logger;
  * `admin.tokens`). The one-letter names are the private parts of a JWK (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
  */
 const SECRET_KEYS =
-  /^(password|pass|secret|token|accesstoken|refreshtoken|authorization|apppassword|masterpassword|credential|jws|privatekey|passphrase)s?$|^(d|p|q|dp|dq|qi|k)$/i;
+  /^(password|pass|secret|token|accesstoken|refreshtoken|authorization|apppassword|masterpassword|apikey|clientsecret|credential|jws|privatekey|passphrase)s?$|^(d|p|q|dp|dq|qi|k)$/i;
 
 /** A copy of `value` with every secret-named field replaced by "[redacted]" (logs, `config show`). */
 export function redact(value: unknown, depth = 0): unknown {

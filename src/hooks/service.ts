@@ -45,8 +45,26 @@ export function hooksDepsFromGate(gate: Gate, verifyAppPassword: VerifyAppPasswo
   };
 }
 
+/** The hooks that listen: present and enabled. */
+export function enabledHooks(config: HooksConfig): HooksConfig {
+  return {
+    ...(config.nginx?.enabled ? { nginx: config.nginx } : {}),
+    ...(config.dovecot?.enabled ? { dovecot: config.dovecot } : {}),
+    ...(config.postfix?.enabled ? { postfix: config.postfix } : {}),
+  };
+}
+
+/**
+ * What a running hook listener was started with (enabled hooks, their addresses and listener
+ * limits): when a reload changes it, the runtime restarts the hooks; anything else is read per request.
+ */
+export function hookListenerShape(config: HooksConfig): string {
+  const on = enabledHooks(config);
+  return JSON.stringify([on.nginx, on.dovecot, on.postfix].map((hook) => hook && { listen: hook.listen, limits: hook.limits }));
+}
+
 export async function startHooks(deps: HooksDeps): Promise<HooksService | null> {
-  const initial = deps.config();
+  const initial = enabledHooks(deps.config());
   if (!initial.nginx && !initial.dovecot && !initial.postfix) return null;
   const hookDeps: HookDeps = {
     admit: deps.admit,

@@ -8,8 +8,7 @@ import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { startRuntime, type Runtime } from '../../src/app/runtime';
 import { createLogger, silentLogger } from '../../src/core/log';
-import { startHooks, hooksDepsFromGate, type HooksService } from '../../src/hooks/service';
-import { appPasswordKeyFor, appPasswordOwner } from '../../src/identity/app-password';
+import type { HooksService } from '../../src/hooks/service';
 import { buildReport, enrollDevice, makeReporterKeys, pushReport, signReport } from '../../src/kit';
 import { startRedis, cleanupRedis, type RedisServer } from '../harness/redis';
 import { tempDir } from '../harness/ports';
@@ -107,9 +106,8 @@ export async function startHooksRig(options: HooksRigOptions): Promise<HooksRig>
     await teardown();
     throw err;
   });
-  const appPasswordKey = (await appPasswordKeyFor(runtime.config().identity.sources, dir))!;
-  const verifyAppPassword = (password: string) => appPasswordOwner(runtime.store, appPasswordKey, password);
-  const hooks = (await startHooks(hooksDepsFromGate(runtime.gate, verifyAppPassword, runtime.metrics)))!;
+  // The runtime starts the enabled hooks itself, as `mailwarden start` does.
+  const hooks = runtime.hooks()!;
   const adminUrl = `http://127.0.0.1:${runtime.admin!.address.port}`;
   const reported = new Map<string, { platform: string; apps: readonly string[] }>();
 
@@ -173,7 +171,6 @@ export async function startHooksRig(options: HooksRigOptions): Promise<HooksRig>
       }
     },
     async stop() {
-      await hooks.close();
       await runtime.stop(0);
       await teardown();
     },

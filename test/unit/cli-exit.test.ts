@@ -89,6 +89,27 @@ test('config show: the effective configuration with defaults, secrets masked', a
   expect(JSON.parse(stdout.join('')).policy.version).toMatch(/^[0-9a-f]{12}$/);
 });
 
+test('config show masks the gateway hooks\' secrets (secret, apiKey, clientSecret, masterPassword)', async () => {
+  const dir = tempDir('config-show-hooks');
+  fs.copyFileSync('config/policy.yaml', path.join(dir, 'policy.yaml'));
+  fs.writeFileSync(path.join(dir, 'doveadm.key'), 'doveadm-key-from-file\n');
+  fs.writeFileSync(
+    path.join(dir, 'mailwarden.yaml'),
+    'hooks:\n' +
+      '  nginx: { listen: { host: 127.0.0.1, port: 1 }, secret: nginx-shared-secret, backends: { imap: { host: 127.0.0.1, port: 143, masterUser: m, masterPassword: master-pw-42 } } }\n' +
+      '  dovecot: { listen: { host: 127.0.0.1, port: 2 }, apiKey: dovecot-policy-key, passdb: { clientId: dovecot, clientSecret: introspection-secret },\n' +
+      '             doveadm: { url: "http://127.0.0.1:8080/doveadm/v1", apiKey: { file: doveadm.key } } }\n',
+  );
+  try {
+    expect(await cli('config', 'show', '--config', path.join(dir, 'mailwarden.yaml'))).toBe(0);
+    const text = stdout.join('');
+    expect(text).toContain('apiKeyHeader: X-API-Key');
+    for (const secret of ['nginx-shared-secret', 'master-pw-42', 'dovecot-policy-key', 'introspection-secret', 'doveadm-key-from-file']) expect(text).not.toContain(secret);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe('audit views', () => {
   const decision = {
     id: '7',

@@ -20,6 +20,7 @@ const down: Admission = { kind: 'unavailable', detail: 'store down' };
 const bad: Admission = { kind: 'bad-credentials', detail: 'wrong' };
 
 const nginxConfig: NginxHookConfig = {
+  enabled: true,
   listen: { host: '127.0.0.1', port: 0 },
   secretHeader: 'X-Mailwarden-Key',
   secret: 's',
