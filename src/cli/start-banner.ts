@@ -11,6 +11,8 @@ export interface StartFacts {
   readonly imap: readonly { host: string; port: number; tls: string }[];
   readonly smtp: readonly { host: string; port: number; tls: string }[];
   readonly admin: { host: string; port: number } | null;
+  /** The gateway hooks listening (src/hooks/): nginx auth_http, Dovecot policy, Postfix policy. */
+  readonly hooks?: { readonly [K in 'nginx' | 'dovecot' | 'postfix']?: { host: string; port: number } };
 }
 
 export interface UpstreamProbe {
@@ -41,6 +43,9 @@ export function bannerHead(f: StartFacts): string[] {
     ...f.imap.map((a) => `IMAP       ${hostPort(a.host, a.port)}  ${TLS_WORDS[a.tls] ?? a.tls}`),
     ...f.smtp.map((a) => `SMTP       ${hostPort(a.host, a.port)}  ${TLS_WORDS[a.tls] ?? a.tls}`),
     ...(f.admin ? [`admin API  http://${hostPort(f.admin.host, f.admin.port)}  (/healthz, /readyz, /metrics)`] : []),
+    ...(f.hooks?.nginx ? [`hook       http://${hostPort(f.hooks.nginx.host, f.hooks.nginx.port)}  nginx auth_http`] : []),
+    ...(f.hooks?.dovecot ? [`hook       http://${hostPort(f.hooks.dovecot.host, f.hooks.dovecot.port)}  Dovecot policy and passdb`] : []),
+    ...(f.hooks?.postfix ? [`hook       ${hostPort(f.hooks.postfix.host, f.hooks.postfix.port)}  Postfix policy delegation`] : []),
   ];
   lines.push(...(listening.length ? listening : ['nothing (no imap, smtp or admin section)']).map((l, i) => `${i === 0 ? '  listening ' : '            '}${l}`));
   if (f.config.store.type === 'memory') {

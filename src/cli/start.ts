@@ -59,6 +59,7 @@ export function registerStartCommand(program: Command): void {
             imap: runtime.imap?.addresses ?? [],
             smtp: runtime.smtp?.addresses ?? [],
             admin: runtime.admin?.address ?? null,
+            hooks: runtime.hooks()?.addresses ?? {},
           }).join('\n')}\n`,
         );
       }

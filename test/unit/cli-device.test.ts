@@ -44,6 +44,8 @@ describe('device show', () => {
     expect(text).toMatch(/exemption: device iphone-7 from checks min-os-version until .*"ticket 42" \(by cli:/);
     expect(text).toContain('decision now (imap login): DENY BANNED_APP by check banned-apps, policy v-test');
     expect(text).toContain('user sees: Remove TikTok to sync company mail (ref REF-1234).');
+    // The dry run's fresh reference id is labelled, so nobody takes it for the one the user quotes.
+    expect(text).toContain("(REF-1234 is a preview id from this dry run; find the user's own with: mailwarden audit search --ref MW-…)");
     expect(text).toMatch(/^banned-apps +banned-apps +enforce +fail +BANNED_APP +banned app installed: com\.zhiliaoapp\.musically$/m);
     expect(text).toMatch(/^require-device +require-device +enforce +pass$/m);
   });

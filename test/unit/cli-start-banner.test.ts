@@ -36,6 +36,13 @@ test('each listener address in plain words, the in-memory store with its warning
   expect(lines.join('\n')).toMatch(/!!! WARNING: IN-MEMORY STORE\. .*\n.*gone when it stops/);
 });
 
+test('the gateway hooks that listen, each with what it serves', () => {
+  const lines = bannerHead({ ...facts(config({})), hooks: { nginx: { host: '127.0.0.1', port: 9100 }, postfix: { host: '127.0.0.1', port: 10040 } } });
+  expect(lines).toContain('            hook       http://127.0.0.1:9100  nginx auth_http');
+  expect(lines).toContain('            hook       127.0.0.1:10040  Postfix policy delegation');
+  expect(lines.join('\n')).not.toContain('Dovecot policy');
+});
+
 test('Redis by where it is, and no warning', () => {
   const standalone = bannerHead(facts(config({ type: 'redis', redis: { mode: 'standalone', host: '10.0.0.5', port: 6380, keyPrefix: 'mw:' } as never })));
   expect(standalone).toContain('  store     Redis at 10.0.0.5:6380, key prefix mw:');
