@@ -5,19 +5,7 @@ import type { IdentitySource, Protocol } from './contract';
 
 export type { Action, CheckMode } from '../core/config-types';
 
-/** Reason codes the core itself produces; plugins add their own (BANNED_APP, OS_TOO_OLD, ...). */
-export const CoreReasonCodes = {
-  OK: 'OK',
-  UNKNOWN_DEVICE: 'UNKNOWN_DEVICE',
-  STALE_REPORT: 'STALE_REPORT',
-  MALFORMED_RECORD: 'MALFORMED_RECORD',
-  UNIDENTIFIED: 'UNIDENTIFIED',
-  STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
-  CHECK_ERROR: 'CHECK_ERROR',
-  CHECK_TIMEOUT: 'CHECK_TIMEOUT',
-  /** A bug or unexpected failure inside the decision itself (logged): tempfail, never allow. */
-  INTERNAL_ERROR: 'INTERNAL_ERROR',
-} as const;
+export { CoreReasonCodes } from './contract';
 
 /** A login (or a live session being re-evaluated) asking for a decision. */
 export interface DecisionRequest {

@@ -6,11 +6,14 @@ import type { SmtpConfig } from '../core/config-types';
 import type { Logger } from '../core/log';
 import type { UpstreamLogin } from '../identity/types';
 import type { Decision } from '../policy/decision';
-import type { DeviceStore } from '../store/device-store';
 import type { Upstream } from './upstream';
 
 export type NotifySettings = NonNullable<SmtpConfig['notifyUser']>;
-export type NotifyStore = Pick<DeviceStore, 'getFlag' | 'setFlag'>;
+/** The shared flags the last-sent time lives in (the store's getFlag/setFlag). */
+export interface NotifyStore {
+  getFlag(name: string): Promise<string | null>;
+  setFlag(name: string, value: string | null): Promise<void>;
+}
 export type NotifyResult = 'sent' | 'skipped' | 'failed';
 
 export interface NotifierDeps {

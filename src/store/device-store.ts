@@ -1,40 +1,9 @@
 // The device store port: what mailwarden keeps about devices, and the one interface every adapter
 // (in-memory, Redis) implements. The Redis layout behind it is a public interface: docs/redis-layout.md.
 
-/** A device report as a posture source sends it (the payload of the signed JWS). */
-export interface DeviceReport {
-  readonly deviceId: string;
-  readonly user: string;
-  /** Lower-case platform id: ios, ipados, android, macos, windows, linux, ... */
-  readonly platform: string;
-  readonly osVersion: string;
-  readonly managed: boolean;
-  /** Installed app ids (bundle ids / package names). Absent = inventory not visible to the reporter. */
-  readonly apps?: readonly string[];
-  /** Display names of the installed apps as the MDM shows them (Intune gives only these); absent when `apps` is. */
-  readonly appNames?: readonly string[];
-  /** Ownership as the MDM reports it (connectors); absent from reports that do not say. */
-  readonly ownership?: 'company' | 'personal' | 'unknown';
-  /** ISO-8601 time the device state was observed. */
-  readonly reportedAt: string;
-  /** Who sent it: the reporter key id, or "cli". */
-  readonly source: string;
-}
+import type { DeviceLookup, DeviceRecord } from '../core/device-record';
 
-/** A stored device record: the report plus what the store added. */
-export interface DeviceRecord extends DeviceReport {
-  /** ISO-8601 time the store accepted the report. */
-  readonly receivedAt: string;
-}
-
-/**
- * The outcome of one device lookup. `malformed` means something is stored under the key that does
- * not parse as a record: it counts as unknown, never as compliant.
- */
-export type DeviceLookup =
-  | { readonly state: 'found'; readonly record: DeviceRecord }
-  | { readonly state: 'missing' }
-  | { readonly state: 'malformed'; readonly detail: string };
+export type { DeviceLookup, DeviceRecord, DeviceReport } from '../core/device-record';
 
 export type ExemptionScope = 'device' | 'user';
 
