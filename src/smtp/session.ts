@@ -157,6 +157,15 @@ export class SmtpSessions implements SmtpHandlers {
     } else if (decision.action === 'deny') void this.options.notifier?.deviceDenied(login, decision);
     // AUTH succeeds either way; a refused device is told at MAIL FROM (the sentence needs a reply).
     gate.metrics?.onLogin('smtp', decision.action);
+    if (live) {
+      // Counted while the client stays connected (client.close() runs unregister exactly once).
+      const end = client.unregister;
+      gate.metrics?.sessionDelta('smtp', 1);
+      client.unregister = () => {
+        end?.();
+        gate.metrics?.sessionDelta('smtp', -1);
+      };
+    }
     return { ok: true, user: identity.user };
   }
 
