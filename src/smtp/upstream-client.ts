@@ -47,7 +47,6 @@ export class UpstreamClient {
   private readonly replies: UpstreamReply[] = [];
   private waiter: { resolve: (r: UpstreamReply) => void; reject: (e: Error) => void } | null = null;
   private failure: UpstreamError | null = null;
-  private readonly closeListeners: (() => void)[] = [];
 
   private constructor(
     socket: net.Socket,
@@ -76,12 +75,6 @@ export class UpstreamClient {
 
   get closed(): boolean {
     return this.failure !== null;
-  }
-
-  /** Called once when the connection ends for any reason. */
-  onClose(listener: () => void): void {
-    if (this.failure) listener();
-    else this.closeListeners.push(listener);
   }
 
   /** Sends one command line and waits for its reply (error messages never contain the command). */
@@ -243,7 +236,6 @@ export class UpstreamClient {
     this.waiter = null;
     waiter?.reject(error);
     this.socket.destroy();
-    for (const listener of this.closeListeners.splice(0)) listener();
   }
 }
 
