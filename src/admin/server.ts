@@ -5,7 +5,8 @@ import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../core/config-types';
-import type { Logger } from '../core/log';
+import { plainAddress } from '../core/client-address';
+import { connectionLogger, type Logger } from '../core/log';
 import { errorText } from '../core/errors';
 import { StoreUnavailableError } from '../store/device-store';
 import { AdminError, AdminErrorCodes } from './errors';
@@ -70,6 +71,8 @@ async function serve(
   res: http.ServerResponse,
 ): Promise<void> {
   const started = process.hrtime.bigint();
+  // The same connection fields as IMAP and SMTP lines (src/core/log.ts).
+  const log = connectionLogger(services.log, { protocol: 'admin', remoteAddress: plainAddress(req.socket.remoteAddress) });
   // The parser refuses some request targets llhttp lets through ("http://["): a 400, never a throw
   // here, which would be an unhandled rejection (the process would exit).
   let url: URL | null = null;
@@ -92,14 +95,14 @@ async function serve(
     if (!match.route.public) authenticate(req, services.tokens());
     reply = await match.route.handle({ req, params: match.params, query: url.searchParams });
   } catch (err) {
-    reply = errorReply(err, services.log, req.method, url?.pathname ?? '(unparseable)');
+    reply = errorReply(err, log, req.method, url?.pathname ?? '(unparseable)');
   }
-  const status = send(res, reply, services.log);
+  const status = send(res, reply, log);
   // Only method, path and status: never headers (the token) nor bodies (reports, passwords).
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   const entry = { method: req.method, path: url?.pathname ?? '(unparseable)', status, ms: Math.round(ms * 10) / 10 };
-  if (quiet) services.log.debug('admin request', entry);
-  else services.log.info('admin request', entry);
+  if (quiet) log.debug('admin request', entry);
+  else log.info('admin request', entry);
 }
 
 function matchRoute(

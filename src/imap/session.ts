@@ -4,6 +4,8 @@ import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { ImapConfig, ProtocolListener } from '../core/config-types';
+import { plainAddress } from '../core/client-address';
+import { connectionLogger, withUser, type Logger } from '../core/log';
 import type { Gate } from '../app/gate';
 import {
   decodeOauthbearer,
@@ -54,14 +56,11 @@ const ID_MAX_VALUE = 1024;
 const MECHANISMS = ['PLAIN', 'LOGIN', 'XOAUTH2', 'OAUTHBEARER'] as const;
 type Mechanism = (typeof MECHANISMS)[number];
 
-/** `::ffff:192.0.2.1` → `192.0.2.1`, so logs, policy and Dovecot see plain IPv4. */
-export function plainAddress(address: string | undefined): string | undefined {
-  return address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-}
-
 export class ImapConnection {
   readonly id = randomBytes(8).toString('hex');
   private reader: CommandReader;
+  /** Carries protocol, sessionId, remoteAddress; user and deviceId once the login named them. */
+  private log: Logger;
   private tlsActive: boolean;
   private busy = false;
   /** Between STARTTLS and the end of the handshake: nothing is read. */
@@ -88,6 +87,7 @@ export class ImapConnection {
   ) {
     this.tlsActive = socket instanceof tls.TLSSocket;
     this.reader = this.newReader();
+    this.log = connectionLogger(ctx.gate.log, { protocol: 'imap', sessionId: this.id, remoteAddress: plainAddress(peer.address) });
   }
 
   start(): void {
@@ -236,7 +236,7 @@ export class ImapConnection {
   private run(work: Promise<void>): void {
     this.busy = true;
     work
-      .catch((err: unknown) => this.ctx.gate.log.error('imap: login failed unexpectedly', { session: this.id, error: String(err) }))
+      .catch((err: unknown) => this.log.error('imap: login failed unexpectedly', { error: String(err) }))
       .finally(() => {
         this.busy = false;
         if (!this.closed && this.relay === null && this.quarantine === null) {
@@ -385,7 +385,7 @@ export class ImapConnection {
   private async login(tag: string, credential: Credential, mech: Mechanism | null): Promise<void> {
     const { gate } = this.ctx;
     const remoteAddress = plainAddress(this.peer.address);
-    const log = { session: this.id, remoteAddress, mechanism: mech ?? 'LOGIN-command' };
+    const mechanism = mech ?? 'LOGIN-command';
     const admission = await gate.admit({
       protocol: 'imap',
       frontEnd: 'imap',
@@ -402,16 +402,17 @@ export class ImapConnection {
       return;
     }
     if (admission.kind === 'bad-credentials') {
-      gate.log.info('imap: login refused by identity', { ...log, failure: 'bad-credentials', detail: admission.detail });
+      this.log.info('imap: login refused by identity', { mechanism, failure: 'bad-credentials', detail: admission.detail });
       gate.metrics?.onLogin('imap', 'bad-credentials');
       if (credential.kind === 'bearer' && (mech === 'XOAUTH2' || mech === 'OAUTHBEARER')) return this.oauthFailure(tag, mech);
       return this.loginFailed(tag, replies.authenticationFailed(tag));
     }
     if (admission.kind === 'unavailable') {
-      if (!admission.decision) gate.log.info('imap: login refused by identity', { ...log, failure: 'unavailable', detail: admission.detail });
+      if (!admission.decision) this.log.info('imap: login refused by identity', { mechanism, failure: 'unavailable', detail: admission.detail });
       gate.metrics?.onLogin('imap', 'tempfail');
       return void this.send(replies.unavailable(tag, admission.decision?.message));
     }
+    this.log = withUser(this.log, admission.identity.user, admission.identity.deviceId);
     if (admission.kind === 'refuse') {
       const refused = replies.refusal(tag, admission.decision, this.ctx.config.blockStyle);
       if (refused.kind === 'refuse') {
@@ -419,7 +420,7 @@ export class ImapConnection {
         return void this.send(...refused.lines);
       }
       gate.metrics?.onLogin('imap', 'quarantine');
-      gate.log.info('imap: quarantined', { ...log, user: admission.identity.user, deviceId: admission.identity.deviceId, refId: admission.decision.refId });
+      this.log.info('imap: quarantined', { mechanism, refId: admission.decision.refId });
       this.enterAuthenticated();
       this.quarantine = startQuarantine({
         socket: this.socket,
@@ -434,7 +435,7 @@ export class ImapConnection {
 
     // The admission step registered the live session before this upstream login, so a revocation
     // in that window is not lost: confirm() below reports it.
-    const { identity, decision } = admission;
+    const { decision } = admission;
     const live = admission.session!;
     const result = await this.ctx.upstream.login({
       login: admission.upstream,
@@ -448,7 +449,7 @@ export class ImapConnection {
     });
     if (!result.ok) {
       live.end();
-      gate.log.warn('imap: upstream login failed', { ...log, user: identity.user, failure: result.failure, reason: result.reason, detail: result.detail });
+      this.log.warn('imap: upstream login failed', { mechanism, failure: result.failure, reason: result.reason, detail: result.detail });
       gate.metrics?.onLogin('imap', result.failure === 'bad-credentials' ? 'bad-credentials' : 'upstream-error');
       if (result.failure === 'bad-credentials') return this.loginFailed(tag, replies.authenticationFailed(tag));
       return void this.send(replies.unavailable(tag));
@@ -462,7 +463,7 @@ export class ImapConnection {
       return;
     }
     // winston formats an entry before its transports drop it by level: skip the work when info is off.
-    if (gate.log.isInfoEnabled()) gate.log.info('imap: logged in', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
+    if (this.log.isInfoEnabled()) this.log.info('imap: logged in', { mechanism, refId: decision.refId });
     this.enterAuthenticated();
     this.send(...replies.warnings(decision), replies.loggedIn(tag, filterCapabilities(result.session.capabilities)));
     gate.metrics?.onLogin('imap', 'allow');
@@ -485,7 +486,7 @@ export class ImapConnection {
 
   /** A live re-evaluation now refuses this session: BYE at a response boundary once relaying. */
   private revoke(decision: Decision): void {
-    this.ctx.gate.log.info('imap: session revoked', { session: this.id, user: decision.user, deviceId: decision.deviceId, refId: decision.refId });
+    this.log.info('imap: session revoked', { refId: decision.refId });
     this.relay?.end(replies.revoked(decision));
   }
 
