@@ -151,7 +151,7 @@ const SMTP_BAD_DEVICE_CHECK = "smtpSession(t, 'u1+dbad', 0)";
 
 /**
  * The rig's SMTP sanity check logs in as `u1+dbad` and sends no message, so it sees a refusal only at
- * AUTH (nginx: 535). SPEC has mailwarden accept AUTH and refuse at MAIL FROM with 550 5.7.1 (clients
+ * AUTH (nginx: 535). docs/smtp.md has mailwarden accept AUTH and refuse at MAIL FROM with 550 5.7.1 (clients
  * show that sentence and keep the password), which that check reads as "let in". The copy sends one
  * message instead, so a refusal at AUTH or at MAIL FROM both count, and a proxy that lets the message
  * through still fails. Nothing else in the rig changes. Returns null when the rig already does that.

@@ -47,7 +47,7 @@ export interface DeviceFacts {
   readonly receivedAt: string;
 }
 
-/** How the login proved which device it comes from (SPEC "Device identity"). */
+/** How the login proved which device it comes from (docs/identity.md). */
 export type IdentitySource = 'oauth' | 'certificate' | 'app-password' | 'asserted' | 'none';
 
 /** What the engine knows about the device, already classified. */

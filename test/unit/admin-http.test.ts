@@ -21,7 +21,7 @@ afterEach(async () => {
 interface Answer {
   status: number;
   headers: Headers;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON of many shapes
+  body: any; // JSON of many shapes
   text: string;
 }
 
