@@ -56,16 +56,37 @@ const ID_MAX_VALUE = 1024;
 const MECHANISMS = ['PLAIN', 'LOGIN', 'XOAUTH2', 'OAUTHBEARER'] as const;
 type Mechanism = (typeof MECHANISMS)[number];
 
+/**
+ * Where one client connection is, in the spirit of nginx's ngx_imap_state_e. Only
+ * `not-authenticated` reads commands (RFC 9051 §3.1); `authenticating` reads only the SASL lines of
+ * the login in progress; in `tls-handshake` nothing is read; once `relaying` or `quarantined` the
+ * relay or the quarantine mailbox owns the socket.
+ */
+export type ConnectionState = 'not-authenticated' | 'authenticating' | 'tls-handshake' | 'relaying' | 'quarantined' | 'closed';
+
+type CommandHandler = (connection: ImapConnection, tag: string, args: readonly Token[]) => void;
+
 export class ImapConnection {
+  /** The commands each state answers; any other command, or a state with no table, gets BAD. */
+  private static readonly COMMANDS: Readonly<Partial<Record<ConnectionState, Readonly<Record<string, CommandHandler>>>>> = {
+    'not-authenticated': {
+      CAPABILITY: (c, tag) => c.send(`* CAPABILITY ${c.capabilities().join(' ')}`, `${tag} OK CAPABILITY completed`),
+      NOOP: (c, tag) => c.send(`${tag} OK NOOP completed`),
+      LOGOUT: (c, tag) => c.finish(`* BYE Logging out\r\n${tag} OK LOGOUT completed\r\n`),
+      ID: (c, tag, args) => c.idCommand(tag, args),
+      STARTTLS: (c, tag, args) => c.starttls(tag, args),
+      LOGIN: (c, tag, args) => c.run(() => c.loginCommand(tag, args)),
+      AUTHENTICATE: (c, tag, args) => c.run(() => c.authenticate(tag, args)),
+    },
+  };
+
   readonly id = randomBytes(8).toString('hex');
   private reader: CommandReader;
   /** Carries protocol, sessionId, remoteAddress; user and deviceId once the login named them. */
   private log: Logger;
   private tlsActive: boolean;
-  private busy = false;
-  /** Between STARTTLS and the end of the handshake: nothing is read. */
-  private upgrading = false;
-  private closed = false;
+  /** The one value that says where the connection is; see ConnectionState for what each reads. */
+  private state: ConnectionState = 'not-authenticated';
   private badCommands = 0;
   private commands = 0;
   private failedLogins = 0;
@@ -122,7 +143,7 @@ export class ImapConnection {
    */
   private finish(last: string | null | 'relay-closed'): void {
     if (this.closed) return;
-    this.closed = true;
+    this.state = 'closed';
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.lineWaiter?.(null);
     this.lineWaiter = null;
@@ -133,6 +154,10 @@ export class ImapConnection {
       setTimeout(() => this.socket.destroy(), 1000).unref();
     }
     this.untrack();
+  }
+
+  private get closed(): boolean {
+    return this.state === 'closed';
   }
 
   private get loginAllowed(): boolean {
@@ -160,11 +185,10 @@ export class ImapConnection {
   }
 
   private pump(): void {
-    while (!this.closed && !this.upgrading && this.relay === null && this.quarantine === null) {
-      if (this.busy && !this.lineWaiter) {
-        this.socket.pause();
-        return;
-      }
+    for (;;) {
+      // Commands are read while not authenticated; while a login runs, only its SASL lines.
+      if (this.state === 'authenticating' && !this.lineWaiter) return void this.socket.pause();
+      if (this.state !== 'not-authenticated' && this.state !== 'authenticating') return;
       const event = this.reader.next();
       if (!event) return;
       if (event.type === 'fatal') {
@@ -210,39 +234,22 @@ export class ImapConnection {
       return;
     }
     const { tag, name, args } = command;
-    switch (name) {
-      case 'CAPABILITY':
-        this.send(`* CAPABILITY ${this.capabilities().join(' ')}`, `${tag} OK CAPABILITY completed`);
-        return;
-      case 'NOOP':
-        this.send(`${tag} OK NOOP completed`);
-        return;
-      case 'LOGOUT':
-        this.finish(`* BYE Logging out\r\n${tag} OK LOGOUT completed\r\n`);
-        return;
-      case 'ID':
-        return this.idCommand(tag, args);
-      case 'STARTTLS':
-        return this.starttls(tag, args);
-      case 'LOGIN':
-        return this.run(this.loginCommand(tag, args));
-      case 'AUTHENTICATE':
-        return this.run(this.authenticate(tag, args));
-      default:
-        this.bad(tag, 'Command not allowed before login');
-    }
+    // Names are upper-case (parseCommand), so no Object.prototype member can match.
+    const handler = ImapConnection.COMMANDS[this.state]?.[name];
+    if (!handler) return this.bad(tag, replies.TEXT.notBeforeLogin);
+    handler(this, tag, args);
   }
 
-  private run(work: Promise<void>): void {
-    this.busy = true;
-    work
+  /** LOGIN and AUTHENTICATE: authenticating until the login ends, back to not-authenticated unless it moved on. */
+  private run(login: () => Promise<void>): void {
+    this.state = 'authenticating';
+    login()
       .catch((err: unknown) => this.log.error('imap: login failed unexpectedly', { error: String(err) }))
       .finally(() => {
-        this.busy = false;
-        if (!this.closed && this.relay === null && this.quarantine === null) {
-          this.socket.resume();
-          this.pump();
-        }
+        if (this.state !== 'authenticating') return;
+        this.state = 'not-authenticated';
+        this.socket.resume();
+        this.pump();
       });
   }
 
@@ -283,7 +290,7 @@ export class ImapConnection {
     this.socket.off('data', this.onData);
     this.reader.discard();
     this.socket.write(`${tag} OK Begin TLS negotiation now\r\n`);
-    this.upgrading = true;
+    this.state = 'tls-handshake';
     const secure = serverTls(this.socket, context, this.ctx.requestCert, () => {
       // Everything learnt before TLS is forgotten (RFC 3207 §4.2 spirit; RFC 9051 §6.2.1).
       this.tlsActive = true;
@@ -291,7 +298,7 @@ export class ImapConnection {
       this.hints = {};
       this.badCommands = 0;
       this.failedLogins = 0;
-      this.upgrading = false;
+      if (this.state === 'tls-handshake') this.state = 'not-authenticated';
       secure.on('data', this.onData);
     });
     this.socket = secure;
@@ -421,7 +428,7 @@ export class ImapConnection {
       }
       gate.metrics?.onLogin('imap', 'quarantine');
       this.log.info('imap: quarantined', { mechanism, refId: admission.decision.refId });
-      this.enterAuthenticated();
+      this.enterAuthenticated('quarantined');
       this.quarantine = startQuarantine({
         socket: this.socket,
         tag,
@@ -464,7 +471,7 @@ export class ImapConnection {
     }
     // winston formats an entry before its transports drop it by level: skip the work when info is off.
     if (this.log.isInfoEnabled()) this.log.info('imap: logged in', { mechanism, refId: decision.refId });
-    this.enterAuthenticated();
+    this.enterAuthenticated('relaying');
     this.send(...replies.warnings(decision), replies.loggedIn(tag, filterCapabilities(result.session.capabilities)));
     gate.metrics?.onLogin('imap', 'allow');
     gate.metrics?.sessionDelta('imap', 1);
@@ -490,7 +497,8 @@ export class ImapConnection {
     this.relay?.end(replies.revoked(decision));
   }
 
-  private enterAuthenticated(): void {
+  private enterAuthenticated(next: 'relaying' | 'quarantined'): void {
+    this.state = next;
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.preAuthTimer = null;
     this.socket.off('data', this.onData);
