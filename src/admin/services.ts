@@ -12,7 +12,7 @@ import { compilePolicy, type CompiledPolicy } from '../policy/compile';
 import type { Protocol } from '../policy/contract';
 import type { Decision, DecisionRequest } from '../policy/decision';
 import { simulate } from '../policy/simulate';
-import type { DeviceStore } from '../store/device-store';
+import type { DeviceStore, Exemptions } from '../store/device-store';
 import { AdminError } from './errors';
 import type { Metrics } from './metrics';
 import type { ReportVerifier, ReportVerifyResult } from './reports';
@@ -67,7 +67,7 @@ export interface AdminServiceDeps {
 }
 
 /** What a policy simulation needs besides the two policies and the devices. */
-export function simulationContext(config: MailwardenConfig, store: DeviceStore) {
+export function simulationContext(config: MailwardenConfig, store: Pick<Exemptions, 'listExemptions'>) {
   return { maxReportAgeHours: config.store.maxReportAgeHours, groups: config.groups, store };
 }
 

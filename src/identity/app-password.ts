@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../core/log';
 import type { IdentitySourceConfig } from '../core/config-types';
-import type { AppPasswordCredential, DeviceStore } from '../store/device-store';
+import type { AppPasswordCredential, AppPasswords } from '../store/device-store';
 import type { CredentialContext, IdentityResult } from './types';
 import { badCredentials, unavailable, type IdentitySourceHandler } from './source';
 import { InvalidIdentifierError, sameUser, validateIdentifier } from './validate';
@@ -80,7 +80,7 @@ export async function loadAppPasswordKey(hmacKeyFile: string | undefined, config
  * StoreUnavailableError when the store is down.
  */
 export async function issueAppPassword(
-  store: DeviceStore,
+  store: AppPasswords,
   subject: { user: string; deviceId: string },
   hmacKey: Buffer,
   now: Date = new Date(),
@@ -109,7 +109,7 @@ export async function issueAppPassword(
  * also checks the login name) and by Dovecot's passdb introspection, which sends only the password
  * and compares the user name itself.
  */
-export async function appPasswordOwner(store: DeviceStore, hmacKey: Buffer, password: string): Promise<IdentityResult | null> {
+export async function appPasswordOwner(store: Pick<AppPasswords, 'getAppPassword'>, hmacKey: Buffer, password: string): Promise<IdentityResult | null> {
   const parsed = parseAppPassword(password);
   if (!parsed) return null;
   const id = parsed.credentialId;
@@ -141,7 +141,7 @@ export async function appPasswordOwner(store: DeviceStore, hmacKey: Buffer, pass
 
 export async function createAppPasswordSource(
   config: AppPasswordSourceConfig,
-  deps: { store: DeviceStore; log: Logger; configDir: string },
+  deps: { store: Pick<AppPasswords, 'getAppPassword'>; log: Logger; configDir: string },
 ): Promise<IdentitySourceHandler> {
   const hmacKey = await loadAppPasswordKey(config.hmacKeyFile, deps.configDir, deps.log);
 

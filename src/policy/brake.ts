@@ -5,7 +5,7 @@ import type { Logger } from '../core/log';
 import { CoreReasonCodes, type Decision } from './decision';
 import type { CompiledCheck, CompiledPolicy } from './compile';
 import { errorText } from '../core/errors';
-import { KILL_SWITCH_FLAG, type DeviceStore } from '../store/device-store';
+import { KILL_SWITCH_FLAG, type Flags } from '../store/device-store';
 import { killSwitchOn } from '../store/record-codec';
 
 /**
@@ -35,7 +35,7 @@ export interface KillSwitchChange {
  * the `kill-switch` ChangeEvent in the flag's write (record-codec flagChangeEvent), so every instance
  * hears it exactly once. Switching it to the state it is in keeps the first `since` and `by`.
  */
-export async function setKillSwitch(store: DeviceStore, on: boolean, change: KillSwitchChange = {}): Promise<void> {
+export async function setKillSwitch(store: Flags, on: boolean, change: KillSwitchChange = {}): Promise<void> {
   const before = await readKillSwitch(store);
   const same = before.on === on && before.since !== null;
   const state: KillSwitchState = {
@@ -49,7 +49,7 @@ export async function setKillSwitch(store: DeviceStore, on: boolean, change: Kil
 }
 
 /** The flag decides on/off; the record beside it counts only when it describes that same state. */
-export async function readKillSwitch(store: DeviceStore): Promise<KillSwitchState> {
+export async function readKillSwitch(store: Pick<Flags, 'getFlag'>): Promise<KillSwitchState> {
   const [flag, raw] = await Promise.all([store.getFlag(KILL_SWITCH_FLAG), store.getFlag(KILL_SWITCH_STATE_FLAG)]);
   const on = killSwitchOn(flag);
   const recorded = parseState(raw);

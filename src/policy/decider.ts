@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../core/log';
 import type { MailwardenConfig } from '../core/config-types';
-import { StoreUnavailableError, type DeviceStore, type StoredFacts } from '../store/device-store';
+import { StoreUnavailableError, type AuditLog, type DecisionFacts, type StoredFacts } from '../store/device-store';
 import { CoreReasonCodes, type Decision, type DecisionRequest } from './decision';
 import type { CompiledPolicy } from './compile';
 import { evaluatePolicy, groupsOf, tempfailDecision } from './engine';
@@ -32,7 +32,7 @@ export function newRefId(): string {
 }
 
 export interface DeciderOptions {
-  readonly store: DeviceStore;
+  readonly store: DecisionFacts & AuditLog;
   readonly log: Logger;
   readonly getPolicy: () => CompiledPolicy;
   readonly getConfig: () => MailwardenConfig;

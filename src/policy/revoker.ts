@@ -4,11 +4,11 @@ import type { Logger } from '../core/log';
 import type { LiveSessions, LiveSession } from './live-session';
 import type { Protocol } from './contract';
 import type { Decision, DecisionRequest } from './decision';
-import type { ChangeEvent, DeviceStore } from '../store/device-store';
+import type { ChangeEvent, ChangeFeed } from '../store/device-store';
 import { errorText } from '../core/errors';
 
 export interface RevokerOptions {
-  readonly store: DeviceStore;
+  readonly store: ChangeFeed;
   readonly sessions: LiveSessions;
   readonly decider: { decide(request: DecisionRequest): Promise<Decision> };
   readonly log: Logger;

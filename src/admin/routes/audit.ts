@@ -1,7 +1,7 @@
 // The audit stream (GET /v1/audit): a cursor forward, or the newest entries.
 import { ADMIN_LIMITS, badRequest, intParam, type Route } from '../route';
 import type { AdminServices } from '../services';
-import type { AuditEntry, DeviceStore } from '../../store/device-store';
+import type { AuditEntry, AuditLog } from '../../store/device-store';
 
 export function auditRoutes(services: AdminServices): Route[] {
   const { store } = services;
@@ -29,7 +29,7 @@ export function auditRoutes(services: AdminServices): Route[] {
 }
 
 /** Newest `count` audit entries, oldest first; pages through the stream when the store has no tail read. */
-async function readAuditLast(store: DeviceStore, count: number): Promise<AuditEntry[]> {
+async function readAuditLast(store: AuditLog, count: number): Promise<AuditEntry[]> {
   if (store.readAuditLast) return store.readAuditLast(count);
   const pageSize = 1000;
   let window: AuditEntry[] = [];
