@@ -372,7 +372,7 @@ async function main(): Promise<void> {
   fs.copyFileSync(path.join(__dirname, '../../config/policy.yaml'), path.join(dir, 'policy.yaml'));
   const columns: Column[] = [];
   try {
-    // Default Dovecot (a process per login, as in SPEC's rig) for logins; the tuned one for FETCH and IDLE.
+    // Default Dovecot (a process per login, as the anchors' rig in bench/rig.ts runs it) for logins; the tuned one for FETCH and IDLE.
     const plainColumn = ONLY_FETCH ? null : await startColumn('default', '', redis, pki, dir);
     if (plainColumn) columns.push(plainColumn);
     const column = await startColumn('tuned', DOVECOT_TUNING, redis, pki, dir);

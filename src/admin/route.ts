@@ -47,7 +47,7 @@ export interface Route {
  */
 export function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   const tooLarge = () =>
-    new AdminError(413, 'BODY_TOO_LARGE', `request body is larger than ${limit} bytes`, { connection: 'close' });
+    new AdminError('BODY_TOO_LARGE', `request body is larger than ${limit} bytes`, { connection: 'close' });
   if (Number(req.headers['content-length'] ?? 0) > limit) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -79,15 +79,15 @@ export async function readJson(req: http.IncomingMessage): Promise<Record<string
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new AdminError(400, 'BAD_JSON', `request body is not valid JSON: ${(err as Error).message}`);
+    throw new AdminError('BAD_JSON', `request body is not valid JSON: ${(err as Error).message}`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new AdminError(400, 'BAD_JSON', 'request body must be a JSON object');
+    throw new AdminError('BAD_JSON', 'request body must be a JSON object');
   }
   return value as Record<string, unknown>;
 }
 
-export const badRequest = (message: string) => new AdminError(400, 'BAD_REQUEST', message);
+export const badRequest = (message: string) => new AdminError('BAD_REQUEST', message);
 
 export function intParam(query: URLSearchParams, name: string, fallback: number, max: number): number {
   const raw = query.get(name);

@@ -5,10 +5,11 @@ import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../core/config-types';
-import type { Logger } from '../core/log';
+import { plainAddress } from '../core/client-address';
+import { connectionLogger, type Logger } from '../core/log';
 import { errorText } from '../core/errors';
 import { StoreUnavailableError } from '../store/device-store';
-import { AdminError } from './errors';
+import { AdminError, AdminErrorCodes } from './errors';
 import { ADMIN_LIMITS, type Reply, type Route } from './route';
 import type { AdminServices } from './services';
 import { appPasswordRoutes } from './routes/app-passwords';
@@ -95,6 +96,8 @@ async function serve(
   res: http.ServerResponse,
 ): Promise<void> {
   const started = process.hrtime.bigint();
+  // The same connection fields as IMAP and SMTP lines (src/core/log.ts).
+  const log = connectionLogger(services.log, { protocol: 'admin', remoteAddress: plainAddress(req.socket.remoteAddress) });
   // The parser refuses some request targets llhttp lets through ("http://["): a 400, never a throw
   // here, which would be an unhandled rejection (the process would exit).
   let url: URL | null = null;
@@ -104,27 +107,27 @@ async function serve(
     try {
       url = new URL(req.url ?? '/', 'http://admin.invalid');
     } catch {
-      throw new AdminError(400, 'BAD_REQUEST', 'the request target is not a valid URL');
+      throw new AdminError('BAD_REQUEST', 'the request target is not a valid URL');
     }
     const match = matchRoute(routes, req.method ?? 'GET', url.pathname);
     quiet = match.route?.quiet ?? false;
     if (!match.route) {
-      if (match.allowed.length === 0) throw new AdminError(404, 'NOT_FOUND', `no such endpoint: ${url.pathname}`);
-      throw new AdminError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`, {
+      if (match.allowed.length === 0) throw new AdminError('NOT_FOUND', `no such endpoint: ${url.pathname}`);
+      throw new AdminError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`, {
         allow: match.allowed.join(', '),
       });
     }
     if (!match.route.public) authenticate(req, services.tokens());
     reply = await match.route.handle({ req, params: match.params, query: url.searchParams });
   } catch (err) {
-    reply = errorReply(err, services.log, req.method, url?.pathname ?? '(unparseable)');
+    reply = errorReply(err, log, req.method, url?.pathname ?? '(unparseable)');
   }
-  const status = send(res, reply, services.log);
+  const status = send(res, reply, log);
   // Only method, path and status: never headers (the token) nor bodies (reports, passwords).
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   const entry = { method: req.method, path: url?.pathname ?? '(unparseable)', status, ms: Math.round(ms * 10) / 10 };
-  if (quiet) services.log.debug('admin request', entry);
-  else services.log.info('admin request', entry);
+  if (quiet) log.debug('admin request', entry);
+  else log.info('admin request', entry);
 }
 
 function matchRoute(
@@ -161,10 +164,10 @@ function decodeSegment(segment: string): string {
   try {
     value = decodeURIComponent(segment);
   } catch {
-    throw new AdminError(400, 'BAD_REQUEST', `path segment is not valid percent-encoding: ${segment}`);
+    throw new AdminError('BAD_REQUEST', `path segment is not valid percent-encoding: ${segment}`);
   }
   if (value === '' || value.length > ADMIN_LIMITS.idMaxChars) {
-    throw new AdminError(400, 'BAD_REQUEST', `path parameter must be 1 to ${ADMIN_LIMITS.idMaxChars} characters`);
+    throw new AdminError('BAD_REQUEST', `path parameter must be 1 to ${ADMIN_LIMITS.idMaxChars} characters`);
   }
   return value;
 }
@@ -179,7 +182,7 @@ function authenticate(req: http.IncomingMessage, tokens: readonly string[]): voi
   const header = req.headers.authorization ?? '';
   const match = /^Bearer +(\S+) *$/i.exec(header);
   if (!match) {
-    throw new AdminError(401, 'UNAUTHORIZED', 'a bearer token is required (Authorization: Bearer <token>)', {
+    throw new AdminError('UNAUTHORIZED', 'a bearer token is required (Authorization: Bearer <token>)', {
       'www-authenticate': 'Bearer realm="mailwarden-admin"',
     });
   }
@@ -190,7 +193,7 @@ function authenticate(req: http.IncomingMessage, tokens: readonly string[]): voi
     ok = timingSafeEqual(given, sha256(token)) || ok;
   }
   if (!ok) {
-    throw new AdminError(401, 'UNAUTHORIZED', 'the bearer token is not valid', {
+    throw new AdminError('UNAUTHORIZED', 'the bearer token is not valid', {
       'www-authenticate': 'Bearer realm="mailwarden-admin", error="invalid_token"',
     });
   }
@@ -204,20 +207,20 @@ function errorReply(err: unknown, log: Logger, method: string | undefined, path:
   if (err instanceof StoreUnavailableError || (err as { code?: unknown } | null)?.code === 'STORE_UNAVAILABLE') {
     const reason = (err as Error).message;
     return {
-      status: 503,
+      status: AdminErrorCodes.STORE_UNAVAILABLE,
       body: errorBody('STORE_UNAVAILABLE', `the device store is unavailable: ${reason}`),
       headers: { 'retry-after': '5' },
     };
   }
   // Thrown by enrolment (src/identity/validate.ts) for a user or device id it cannot accept.
   if ((err as { code?: unknown } | null)?.code === 'INVALID_IDENTIFIER') {
-    return { status: 400, body: errorBody('INVALID_IDENTIFIER', (err as Error).message) };
+    return { status: AdminErrorCodes.INVALID_IDENTIFIER, body: errorBody('INVALID_IDENTIFIER', (err as Error).message) };
   }
   log.error('admin request failed', { method, path, error: errorText(err) });
-  return { status: 500, body: errorBody('INTERNAL', 'internal error; see the mailwarden log') };
+  return { status: AdminErrorCodes.INTERNAL, body: errorBody('INTERNAL', 'internal error; see the mailwarden log') };
 }
 
-const errorBody = (code: string, message: string) => ({ error: { code, message } });
+const errorBody = (code: AdminError['code'], message: string) => ({ error: { code, message } });
 
 /** Writes the reply; returns the status actually sent. */
 function send(res: http.ServerResponse, reply: Reply, log: Logger): number {

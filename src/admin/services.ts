@@ -12,14 +12,12 @@ import { compilePolicy, type CompiledPolicy } from '../policy/compile';
 import type { Protocol } from '../policy/contract';
 import type { Decision, DecisionRequest } from '../policy/decision';
 import { simulate } from '../policy/simulate';
-import type { DeviceRecord, DeviceStore } from '../store/device-store';
+import type { DeviceStore } from '../store/device-store';
 import { AdminError } from './errors';
 import type { Metrics } from './metrics';
-import type { ReportVerifier } from './reports';
+import type { ReportVerifier, ReportVerifyResult } from './reports';
 
-export type ReportVerification =
-  | { readonly ok: true; readonly record: DeviceRecord }
-  | { readonly ok: false; readonly status: number; readonly code: string; readonly message: string };
+export type ReportVerification = ReportVerifyResult;
 
 /**
  * What the admin listener needs from the runtime. The runtime implements it by wiring the report
@@ -97,11 +95,11 @@ export function createAdminServices(deps: AdminServiceDeps): AdminServices {
       deps.dryRun({ user, deviceId, protocol, identitySource: 'app-password', identityStrength: 'strong', trigger: 'admin' }),
     async issueAppPassword(user, deviceId) {
       const key = await appPasswordKeyFor(deps.config().identity.sources, deps.configDir);
-      if (!key) throw new AdminError(409, 'NO_APP_PASSWORD_SOURCE', 'no app-password identity source is configured (identity.sources)');
+      if (!key) throw new AdminError('NO_APP_PASSWORD_SOURCE', 'no app-password identity source is configured (identity.sources)');
       try {
         return await issueAppPassword(store, { user, deviceId }, key);
       } catch (err) {
-        if (err instanceof InvalidIdentifierError) throw new AdminError(400, err.code, err.message);
+        if (err instanceof InvalidIdentifierError) throw new AdminError(err.code, err.message);
         throw err;
       }
     },
@@ -113,7 +111,7 @@ export function createAdminServices(deps: AdminServiceDeps): AdminServices {
           const { policy, source } = await loadPolicyText(candidateYaml, '(candidate policy)');
           candidate = await compilePolicy(policy, source, { pluginDirs: deps.config().pluginDirs });
         } catch (err) {
-          if (err instanceof ConfigError) throw new AdminError(400, 'POLICY_INVALID', err.message);
+          if (err instanceof ConfigError) throw new AdminError('POLICY_INVALID', err.message);
           throw err;
         }
       }

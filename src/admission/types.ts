@@ -24,7 +24,7 @@ export type Verification =
       /**
        * The device of a device-bound credential that mailwarden itself verified for the gateway
        * (Dovecot's oauth2 passdb asking mailwarden's introspection endpoint): a strong identity,
-       * the identity sources are not asked. Added for the Dovecot policy hook.
+       * the identity sources are not asked (the Dovecot policy hook sets it).
        */
       readonly deviceId?: string;
     }

@@ -13,7 +13,7 @@ import type { AdminServices } from '../admin/services';
 import type { CompiledPolicy } from '../policy/compile';
 import type { Decider } from '../policy/decider';
 import { newRefId } from '../policy/decider';
-import type { Decision } from '../policy/decision';
+import { CoreReasonCodes, type Decision } from '../policy/decision';
 import type { DeviceStore } from '../store/device-store';
 import { KILL_SWITCH_FLAG } from '../store/device-store';
 import { killSwitchOn } from '../store/record-codec';
@@ -136,7 +136,7 @@ function endedDecision(user: string, deviceId: string, protocol: Decision['proto
   const refId = newRefId();
   return {
     action: 'deny',
-    reasonCode: 'ENDED_BY_ADMIN',
+    reasonCode: CoreReasonCodes.ENDED_BY_ADMIN,
     fault: 'policy',
     refId,
     message: `This mail session was ended by ${helpdesk}. Sign in again. Ref ${refId}.`,

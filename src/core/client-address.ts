@@ -16,3 +16,8 @@ export function addressKey(address: string | undefined): string | null {
   const groups = plain.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
   return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
 }
+
+/** `::ffff:192.0.2.1` → `192.0.2.1`, so logs, policy and Dovecot see plain IPv4. */
+export function plainAddress(address: string | undefined): string | undefined {
+  return address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}

@@ -275,7 +275,7 @@ function configRules(c: RawConfig): SchemaProblem[] {
     if (tokenNames.has(t.name)) problem(['admin', 'accessTokens', i, 'name'], `"${t.name}" is used by another token; names must be unique`);
     tokenNames.add(t.name);
   });
-  // App passwords are never shown to the upstream (SPEC "Device identity"): such logins use the
+  // App passwords are never shown to the upstream (docs/identity.md, "Upstream login"): such logins use the
   // master/proxy credential, so every upstream needs one even when others pass through.
   const appPasswords = c.identity.sources.some((s) => s.type === 'app-password');
   for (const protocol of ['imap', 'smtp'] as const) {

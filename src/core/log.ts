@@ -97,6 +97,27 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   });
 }
 
+/**
+ * The fields every line about one connection carries, under the same names for IMAP, SMTP and the
+ * admin API: protocol, sessionId and remoteAddress from the start; user and deviceId once the login
+ * is known (withUser).
+ */
+export interface ConnectionFields {
+  readonly protocol: 'imap' | 'smtp' | 'admin';
+  readonly sessionId?: string;
+  readonly remoteAddress?: string;
+}
+
+/** A logger for one connection: each line carries `fields` (a field a call passes wins). */
+export function connectionLogger(log: Logger, fields: ConnectionFields): Logger {
+  return log.child({ ...fields });
+}
+
+/** The connection's logger once its login named the user (and the device, or null). */
+export function withUser(log: Logger, user: string, deviceId: string | null): Logger {
+  return log.child({ user, deviceId });
+}
+
 /** A logger that writes nothing (unit tests, CLI commands that print their own output). */
 export function silentLogger(): Logger {
   return createLogger({ silent: true });

@@ -10,6 +10,24 @@
  */
 export type UpstreamErrorReason = 'connect' | 'timeout' | 'tls' | 'protocol' | 'login-refused' | 'breaker-open';
 
+/**
+ * An upstream connection or login that failed, on either leg: why (the reason above) and whether it
+ * was the client's own credential the upstream refused (passthrough: a wrong password, not an outage).
+ */
+export class UpstreamError extends Error {
+  readonly badCredentials: boolean;
+
+  constructor(
+    readonly reason: UpstreamErrorReason,
+    message: string,
+    options?: { readonly cause?: unknown; readonly badCredentials?: boolean },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'UpstreamError';
+    this.badCredentials = options?.badCredentials ?? false;
+  }
+}
+
 /** ok; bad-credentials: the client's own password, replayed (passthrough), upstream healthy; error. */
 export type UpstreamLoginResult = 'ok' | 'bad-credentials' | 'error';
 

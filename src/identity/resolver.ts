@@ -34,9 +34,9 @@ function createSource(config: IdentitySourceConfig, index: number, deps: Identit
 }
 
 /**
- * Checked before any source sees the credential: CR/LF/NUL in a name could inject commands
- * upstream (failure catalogue §1.6), and bounding the token keeps JWE/PBES2 bombs and huge
- * headers away from jose (§2).
+ * Checked before any source sees the credential: CR/LF/NUL in a name could inject commands into
+ * the upstream login (IMAP and SMTP commands end at CRLF: RFC 9051 §2.2, RFC 5321 §2.3.8), and
+ * bounding the token keeps JWE/PBES2 bombs and huge headers away from jose.
  */
 function validateCredential(credential: Credential): string | null {
   if (credential.kind === 'password') {

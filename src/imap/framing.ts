@@ -9,7 +9,11 @@ const TAIL = 24;
 /** Longest line held whole for inspection; longer ones pass through untouched. */
 const MAX_INSPECT = 65536;
 
-/** Capabilities that must not reach the client after login (protocols.md §1.2). */
+/**
+ * Capabilities that must not reach the client after login (docs/imap.md): COMPRESS (RFC 4978) would
+ * change the bytes the relay frames, UNAUTHENTICATE (RFC 8437) would end the login behind the
+ * proxy's back, and the rest describe the upstream's pre-login state, not the client's session.
+ */
 const STRIPPED_CAPS = /^(COMPRESS=.*|UNAUTHENTICATE|STARTTLS|LOGINDISABLED|AUTH=.*|SASL-IR|LOGIN-REFERRALS)$/i;
 
 export function filterCapabilities(caps: readonly string[]): string[] {

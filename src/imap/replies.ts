@@ -15,6 +15,7 @@ export function responseText(text: string | undefined, fallback: string): string
 
 export const TEXT = {
   authFailed: 'Authentication failed.',
+  notBeforeLogin: 'Command not allowed before login',
   unavailable: 'Service temporarily unavailable, try again later.',
   deniedFallback: 'Mail access from this device is blocked by company policy. Contact your IT helpdesk.',
   revokedFallback: 'Mail access from this device has been suspended by company policy.',

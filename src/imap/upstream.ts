@@ -9,7 +9,7 @@ import type { Credential, UpstreamLogin } from '../identity/types';
 import { quote } from './parser';
 import { UpstreamReads } from './read-buffer';
 import { upstreamTlsOptions } from '../core/upstream-tls';
-import { reportUpstreamAttempt, socketFailureReason, type UpstreamErrorReason, type UpstreamObserver } from '../core/upstream-failure';
+import { reportUpstreamAttempt, socketFailureReason, UpstreamError, type UpstreamErrorReason, type UpstreamObserver } from '../core/upstream-failure';
 
 export interface UpstreamSession {
   readonly socket: net.Socket;
@@ -44,17 +44,7 @@ export interface UpstreamLoginRequest {
   readonly secure: boolean;
 }
 
-class UpstreamError extends Error {
-  constructor(
-    message: string,
-    readonly reason: UpstreamErrorReason = 'protocol',
-    readonly failure: 'unavailable' | 'bad-credentials' = 'unavailable',
-  ) {
-    super(message);
-  }
-}
-
-const asUpstreamError = (err: unknown): UpstreamError => (err instanceof UpstreamError ? err : new UpstreamError((err as Error).message));
+const asUpstreamError = (err: unknown): UpstreamError => (err instanceof UpstreamError ? err : new UpstreamError('protocol', (err as Error).message));
 
 /** One response line from the upstream (login phase only: no literals expected). */
 interface Line {
@@ -69,11 +59,11 @@ class LineChannel {
   private error: Error | null = null;
   private readonly onData = (chunk: Buffer): void => {
     this.buffer = Buffer.concat([this.buffer, chunk]);
-    if (this.buffer.length > 65536) this.fail(new UpstreamError('upstream sent an over-long line during login'));
+    if (this.buffer.length > 65536) this.fail(new UpstreamError('protocol', 'upstream sent an over-long line during login'));
     this.pump();
   };
-  private readonly onClose = (): void => this.fail(new UpstreamError('upstream closed the connection during login'));
-  private readonly onError = (err: Error): void => this.fail(new UpstreamError(`upstream connection error: ${err.message}`, 'connect'));
+  private readonly onClose = (): void => this.fail(new UpstreamError('protocol', 'upstream closed the connection during login'));
+  private readonly onError = (err: Error): void => this.fail(new UpstreamError('connect', `upstream connection error: ${err.message}`));
 
   constructor(readonly socket: net.Socket) {
     socket.on('data', this.onData);
@@ -114,7 +104,7 @@ class LineChannel {
     if (lf < 0) return;
     const text = this.buffer.toString('utf8', 0, lf).replace(/\r$/, '');
     this.buffer = this.buffer.subarray(lf + 1);
-    if (/\{\d+\+?\}$/.test(text)) return this.fail(new UpstreamError('upstream sent a literal during login'));
+    if (/\{\d+\+?\}$/.test(text)) return this.fail(new UpstreamError('protocol', 'upstream sent a literal during login'));
     const sp = text.indexOf(' ');
     const line = { tag: sp < 0 ? text : text.slice(0, sp), rest: sp < 0 ? '' : text.slice(sp + 1) };
     const w = this.waiter;
@@ -137,7 +127,7 @@ function saslPlain(authzid: string, authcid: string, password: string): string {
 async function within<T>(ms: number, message: string, work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new UpstreamError(message, 'timeout')), ms);
+    timer = setTimeout(() => reject(new UpstreamError('timeout', message)), ms);
   });
   try {
     return await Promise.race([work, deadline]);
@@ -207,7 +197,7 @@ export class Upstream {
       const e = asUpstreamError(err);
       cleanUp(e);
       breaker.failure();
-      return { ok: false, failure: e.failure, reason: e.reason, detail: e.message };
+      return { ok: false, failure: e.badCredentials ? 'bad-credentials' : 'unavailable', reason: e.reason, detail: e.message };
     }
     breaker.success();
     try {
@@ -222,7 +212,7 @@ export class Upstream {
     } catch (err) {
       const e = asUpstreamError(err);
       cleanUp(e);
-      return { ok: false, failure: e.failure, reason: e.reason, detail: e.message };
+      return { ok: false, failure: e.badCredentials ? 'bad-credentials' : 'unavailable', reason: e.reason, detail: e.message };
     }
   }
 
@@ -250,7 +240,7 @@ export class Upstream {
       socket.setNoDelay(true);
       const ready = this.config.tls === 'implicit' ? 'secureConnect' : 'connect';
       const onError = (err: Error): void =>
-        reject(new UpstreamError(`cannot connect to upstream ${address}:${port}: ${err.message}`, socketFailureReason(err, this.config.tls === 'implicit')));
+        reject(new UpstreamError(socketFailureReason(err, this.config.tls === 'implicit'), `cannot connect to upstream ${address}:${port}: ${err.message}`));
       socket.once('error', onError);
       socket.once(ready, () => {
         socket.off('error', onError);
@@ -263,7 +253,7 @@ export class Upstream {
   private async greeting(channel: LineChannel): Promise<string[]> {
     const line = await channel.next();
     if (line.tag !== '*' || !/^OK\b/i.test(line.rest)) {
-      throw new UpstreamError(`upstream greeting is not "* OK": ${line.tag} ${line.rest.slice(0, 80)}`);
+      throw new UpstreamError('protocol', `upstream greeting is not "* OK": ${line.tag} ${line.rest.slice(0, 80)}`);
     }
     return capabilitiesInCode(line.rest) ?? [];
   }
@@ -271,14 +261,14 @@ export class Upstream {
   private async starttls(channel: LineChannel): Promise<{ socket: net.Socket; channel: LineChannel }> {
     channel.socket.write('S STARTTLS\r\n');
     const line = await this.tagged(channel, 'S');
-    if (!/^OK\b/i.test(line.rest)) throw new UpstreamError(`upstream refused STARTTLS: ${line.rest.slice(0, 80)}`, 'tls');
+    if (!/^OK\b/i.test(line.rest)) throw new UpstreamError('tls', `upstream refused STARTTLS: ${line.rest.slice(0, 80)}`);
     // Bytes after the OK and before the handshake would be a response-injection attempt (NO STARTTLS paper).
     const early = channel.detach();
-    if (early.length > 0) throw new UpstreamError('upstream sent data after its STARTTLS response', 'tls');
+    if (early.length > 0) throw new UpstreamError('tls', 'upstream sent data after its STARTTLS response');
     const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
       const s = tls.connect({ socket: channel.socket, ...upstreamTlsOptions(this.config) });
       s.once('secureConnect', () => resolve(s));
-      s.once('error', (err) => reject(new UpstreamError(`upstream TLS handshake failed: ${err.message}`, socketFailureReason(err, true))));
+      s.once('error', (err) => reject(new UpstreamError(socketFailureReason(err, true), `upstream TLS handshake failed: ${err.message}`)));
     });
     return { socket: secure, channel: new LineChannel(secure) };
   }
@@ -288,7 +278,7 @@ export class Upstream {
       const line = await channel.next();
       if (line.tag === tag) return line;
       if (line.tag === '*') {
-        if (/^BYE\b/i.test(line.rest)) throw new UpstreamError(`upstream said BYE: ${line.rest.slice(0, 80)}`);
+        if (/^BYE\b/i.test(line.rest)) throw new UpstreamError('protocol', `upstream said BYE: ${line.rest.slice(0, 80)}`);
         untagged?.(line.rest);
       }
     }
@@ -321,7 +311,7 @@ export class Upstream {
       }
       if (line.tag === 'L') break;
       if (line.tag === '*') {
-        if (/^BYE\b/i.test(line.rest)) throw new UpstreamError(`upstream said BYE: ${line.rest.slice(0, 80)}`);
+        if (/^BYE\b/i.test(line.rest)) throw new UpstreamError('protocol', `upstream said BYE: ${line.rest.slice(0, 80)}`);
         onUntagged(line.rest);
       }
     }
@@ -330,9 +320,9 @@ export class Upstream {
       // Upstream AUTHENTICATIONFAILED is the client's fault only when we replayed the client's secret;
       // with the master user it is our configuration, so the client gets UNAVAILABLE (details in the log).
       if (passthrough && /^NO \[AUTHENTICATIONFAILED\]/i.test(line.rest)) {
-        throw new UpstreamError('upstream rejected the client credentials', 'login-refused', 'bad-credentials');
+        throw new UpstreamError('login-refused', 'upstream rejected the client credentials', { badCredentials: true });
       }
-      throw new UpstreamError(`upstream refused the login: ${line.rest.slice(0, 120)}`, 'login-refused');
+      throw new UpstreamError('login-refused', `upstream refused the login: ${line.rest.slice(0, 120)}`);
     }
     const fromOk = capabilitiesInCode(line.rest);
     if (fromOk) return fromOk;
@@ -345,7 +335,7 @@ export class Upstream {
   private saslFor(login: UpstreamLogin): [string, string] {
     if (login.mode === 'master') {
       const { masterUser, masterPassword } = this.config;
-      if (!masterUser || !masterPassword) throw new UpstreamError('upstream.login is master but masterUser/masterPassword are not set', 'login-refused');
+      if (!masterUser || !masterPassword) throw new UpstreamError('login-refused', 'upstream.login is master but masterUser/masterPassword are not set');
       // RFC 4616 authzid = the user, authcid = the master user (Dovecot master passdb).
       return ['PLAIN', saslPlain(login.username, masterUser, masterPassword)];
     }

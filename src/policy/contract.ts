@@ -17,6 +17,8 @@ export const CoreReasonCodes = {
   CHECK_TIMEOUT: 'CHECK_TIMEOUT',
   /** A bug or unexpected failure inside the decision itself (logged): tempfail, never allow. */
   INTERNAL_ERROR: 'INTERNAL_ERROR',
+  /** A live session an administrator ended from the console. */
+  ENDED_BY_ADMIN: 'ENDED_BY_ADMIN',
 } as const;
 
 /**
@@ -45,7 +47,7 @@ export interface DeviceFacts {
   readonly receivedAt: string;
 }
 
-/** How the login proved which device it comes from (SPEC "Device identity"). */
+/** How the login proved which device it comes from (docs/identity.md). */
 export type IdentitySource = 'oauth' | 'certificate' | 'app-password' | 'asserted' | 'none';
 
 /** What the engine knows about the device, already classified. */
@@ -98,6 +100,11 @@ export type Verdict =
 export interface CheckPlugin<Options = unknown> {
   /** kebab-case; equals the file name in plugins/. */
   readonly name: string;
+  /**
+   * The reason codes this check's `fail` and `unknown` verdicts can carry, beside the core's
+   * (CoreReasonCodes). The built-ins' are listed in docs/errors.md (test/unit/error-codes.test.ts).
+   */
+  readonly codes?: readonly string[];
   /**
    * Validate and compile the check's `options` from policy.yaml. Throw an Error whose message names
    * the offending option (e.g. "apps.ios[0]: expected a string"); the loader adds file and line.

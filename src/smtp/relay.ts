@@ -3,7 +3,8 @@
 import { Readable } from 'node:stream';
 import { DataEncoder, DataRefusal } from './data-encoder';
 import { passUpstream, Replies, type SmtpReply } from './replies';
-import { replyText, UpstreamError, type UpstreamClient, type UpstreamReply } from './upstream-client';
+import { UpstreamError } from '../core/upstream-failure';
+import { replyText, type UpstreamClient, type UpstreamReply } from './upstream-client';
 
 /** ESMTP parameters of the client's MAIL FROM that are passed on (RFC 6152, RFC 6531, RFC 1870). */
 export interface MailParams {

@@ -14,7 +14,6 @@ const MAX_TEXT = 480;
 
 /** Collapse to one printable line (a sentence from the policy must never split the reply). */
 export function oneLine(text: string): string {
-  // eslint-disable-next-line no-control-regex
   const flat = text.replace(/[\x00-\x1f\x7f]+/g, ' ').replace(/\s+/g, ' ').trim();
   return flat.length > MAX_TEXT ? `${flat.slice(0, MAX_TEXT - 3)}...` : flat;
 }

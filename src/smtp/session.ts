@@ -4,6 +4,7 @@
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Gate } from '../app/gate';
+import { connectionLogger, withUser, type Logger } from '../core/log';
 import type { Credential, UpstreamLogin } from '../identity/types';
 import type { AdmittedIdentity } from '../admission/types';
 import type { Decision } from '../policy/decision';
@@ -30,7 +31,11 @@ class ClientSession {
   readonly hints: Record<string, string> = {};
   unregister: (() => void) | null = null;
 
-  constructor(readonly id: string) {}
+  constructor(
+    readonly id: string,
+    /** Carries protocol, sessionId, remoteAddress; user and deviceId once AUTH named them. */
+    public log: Logger,
+  ) {}
 
   /** The reply that refuses this session's next transaction, or null if it may send. */
   refusal(): SmtpReply | null {
@@ -114,7 +119,7 @@ export class SmtpSessions implements SmtpHandlers {
     });
     if (admission.kind === 'bad-credentials' || (admission.kind === 'unavailable' && !admission.decision)) {
       const failure = admission.kind === 'bad-credentials' ? 'bad-credentials' : 'unavailable';
-      gate.log.info('smtp login refused', { event: 'smtp.auth', failure, detail: admission.detail, remoteAddress: session.remoteAddress });
+      client.log.info('smtp login refused', { event: 'smtp.auth', failure, detail: admission.detail });
       gate.metrics?.onLogin('smtp', failure === 'bad-credentials' ? 'bad-credentials' : 'tempfail');
       return fail(failure === 'bad-credentials' ? Replies.badCredentials : Replies.authTempFail());
     }
@@ -127,6 +132,7 @@ export class SmtpSessions implements SmtpHandlers {
     const live = admission.kind === 'allow' ? admission.session : null;
     if (live) client.unregister = () => live.end();
     client.identity = { ...identity, upstream: login };
+    client.log = withUser(client.log, identity.user, identity.deviceId);
     if (this.clients.get(session.id) !== client) {
       // The client left while the decision was made.
       live?.end();
@@ -141,7 +147,7 @@ export class SmtpSessions implements SmtpHandlers {
       if (!opened.ok) {
         live?.end();
         client.identity = null;
-        gate.log.warn('smtp upstream login failed', { event: 'smtp.upstream', user: identity.user, failure: opened.failure, reason: opened.reason, detail: opened.detail });
+        client.log.warn('smtp upstream login failed', { event: 'smtp.upstream', failure: opened.failure, reason: opened.reason, detail: opened.detail });
         gate.metrics?.onLogin('smtp', opened.failure === 'auth-rejected' ? 'bad-credentials' : 'upstream-error');
         return fail(opened.failure === 'auth-rejected' ? Replies.badCredentials : Replies.authTempFail());
       }
@@ -157,6 +163,15 @@ export class SmtpSessions implements SmtpHandlers {
     } else if (decision.action === 'deny') void this.options.notifier?.deviceDenied(login, decision);
     // AUTH succeeds either way; a refused device is told at MAIL FROM (the sentence needs a reply).
     gate.metrics?.onLogin('smtp', decision.action);
+    if (live) {
+      // Counted while the client stays connected (client.close() runs unregister exactly once).
+      const end = client.unregister;
+      gate.metrics?.sessionDelta('smtp', 1);
+      client.unregister = () => {
+        end?.();
+        gate.metrics?.sessionDelta('smtp', -1);
+      };
+    }
     return { ok: true, user: identity.user };
   }
 
@@ -165,11 +180,8 @@ export class SmtpSessions implements SmtpHandlers {
     if (!client?.identity) return { code: 530, text: Replies.authRequiredText };
     const refused = client.refusal();
     if (refused) {
-      this.options.gate.log.info('smtp transaction refused by policy', {
+      client.log.info('smtp transaction refused by policy', {
         event: 'smtp.refused',
-        sessionId: client.id,
-        user: client.identity.user,
-        deviceId: client.identity.deviceId,
         refId: (client.revoked ?? client.decision)?.refId,
       });
       return refused;
@@ -205,12 +217,9 @@ export class SmtpSessions implements SmtpHandlers {
     });
     Object.assign(client.hints, await hints);
     if (!relay.usable) client.upstream = null;
-    this.options.gate.log.info('smtp message', {
+    client.log.info('smtp message', {
       event: 'smtp.message',
-      sessionId: client.id,
       refId: client.decision?.refId,
-      user: client.identity.user,
-      deviceId: client.identity.deviceId,
       recipients: session.envelope.rcptTo.length,
       bytes: outcome.bytes,
       delivered: outcome.delivered,
@@ -231,7 +240,8 @@ export class SmtpSessions implements SmtpHandlers {
   private client(session: SMTPServerSession): ClientSession {
     let client = this.clients.get(session.id);
     if (!client) {
-      client = new ClientSession(`smtp-${session.id}`);
+      const id = `smtp-${session.id}`;
+      client = new ClientSession(id, connectionLogger(this.options.gate.log, { protocol: 'smtp', sessionId: id, remoteAddress: session.remoteAddress }));
       this.clients.set(session.id, client);
     }
     return client;
@@ -243,7 +253,7 @@ export class SmtpSessions implements SmtpHandlers {
     client.upstream = null;
     const opened = await this.options.upstream.open((client.identity as Identified).upstream, clientFacts(session));
     if (!opened.ok) {
-      this.options.gate.log.warn('smtp upstream unavailable', { event: 'smtp.upstream', sessionId: client.id, detail: opened.detail });
+      client.log.warn('smtp upstream unavailable', { event: 'smtp.upstream', detail: opened.detail });
       return null;
     }
     client.upstream = opened.session;
@@ -254,11 +264,8 @@ export class SmtpSessions implements SmtpHandlers {
   private revoked(client: ClientSession, decision: Decision): void {
     if (client.revoked) return;
     client.revoked = decision;
-    this.options.gate.log.info('smtp session revoked; its next transaction is refused', {
+    client.log.info('smtp session revoked; its next transaction is refused', {
       event: 'smtp.revoked',
-      sessionId: client.id,
-      user: client.identity?.user,
-      deviceId: client.identity?.deviceId ?? null,
       refId: decision.refId,
     });
     // Nothing is in flight: free the upstream now (a message in flight is stopped before its dot).

@@ -4,6 +4,7 @@
 // re-EHLO after XCLIENT, and cannot stop a message without its final dot — so the relay uses this.
 import net from 'node:net';
 import tls from 'node:tls';
+import { UpstreamError } from '../core/upstream-failure';
 import { upstreamTlsOptions } from '../core/upstream-tls';
 
 export interface UpstreamReply {
@@ -15,19 +16,6 @@ export interface UpstreamReply {
 /** Joined text of a reply, for passing it on in a single line. */
 export function replyText(reply: UpstreamReply): string {
   return reply.lines.join(' ');
-}
-
-export type UpstreamErrorKind = 'connect' | 'timeout' | 'closed' | 'protocol' | 'tls';
-
-export class UpstreamError extends Error {
-  constructor(
-    readonly kind: UpstreamErrorKind,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'UpstreamError';
-  }
 }
 
 export interface UpstreamClientOptions {
@@ -59,7 +47,6 @@ export class UpstreamClient {
   private readonly replies: UpstreamReply[] = [];
   private waiter: { resolve: (r: UpstreamReply) => void; reject: (e: Error) => void } | null = null;
   private failure: UpstreamError | null = null;
-  private readonly closeListeners: (() => void)[] = [];
 
   private constructor(
     socket: net.Socket,
@@ -88,12 +75,6 @@ export class UpstreamClient {
 
   get closed(): boolean {
     return this.failure !== null;
-  }
-
-  /** Called once when the connection ends for any reason. */
-  onClose(listener: () => void): void {
-    if (this.failure) listener();
-    else this.closeListeners.push(listener);
   }
 
   /** Sends one command line and waits for its reply (error messages never contain the command). */
@@ -137,7 +118,7 @@ export class UpstreamClient {
       };
       const onClose = (): void => {
         cleanup();
-        reject(this.failure ?? new UpstreamError('closed', 'upstream closed the connection'));
+        reject(this.failure ?? new UpstreamError('connect', 'upstream closed the connection'));
       };
       const cleanup = (): void => {
         socket.off('drain', onDrain);
@@ -184,7 +165,7 @@ export class UpstreamClient {
 
   /** Ends the connection at once (an unfinished DATA is then discarded by the upstream). */
   close(): void {
-    this.fail(new UpstreamError('closed', 'upstream connection closed'));
+    this.fail(new UpstreamError('connect', 'upstream connection closed'));
   }
 
   private writeRaw(bytes: Buffer): void {
@@ -218,8 +199,8 @@ export class UpstreamClient {
     // One command, then wait for its reply: Nagle + delayed ACK would add ~40 ms to each step.
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(new UpstreamError('closed', `upstream connection error: ${err.message}`, { cause: err })));
-    socket.on('close', () => this.fail(new UpstreamError('closed', 'upstream closed the connection')));
+    socket.on('error', (err) => this.fail(new UpstreamError('connect', `upstream connection error: ${err.message}`, { cause: err })));
+    socket.on('close', () => this.fail(new UpstreamError('connect', 'upstream closed the connection')));
   }
 
   private onData(chunk: Buffer): void {
@@ -255,7 +236,6 @@ export class UpstreamClient {
     this.waiter = null;
     waiter?.reject(error);
     this.socket.destroy();
-    for (const listener of this.closeListeners.splice(0)) listener();
   }
 }
 

@@ -2,13 +2,13 @@
 // with XCLIENT, log in (the client's own credentials or the proxy credential); then a Relay (relay.ts).
 import { Readable } from 'node:stream';
 import { CircuitBreakers, type CircuitBreaker } from '../core/circuit-breaker';
-import { reportUpstreamAttempt, type UpstreamErrorReason, type UpstreamObserver } from '../core/upstream-failure';
+import { reportUpstreamAttempt, UpstreamError, type UpstreamErrorReason, type UpstreamObserver } from '../core/upstream-failure';
 import type { Logger } from '../core/log';
 import type { SmtpConfig } from '../core/config-types';
 import type { UpstreamLogin } from '../identity/types';
 import { Relay } from './relay';
 import { Replies, type SmtpReply } from './replies';
-import { replyText, UpstreamClient, UpstreamError, type UpstreamErrorKind } from './upstream-client';
+import { replyText, UpstreamClient } from './upstream-client';
 
 export type UpstreamSettings = SmtpConfig['upstream'];
 
@@ -25,15 +25,7 @@ export type OpenResult =
   /** auth-rejected: the upstream refused the client's own credentials (passthrough) → 535 to the client. */
   | { readonly ok: false; readonly failure: 'auth-rejected' | 'unavailable'; readonly reason: UpstreamErrorReason; readonly detail: string };
 
-/** The client's error kinds in the words both legs report ('closed': the connection went away). */
-const REASON_OF_KIND: Readonly<Record<UpstreamErrorKind, UpstreamErrorReason>> = {
-  connect: 'connect',
-  closed: 'connect',
-  timeout: 'timeout',
-  tls: 'tls',
-  protocol: 'protocol',
-};
-const reasonOf = (err: unknown): UpstreamErrorReason => (err instanceof UpstreamError ? REASON_OF_KIND[err.kind] : 'protocol');
+const reasonOf = (err: unknown): UpstreamErrorReason => (err instanceof UpstreamError ? err.reason : 'protocol');
 
 /** Postfix XCLIENT_README: at most 512 characters per XCLIENT command. */
 const MAX_XCLIENT_LENGTH = 512;

@@ -114,7 +114,7 @@ export interface DeviceStore {
   /** Entries after `afterId` (exclusive; '0' = from the start), oldest first, at most `count`. */
   readAudit(afterId: string, count: number): Promise<AuditEntry[]>;
   /**
-   * Optional (added for `audit tail`): the newest `count` entries, oldest first (Redis: XREVRANGE).
+   * Optional: the newest `count` entries, oldest first (Redis: XREVRANGE).
    * Without it the admin API pages through readAudit.
    */
   readAuditLast?(count: number): Promise<AuditEntry[]>;

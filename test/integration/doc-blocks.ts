@@ -3,7 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-const ROOT = path.resolve(__dirname, '../..');
+/** The checkout: two folders up from the source, three from its build in dist/ (bench:hooks uses it). */
+const ROOT = [path.resolve(__dirname, '../..'), path.resolve(__dirname, '../../..')].find((dir) => fs.existsSync(path.join(dir, 'package.json')))!;
 
 export function docBlock(name: string, file = 'docs/hooks.md'): string {
   const text = fs.readFileSync(path.join(ROOT, file), 'utf8');

@@ -2,11 +2,13 @@
 // with the blocks of docs/hooks.md, in front of a real Dovecot (IMAP, master user) and an SMTP sink
 // that takes XCLIENT from nginx. Clients: Python imaplib/smtplib and curl.
 import net from 'node:net';
+import tls from 'node:tls';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startDovecot, type DovecotServer } from '../harness/dovecot';
 import { startNginx, type NginxServer } from '../harness/nginx';
 import { startSmtpSink, type SmtpSink } from '../harness/smtp-sink';
+import { freePort } from '../harness/ports';
 import { docBlock, substitute } from './doc-blocks';
 import { ALICE, PY_IMAP_LOGIN, PY_SMTP_SEND, TIKTOK, TIKTOK_SENTENCE, python, startHooksRig, type HooksRig } from './hooks-rig';
 
@@ -23,11 +25,13 @@ const passwords: Record<string, string> = {};
 beforeAll(async () => {
   dovecot = await startDovecot();
   sink = await startSmtpSink({ xclient: true });
+  // A fixed port: the hook comes back there after the "mailwarden unreachable" case.
+  const listenPort = await freePort();
   rig = await startHooksRig({
     hooks: (d) => ({
       nginx: {
         ...d.nginx,
-        listen: { host: '127.0.0.1', port: 0 },
+        listen: { host: '127.0.0.1', port: listenPort },
         backends: {
           imap: { ...d.nginx.backends.imap, port: dovecot.port, masterUser: dovecot.master.user, masterPassword: dovecot.master.password },
           smtp: { ...d.nginx.backends.smtp, port: sink.port },
@@ -138,6 +142,37 @@ test('a wrong app password: NO [AUTHENTICATIONFAILED] after nginx waited the Aut
   expect(await imapLogin(ALICE.user, wrong)).toBe('ERR [AUTHENTICATIONFAILED] Authentication failed.');
   expect(Date.now() - started).toBeGreaterThanOrEqual(900);
 });
+
+test('mailwarden unreachable (the hook switched off by a reload): nginx refuses the login, never lets it in', async () => {
+  // The Redis-down case above restarted an empty redis-server: the app password must be issued again.
+  passwords.laptop = await rig.enroll('alice-laptop');
+  const answers = await rig.withHookDisabled('nginx', async () => [
+    await imapLogin(ALICE.user, passwords.laptop!),
+    await rawImapsLogin(ALICE.user, passwords.laptop!),
+    await smtpSend(ALICE.user, passwords.laptop!, 'hook down'),
+  ]);
+  // Measured against nginx 1.22.1 (docs/hooks.md quotes these): an untagged BAD, then nginx closes
+  // (imaplib reports only the EOF); SMTP 451 4.3.2.
+  expect(answers).toEqual(['ERR command: LOGIN => socket error: EOF', '* BAD internal server error', 'ERR 451 4.3.2 Internal server error']);
+  expect(sink.messages.some((m) => m.raw.toString().includes('hook down'))).toBe(false);
+  // Back on the same port after the second reload.
+  expect(await imapLogin(ALICE.user, passwords.laptop!)).toMatch(/^OK /);
+});
+
+/** LOGIN over implicit TLS on a raw socket: every line after the greeting, until nginx closes. */
+function rawImapsLogin(user: string, password: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ port: nginx.ports.imaps!, host: '127.0.0.1', rejectUnauthorized: false });
+    let text = '';
+    socket.on('data', (d: Buffer) => {
+      if (text === '' && d.toString().startsWith('* OK')) socket.write(`a LOGIN "${user}" "${password}"\r\n`);
+      text += d.toString();
+    });
+    socket.on('close', () => resolve(text.split('\r\n').slice(1).join('\n').trim()));
+    socket.on('error', reject);
+    socket.setTimeout(10000, () => socket.destroy());
+  });
+}
 
 /** One raw HTTP request to the hook; resolves with what came back before the close. */
 function rawHook(request: string, waitMs = 3000): Promise<string> {

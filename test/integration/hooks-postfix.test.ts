@@ -20,7 +20,9 @@ let submissionPort: number;
 const certs: Record<string, { cert: string; key: string }> = {};
 
 beforeAll(async () => {
-  rig = await startHooksRig({ hooks: (d) => ({ postfix: { ...d.postfix, listen: { host: '127.0.0.1', port: 0 } } }) });
+  // A fixed port: the hook comes back there after the "mailwarden unreachable" case.
+  const listenPort = await freePort();
+  rig = await startHooksRig({ hooks: (d) => ({ postfix: { ...d.postfix, listen: { host: '127.0.0.1', port: listenPort } } }) });
   hookPort = rig.hooks.addresses.postfix!.port;
   // Dovecot only answers Postfix's SASL questions (the user's own password).
   dovecot = await startDovecot({ extraConfig: 'service auth {\n  unix_listener auth-postfix {\n    mode = 0666\n  }\n}\n' });
@@ -141,6 +143,14 @@ describe('bad input to the Postfix hook: no reply and a closed connection (Postf
     expect(text).toMatch(/mailwarden_hook_requests_total\{[^}]*hook="postfix"[^}]*outcome="deny"[^}]*\} [1-9]/);
     expect(text).toMatch(/mailwarden_hook_requests_total\{[^}]*hook="postfix"[^}]*outcome="bad-request"[^}]*\} [1-9]/);
   });
+});
+
+test('mailwarden unreachable (the hook switched off by a reload): Postfix applies default_action 451 4.7.1, nothing is delivered', async () => {
+  const answer = await rig.withHookDisabled('postfix', () => send('laptop', 'hook down'));
+  expect(answer).toMatch(/^ERR 451 4\.7\.1 .*Compliance check unavailable/);
+  await new Promise((r) => setTimeout(r, 300));
+  expect(deliveredWith('hook down')).toHaveLength(0);
+  expect(await send('laptop', 'hook back')).toBe('SENT');
 });
 
 test('Redis down: a temporary failure (450 4.7.1 from DEFER_IF_PERMIT), never an allow', async () => {

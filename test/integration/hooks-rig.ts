@@ -26,6 +26,7 @@ const execFileP = promisify(execFile);
 export interface HooksRig {
   readonly runtime: Runtime;
   readonly redis: RedisServer;
+  /** The hooks running now (a reload that moves them starts new ones). */
   readonly hooks: HooksService;
   readonly pki: TestPki;
   readonly dir: string;
@@ -40,6 +41,11 @@ export interface HooksRig {
   audit(deviceId: string, count?: number): Promise<Record<string, unknown>[]>;
   /** The admin listener's /metrics text. */
   metrics(): Promise<string>;
+  /**
+   * The hook switched off by a reload (`enabled: false`: its listener closes) for the duration of
+   * `fn`, then on again. Give the hook a fixed port, so it comes back where the daemon expects it.
+   */
+  withHookDisabled<T>(hook: 'nginx' | 'dovecot' | 'postfix', fn: () => Promise<T>): Promise<T>;
   /** Redis down for the duration of `fn`, then up again with the devices re-reported. */
   withRedisDown<T>(fn: () => Promise<T>): Promise<T>;
   stop(): Promise<void>;
@@ -106,8 +112,6 @@ export async function startHooksRig(options: HooksRigOptions): Promise<HooksRig>
     await teardown();
     throw err;
   });
-  // The runtime starts the enabled hooks itself, as `mailwarden start` does.
-  const hooks = runtime.hooks()!;
   const adminUrl = `http://127.0.0.1:${runtime.admin!.address.port}`;
   const reported = new Map<string, { platform: string; apps: readonly string[] }>();
 
@@ -121,7 +125,10 @@ export async function startHooksRig(options: HooksRigOptions): Promise<HooksRig>
   return {
     runtime,
     redis,
-    hooks,
+    // The runtime starts the enabled hooks itself, as `mailwarden start` does.
+    get hooks() {
+      return runtime.hooks()!;
+    },
     pki,
     dir,
     documented,
@@ -133,6 +140,21 @@ export async function startHooksRig(options: HooksRigOptions): Promise<HooksRig>
       fs.writeFileSync(policyFile, policyYaml(fields));
       const outcome = await runtime.reload();
       if (outcome.result !== 'ok') throw new Error(`reload refused: ${JSON.stringify(outcome)}`);
+    },
+    async withHookDisabled(hook, fn) {
+      const reloadWith = async (enabled: boolean): Promise<void> => {
+        const section = config.hooks as Record<string, Record<string, unknown>>;
+        section[hook] = { ...section[hook], enabled };
+        fs.writeFileSync(configFile, JSON.stringify(config));
+        const outcome = await runtime.reload();
+        if (outcome.result !== 'ok') throw new Error(`reload refused: ${JSON.stringify(outcome)}`);
+      };
+      await reloadWith(false);
+      try {
+        return await fn();
+      } finally {
+        await reloadWith(true);
+      }
     },
     async setKillSwitch(on) {
       const res = await fetch(`${adminUrl}/v1/kill-switch`, {

@@ -95,7 +95,7 @@ export function fakeServices(overrides: Partial<AdminServices> = {}): Fake {
       calls.verified.push(jws);
       const [, payload, signature] = jws.split('.');
       if (signature !== 'good') {
-        return { ok: false, status: 400, code: 'REPORT_BAD_SIGNATURE', message: 'the signature does not verify with key mdm-key-1' };
+        return { ok: false, status: 401, code: 'BAD_SIGNATURE', message: 'the signature does not verify with key mdm-key-1' };
       }
       return { ok: true, record: record(JSON.parse(Buffer.from(payload, 'base64url').toString()) as DeviceReport) };
     },
@@ -112,7 +112,7 @@ export function fakeServices(overrides: Partial<AdminServices> = {}): Fake {
     },
     simulate: async (yaml) => {
       calls.simulate.push(yaml);
-      if (yaml?.includes('broken')) throw new AdminError(400, 'POLICY_INVALID', 'policy.yaml:1: checks: expected a list');
+      if (yaml?.includes('broken')) throw new AdminError('POLICY_INVALID', 'policy.yaml:1: checks: expected a list');
       return { candidate: yaml === null ? 'current' : 'given', newlyDenied: [] };
     },
     setKillSwitch: async (on, change) => {

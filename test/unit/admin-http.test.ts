@@ -21,7 +21,7 @@ afterEach(async () => {
 interface Answer {
   status: number;
   headers: Headers;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON of many shapes
+  body: any; // JSON of many shapes
   text: string;
 }
 
@@ -134,12 +134,12 @@ describe('POST /v1/reports', () => {
     expect(lookup.state === 'found' && lookup.record.osVersion).toBe('18.0');
   });
 
-  test("a verifier failure answers with the verifier's status and code, and writes nothing", async () => {
+  test("a verifier failure answers with the verifier's code and its status, and writes nothing", async () => {
     const events: ChangeEvent[] = [];
     await admin.store.subscribe((e) => events.push(e));
     const answer = await postReport(fakeJws(report(), 'forged'));
-    expect(answer.body).toEqual({ error: { code: 'REPORT_BAD_SIGNATURE', message: expect.stringContaining('signature') } });
-    expect(answer.status).toBe(400);
+    expect(answer.body).toEqual({ error: { code: 'BAD_SIGNATURE', message: expect.stringContaining('signature') } });
+    expect(answer.status).toBe(401);
     expect(await admin.store.listDevices()).toEqual([]);
     expect(await admin.store.readAudit('0', 10)).toEqual([]);
     expect(events).toEqual([]);
@@ -438,12 +438,12 @@ describe('simulate, kill switch, metrics', () => {
     expect((await call('GET', '/healthz')).status).toBe(200);
   });
 
-  test('AdminError thrown by a service keeps its status, code and headers', async () => {
+  test('AdminError thrown by a service keeps its code, the status the registry gives it, and headers', async () => {
     admin.services.setKillSwitch = async () => {
-      throw new AdminError(409, 'BUSY', 'try again', { 'retry-after': '1' });
+      throw new AdminError('DEVICE_USER_MISMATCH', 'try again', { 'retry-after': '1' });
     };
     const answer = await json('PUT', '/v1/kill-switch', { on: true });
-    expectError(answer, 409, 'BUSY');
+    expectError(answer, 409, 'DEVICE_USER_MISMATCH');
     expect(answer.headers.get('retry-after')).toBe('1');
   });
 });

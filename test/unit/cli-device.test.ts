@@ -86,7 +86,7 @@ describe('device report', () => {
     const code = await main(['node', 'mailwarden', 'device', 'report', file, '--config', configFile]);
     expect(code).not.toBe(0);
     expect(stderr.join('')).toBe(
-      'mailwarden: report rejected: the signature does not verify with key mdm-key-1 (400 REPORT_BAD_SIGNATURE)\n',
+      'mailwarden: report rejected: the signature does not verify with key mdm-key-1 (401 BAD_SIGNATURE)\n',
     );
     expect(await admin.store.listDevices()).toEqual([]);
     await expect(run('device', 'report', path.join(dir, 'missing.jws'))).rejects.toThrow(/cannot read .*missing\.jws: no such file/);

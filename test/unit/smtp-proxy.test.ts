@@ -186,15 +186,17 @@ describe('revocation', () => {
     expect(sink.abortedData).toBe(1);
   });
 
-  it('the session leaves the registry when the client disconnects', async () => {
+  it('the session leaves the registry when the client disconnects, and is counted while it lasts', async () => {
     const port = await start();
     const c = await RawClient.connect(port);
     await c.login('alice@example.com+laptop', 'alice-pw');
     expect(gate.sessions.byDevice('laptop')).toHaveLength(1);
+    expect(gate.counted.filter((m) => !m.startsWith('onUpstream'))).toEqual(['onLogin:allow', 'sessionDelta:1']);
     await c.command('QUIT');
     c.close();
     await new Promise((r) => setTimeout(r, 100));
     expect(gate.sessions.size).toBe(0);
+    expect(gate.counted.filter((m) => m.startsWith('sessionDelta'))).toEqual(['sessionDelta:1', 'sessionDelta:-1']);
   });
 });
 

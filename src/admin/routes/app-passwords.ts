@@ -16,9 +16,7 @@ export function appPasswordRoutes(services: AdminServices): Route[] {
         if (typeof user !== 'string' || user.trim() === '') throw badRequest('"user" is required: the mail login name');
         const lookup = await store.getDevice(deviceId);
         if (lookup.state === 'found' && lookup.record.user.toLowerCase() !== user.toLowerCase()) {
-          throw new AdminError(
-            409,
-            'DEVICE_USER_MISMATCH',
+          throw new AdminError('DEVICE_USER_MISMATCH',
             `device ${deviceId} reports user ${lookup.record.user}, not ${user}; enrol it for that user or send a new report first`,
           );
         }

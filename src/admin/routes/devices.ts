@@ -36,7 +36,7 @@ export function deviceRoutes(services: AdminServices): Route[] {
         if (protocol !== 'imap' && protocol !== 'smtp') throw badRequest(`protocol must be imap or smtp (got "${protocol}")`);
         const lookup = await store.getDevice(deviceId);
         if (lookup.state === 'missing') {
-          throw new AdminError(404, 'DEVICE_NOT_FOUND', `no report stored for device ${deviceId} (never reported, or expired)`);
+          throw new AdminError('DEVICE_NOT_FOUND', `no report stored for device ${deviceId} (never reported, or expired)`);
         }
         if (lookup.state === 'malformed') {
           // Unknown user, so only device exemptions; a malformed record is never compliant anyway.

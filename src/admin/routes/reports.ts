@@ -13,13 +13,13 @@ export function reportRoutes(services: AdminServices): Route[] {
         // A compact JWS is application/jose (RFC 7515 §9.2.1).
         const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
         if (type !== 'application/jose') {
-          throw new AdminError(415, 'UNSUPPORTED_MEDIA_TYPE', 'a report must be sent as Content-Type: application/jose');
+          throw new AdminError('UNSUPPORTED_MEDIA_TYPE', 'a report must be sent as Content-Type: application/jose');
         }
         const jws = (await readBody(req, services.reportMaxBytes())).toString('utf8').trim();
         const verified = await services.verifyReport(jws);
         if (!verified.ok) {
           metrics.onReport('rejected');
-          throw new AdminError(verified.status, verified.code, verified.message);
+          throw new AdminError(verified.code, verified.message);
         }
         const { record } = verified;
         let stored: boolean;
