@@ -26,7 +26,13 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export async function startAdminServer(listen: ListenAddress, services: AdminServices): Promise<AdminServer> {
+/**
+ * Answers a request before the API's routes (the web console under /console/ and /my/); false = not
+ * its path. It writes its own reply, errors included.
+ */
+export type PageHandler = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
+
+export async function startAdminServer(listen: ListenAddress, services: AdminServices, pages?: PageHandler): Promise<AdminServer> {
   const routes: Route[] = [
     ...healthRoutes(services),
     ...reportRoutes(services),
@@ -38,7 +44,7 @@ export async function startAdminServer(listen: ListenAddress, services: AdminSer
     ...killSwitchRoutes(services),
   ];
   const server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
-    serve(routes, services, req, res).catch((err: unknown) => {
+    serveOrPage(routes, services, pages, req, res).catch((err: unknown) => {
       // A bug in serve itself must not become an unhandled rejection (the process would exit).
       services.log.error('admin request failed', { error: errorText(err) });
       res.destroy();
@@ -62,6 +68,25 @@ export async function startAdminServer(listen: ListenAddress, services: AdminSer
         server.closeAllConnections();
       }),
   };
+}
+
+async function serveOrPage(
+  routes: readonly Route[],
+  services: AdminServices,
+  pages: PageHandler | undefined,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
+  if (pages && /^\/(console|my)(\/|$|\?)/.test(req.url ?? '')) {
+    let url: URL | null = null;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin.invalid');
+    } catch {
+      // Left to serve(): it answers a 400 for an unparseable target.
+    }
+    if (url && (await pages(req, res, url))) return;
+  }
+  return serve(routes, services, req, res);
 }
 
 async function serve(

@@ -7,13 +7,16 @@ import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
 import type { SessionRegistry } from './sessions';
 import { principalFor } from '../admin/roles';
-import type { ConsoleServices, Simulation, SourceView } from '../console/ports';
+import { CandidateInvalidError, type ConsoleServices, type Simulation, type SourceView } from '../console/ports';
+import { AdminError } from '../admin/errors';
+import type { AdminServices } from '../admin/services';
 import type { CompiledPolicy } from '../policy/compile';
 import type { Decider } from '../policy/decider';
 import { newRefId } from '../policy/decider';
 import { CoreReasonCodes, type Decision } from '../policy/decision';
 import type { DeviceStore } from '../store/device-store';
 import { KILL_SWITCH_FLAG } from '../store/device-store';
+import { killSwitchOn } from '../store/record-codec';
 import { Upstream } from '../imap/upstream';
 
 export interface ConsoleWiring {
@@ -25,10 +28,8 @@ export interface ConsoleWiring {
   policy(): CompiledPolicy;
   /** Throws CandidateInvalidError for a candidate that does not validate. */
   simulate(candidateYaml: string): Promise<Simulation>;
-  setKillSwitch(on: boolean): Promise<void>;
+  setKillSwitch(on: boolean, by: string): Promise<void>;
 }
-
-const ON = new Set(['1', 'true', 'on']);
 
 export function consoleServices(w: ConsoleWiring): ConsoleServices {
   const admin = () => w.config().admin;
@@ -85,8 +86,8 @@ export function consoleServices(w: ConsoleWiring): ConsoleServices {
         brakeReportOnly: [...w.decider.brake.reportOnly()],
       };
     },
-    killSwitch: async () => ON.has((await w.store.getFlag(KILL_SWITCH_FLAG)) ?? ''),
-    setKillSwitch: (on) => w.setKillSwitch(on),
+    killSwitch: async () => killSwitchOn(await w.store.getFlag(KILL_SWITCH_FLAG)),
+    setKillSwitch: (on, by) => w.setKillSwitch(on, by),
     simulate: (yaml) => w.simulate(yaml),
     async sources() {
       const bySource = new Map<string, { devices: number; last: string }>();
@@ -112,6 +113,21 @@ export function consoleServices(w: ConsoleWiring): ConsoleServices {
       answer.session.socket.end('x LOGOUT\r\n');
       return { result: 'ok', user };
     },
+  };
+}
+
+/**
+ * The admin API's simulate, for the console: a candidate that does not validate becomes
+ * CandidateInvalidError with one `file:line: key: message` line per issue (as `config check` prints).
+ */
+export function consoleSimulate(admin: Pick<AdminServices, 'simulate'>): (yaml: string) => Promise<Simulation> {
+  return async (yaml) => {
+    try {
+      return (await admin.simulate(yaml)) as Simulation;
+    } catch (err) {
+      if (err instanceof AdminError && err.code === 'POLICY_INVALID') throw new CandidateInvalidError(err.message.split('\n'));
+      throw err;
+    }
   };
 }
 

@@ -21,6 +21,8 @@ import { createIdentityResolver } from '../identity/resolver';
 import { createReportVerifier, type ReportVerifier } from '../admin/reports';
 import { startAdminServer, type AdminServer } from '../admin/server';
 import { createAdminServices, simulationContext } from '../admin/services';
+import { createConsole, type WebConsole } from '../console/console';
+import { consoleServices, consoleSimulate } from './console-services';
 import { createMetrics, type Metrics } from '../admin/metrics';
 import { createAlerter, type Alerter } from '../admin/alerts';
 import { startImapService } from '../imap/service';
@@ -266,20 +268,36 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   }
 
   let admin: AdminServer | null = null;
+  let webConsole: WebConsole | null = null;
   if (current.config.admin) {
-    admin = await startAdminServer(
-      current.config.admin.listen,
-      createAdminServices({
-        store,
-        log,
-        metrics,
-        configDir,
-        config: () => current.config,
-        policy: () => current.policy,
-        reportVerifier: () => reportVerifier,
-        dryRun: (request) => decider.dryRun(request),
-      }),
-    );
+    const adminServices = createAdminServices({
+      store,
+      log,
+      metrics,
+      configDir,
+      config: () => current.config,
+      policy: () => current.policy,
+      reportVerifier: () => reportVerifier,
+      dryRun: (request) => decider.dryRun(request),
+    });
+    // The console is mounted at start (admin.console.enabled); a reload that turns it off makes
+    // its pages answer 404 until the next restart unmounts it.
+    if (current.config.admin.console.enabled) {
+      webConsole = createConsole(
+        consoleServices({
+          store,
+          log,
+          decider,
+          sessions,
+          config: () => current.config,
+          policy: () => current.policy,
+          simulate: consoleSimulate(adminServices),
+          setKillSwitch: (on, by) => adminServices.setKillSwitch(on, { by }),
+        }),
+      );
+    }
+    const pages = webConsole;
+    admin = await startAdminServer(current.config.admin.listen, adminServices, pages ? (req, res, url) => pages.handle(req, res, url) : undefined);
   }
 
   const startListeners = options.listeners ?? true;
@@ -333,6 +351,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       stopSighup?.();
       const drain = drainMs ?? current.config.imap?.drainMs ?? 10000;
       await Promise.all([imap?.shutdown(drain), smtp?.shutdown(drain), hooks?.close()]);
+      await webConsole?.close();
       await admin?.close();
       await revoker.stop();
       await decider.idle();

@@ -102,7 +102,7 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
   const redirect = (r: Request, location: string, headers: Record<string, string | string[]> = {}) =>
     send(r, 303, '', { location, ...headers });
 
-  const secure = (r: Request) => isSecure(r.req, services.config().publicUrl);
+  const secure = (r: Request) => isSecure(r.req, services.config().publicUrl, services.config().secureCookies);
   const sessionCookie = (r: Request, s: ConsoleSession | null) =>
     cookieHeader(SESSION_COOKIE, s ? keeper.seal(s) : '', { secure: secure(r), maxAgeSeconds: s ? (s.expires - Date.now()) / 1000 : 0 });
 
@@ -362,7 +362,7 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
     const form = await checkedForm(r, s);
     const on = form.get('on') === 'on';
     if (form.get('confirm') !== 'yes') return render(r, 'Confirm the kill switch', killSwitchConfirm(on, keeper.csrfToken(s)), s);
-    await services.setKillSwitch(on);
+    await services.setKillSwitch(on, `${s.name} (console)`);
     await audit('kill-switch', s, { on });
     redirect(r, `/console/policy?done=${on ? 'kill-on' : 'kill-off'}`);
   }

@@ -134,6 +134,7 @@ const adminConsole = withDefault(
     enabled: bool(true),
     sessionMinutes: int(1, 480, 7 * 24 * 60),
     publicUrl: matching(PATTERNS.httpUrl),
+    secureCookies: oneOf(['auto', 'always'], 'auto'),
     auditScanEntries: int(100, 20000, 1000000),
     selfService: bool(true),
     oidc: consoleOidc,

@@ -97,6 +97,11 @@ export interface ConsoleConfig {
    * `{myUrl}` in user sentences and of the OIDC redirect URI. Cookies are Secure when it is https.
    */
   readonly publicUrl?: string;
+  /**
+   * auto: cookies are Secure when the console is reached over TLS or publicUrl is https;
+   * always: Secure on every response (a TLS proxy in front whose address publicUrl does not give).
+   */
+  readonly secureCookies: 'auto' | 'always';
   /** How many of the newest audit entries a filtered audit view or a reference-id search reads. */
   readonly auditScanEntries: number;
   /** The /my/ page where a blocked person signs in with their own mail credentials. */
