@@ -281,6 +281,10 @@ async function startColumn(name: string, tuning: string, redis: RedisServer, pki
         { host: '127.0.0.1', port: 0, tls: 'implicit' },
       ],
       upstream: { host: dovecot.host, port: dovecot.port, tls: 'none', login: 'passthrough' },
+      // Every bench client comes from 127.0.0.1: lift the per-address and listener caps (defaults
+      // 100 and 4000) so the IDLE phase measures memory per session, not the cap.
+      maxConnections: IDLE_TARGET * 2,
+      maxConnectionsPerAddress: IDLE_TARGET * 2,
     },
     logging: { level: 'error' },
   };
