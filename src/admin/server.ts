@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../core/config-types';
 import { plainAddress } from '../core/client-address';
+import { validateKeyName } from '../core/identifiers';
 import { connectionLogger, type Logger } from '../core/log';
 import { errorText } from '../core/errors';
 import { StoreUnavailableError } from '../store/device-store';
@@ -174,6 +175,10 @@ function decodeSegment(segment: string): string {
   if (value === '' || value.length > ADMIN_LIMITS.idMaxChars) {
     throw new AdminError('BAD_REQUEST', `path parameter must be 1 to ${ADMIN_LIMITS.idMaxChars} characters`);
   }
+  // Every parameter is a device id, a user name or a scope word: the one grammar (src/core/identifiers.ts)
+  // keeps braces (Redis hash tags), CR/LF and NUL away from the store.
+  const invalid = validateKeyName(value, 'path parameter');
+  if (invalid) throw new AdminError('INVALID_IDENTIFIER', invalid);
   return value;
 }
 

@@ -62,3 +62,13 @@ test('without a token, an unknown path answers the same 401 as a known one', asy
   expect(unknown).toEqual(known);
   expect(known.status).toBe(401);
 });
+
+test('a device id with braces, CR/LF or NUL in the path is 400 INVALID_IDENTIFIER, before any lookup', async () => {
+  const adminToken = ROLE_TOKENS.find((t) => t.role === 'admin')!.token;
+  for (const id of ['%7Bx%7D', 'a%0D%0Ab', 'a%00b']) {
+    const enrol = await call('POST', `/v1/devices/${id}/app-passwords`, adminToken, { user: 'alice@example.com' });
+    expect([id, enrol.status, enrol.body?.error?.code]).toEqual([id, 400, 'INVALID_IDENTIFIER']);
+    const show = await call('GET', `/v1/devices/${id}`, adminToken);
+    expect([id, show.status, show.body?.error?.code]).toEqual([id, 400, 'INVALID_IDENTIFIER']);
+  }
+});
