@@ -165,9 +165,28 @@ function patchedRig(rig: string): string | null {
   return copy;
 }
 
+/**
+ * The shared rig: `PERF_RIG`, else `../shared/perf-rig` next to this checkout, else next to the main
+ * checkout this one is a git worktree of (a worktree lives elsewhere, its `.git` common dir does not).
+ */
+function findRig(): string {
+  if (process.env.PERF_RIG) return path.resolve(process.env.PERF_RIG);
+  const repo = path.join(__dirname, '../..');
+  const candidates = [path.join(repo, '../shared/perf-rig')];
+  try {
+    const common = execFileSync('git', ['rev-parse', '--path-format=absolute', '--git-common-dir'], { cwd: repo, encoding: 'utf8' }).trim();
+    candidates.push(path.join(path.dirname(common), '../shared/perf-rig'));
+  } catch {
+    // not a git checkout: only the sibling directory
+  }
+  const found = candidates.find((dir) => fs.existsSync(path.join(dir, 'run-anchors.sh')));
+  if (!found) throw new Error(`perf rig not found (looked in ${candidates.join(', ')}): set PERF_RIG`);
+  return found;
+}
+
 /** Runs run-anchors.sh with mailwarden as the third column; every rig knob (PHASES, REPS, …) passes through. */
 async function runAnchors(): Promise<number> {
-  const rig = path.resolve(process.env.PERF_RIG ?? path.join(__dirname, '../../../shared/perf-rig'));
+  const rig = findRig();
   const copy = patchedRig(rig);
   const ports = ourPorts();
   const env = {

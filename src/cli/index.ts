@@ -8,6 +8,7 @@ import { registerPolicyCommands } from './policy';
 import { registerDeviceCommands } from './device';
 import { registerAuditCommands } from './audit';
 import { registerFakeDeviceCommands } from './fake-device';
+import { registerAdminCommands } from './admin';
 import { errorText } from '../core/errors';
 
 export function buildProgram(): Command {
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerDeviceCommands(program);
   registerAuditCommands(program);
   registerFakeDeviceCommands(program);
+  registerAdminCommands(program);
   return program;
 }
 

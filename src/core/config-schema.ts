@@ -1,6 +1,7 @@
 // JSON Schemas (ajv 8) for config/mailwarden.yaml and config/policy.yaml, with their defaults, and the
 // translation of ajv errors into sentences an operator can act on. Shapes: src/core/config-types.ts.
 import Ajv, { type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
+import { connectorsSchema } from './config-connectors';
 
 type Schema = SchemaObject;
 
@@ -20,6 +21,7 @@ const PATTERNS = {
   platform: { pattern: '^[a-z0-9][a-z0-9_-]*$', hint: 'must be a lower-case platform name such as ios, android, macos' },
   httpsUrl: { pattern: '^https://\\S+$', hint: 'must be an https:// URL' },
   httpUrl: { pattern: '^https?://\\S+$', hint: 'must be an http:// or https:// URL' },
+  sha256: { pattern: '^[0-9a-f]{64}$', hint: 'must be 64 lower-case hex digits (mailwarden admin hash-token)' },
 } as const;
 const PATTERN_HINTS = new Map<string, string>(Object.values(PATTERNS).map((p) => [p.pattern, p.hint]));
 
@@ -110,7 +112,43 @@ const reports = withDefault(
   {},
 );
 
-const admin = object({ listen: listenAddress, tokens: withDefault(textList, []) }, ['listen']);
+const ADMIN_ROLES = ['reporter', 'metrics', 'viewer', 'helpdesk', 'admin'];
+const accessToken = object(
+  { name: matching(PATTERNS.id), role: oneOf(ADMIN_ROLES), sha256: matching(PATTERNS.sha256) },
+  ['name', 'role', 'sha256'],
+);
+const consoleOidc = object(
+  {
+    issuer: matching(PATTERNS.httpUrl),
+    clientId: text,
+    clientSecret: text,
+    scopes: withDefault(textList, ['openid', 'email', 'profile']),
+    roleClaim: withDefault(text, 'roles'),
+    roles: { type: 'object', propertyNames: { type: 'string', minLength: 1 }, additionalProperties: oneOf(ADMIN_ROLES) },
+    nameClaim: withDefault(text, 'email'),
+  },
+  ['issuer', 'clientId', 'roles'],
+);
+const adminConsole = withDefault(
+  object({
+    enabled: bool(true),
+    sessionMinutes: int(1, 480, 7 * 24 * 60),
+    publicUrl: matching(PATTERNS.httpUrl),
+    auditScanEntries: int(100, 20000, 1000000),
+    selfService: bool(true),
+    oidc: consoleOidc,
+  }),
+  {},
+);
+const admin = object(
+  {
+    listen: listenAddress,
+    tokens: withDefault(textList, []),
+    accessTokens: withDefault({ ...list(accessToken), uniqueItems: true }, []),
+    console: adminConsole,
+  },
+  ['listen'],
+);
 
 /** One branch per identity source type; ajv's discriminator reports errors of the matching branch only. */
 const identitySource: Schema = {
@@ -143,6 +181,8 @@ const upstreamProperties: Record<string, Schema> = {
   port,
   tls: oneOf(['none', 'implicit', 'starttls'], 'none'),
   rejectUnauthorized: bool(true),
+  caFile: text,
+  servername: text,
   connectTimeoutMs: int(1, 3000),
   // Above Dovecot's largest auth penalty (15 s) plus its failure delay (2 s); login_proxy_timeout is 30 s.
   loginTimeoutMs: int(1, 30000),
@@ -178,6 +218,9 @@ const smtp = object(
     upstream: object({ ...upstreamProperties, xclient: bool(false) }, ['host', 'port']),
     maxMessageBytes: int(1, 52428800),
     hostname: text,
+    // smtp-server waits 100 ms before its greeting to catch clients that talk first (spam bots on
+    // port 25); a submission client must AUTH before it may send anything, so 0 there.
+    greetingDelayMs: int(0, 0, 10000),
     notifyUser: object(
       { enabled: bool(true), intervalHours: hours(24, 0.01), from: text, subject: text, body: text },
       ['from', 'subject', 'body'],
@@ -198,8 +241,12 @@ export const mailwardenSchema: Schema = object({
   groups: { type: 'object', propertyNames: { type: 'string', minLength: 1 }, additionalProperties: textList, default: {} },
   imap,
   smtp,
-  logging: withDefault(object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), file: text }), {}),
+  logging: withDefault(
+    object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), format: oneOf(['json', 'text'], 'json'), file: text }),
+    {},
+  ),
   alerts: withDefault(object({ webhookUrl: matching(PATTERNS.httpUrl), timeoutMs: int(1, 3000) }), {}),
+  connectors: connectorsSchema,
 });
 
 // ---------------------------------------------------------------- policy.yaml

@@ -58,10 +58,56 @@ export interface ReportsConfig {
   readonly maxBodyBytes: number;
 }
 
+/** Admin token roles, least to most (what each may do: src/admin/roles.ts). */
+export type AdminRole = 'reporter' | 'metrics' | 'viewer' | 'helpdesk' | 'admin';
+
+export interface AccessTokenConfig {
+  /** Shown in the audit stream as who did an action. */
+  readonly name: string;
+  readonly role: AdminRole;
+  /** Lower-case hex SHA-256 of the token (`mailwarden admin token` prints one). */
+  readonly sha256: string;
+}
+
+export interface ConsoleOidcConfig {
+  /** Issuer URL; its /.well-known/openid-configuration names the endpoints and the JWKS. */
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecret?: string;
+  readonly scopes: readonly string[];
+  /** ID-token claim holding the user's role names (a string or a list of strings). */
+  readonly roleClaim: string;
+  /** Claim value → console role; a sign-in with no mapped value is refused. */
+  readonly roles: Readonly<Record<string, AdminRole>>;
+  /** Claim naming the person in the audit stream. */
+  readonly nameClaim: string;
+}
+
+export interface ConsoleConfig {
+  readonly enabled: boolean;
+  /** A console session ends this long after sign-in. */
+  readonly sessionMinutes: number;
+  /**
+   * The console's address as users reach it (e.g. https://mail-access.example.com): the base of
+   * `{myUrl}` in user sentences and of the OIDC redirect URI. Cookies are Secure when it is https.
+   */
+  readonly publicUrl?: string;
+  /** How many of the newest audit entries a filtered audit view or a reference-id search reads. */
+  readonly auditScanEntries: number;
+  /** The /my/ page where a blocked person signs in with their own mail credentials. */
+  readonly selfService: boolean;
+  readonly oidc?: ConsoleOidcConfig;
+}
+
 export interface AdminConfig {
   readonly listen: ListenAddress;
-  /** Bearer tokens accepted on every endpoint except /healthz and /readyz. */
+  /**
+   * Legacy plain bearer tokens, each with the admin role (named `admin.tokens[N]` in the audit).
+   * Prefer accessTokens: hashed, named, and with a role.
+   */
   readonly tokens: readonly string[];
+  readonly accessTokens: readonly AccessTokenConfig[];
+  readonly console: ConsoleConfig;
 }
 
 export type IdentitySourceConfig =
@@ -85,6 +131,10 @@ export interface UpstreamConfig {
   readonly port: number;
   readonly tls: 'none' | 'implicit' | 'starttls';
   readonly rejectUnauthorized: boolean;
+  /** PEM CA bundle the upstream's certificate is verified against (a private CA); default: Node's CA store. */
+  readonly caFile?: string;
+  /** Name the upstream's certificate must carry (TLS SNI and verification); default: `host` unless an IP. */
+  readonly servername?: string;
   /** TCP connect, TLS handshake and greeting (STARTTLS included); a timeout counts toward the breaker. */
   readonly connectTimeoutMs: number;
   /**
@@ -123,6 +173,8 @@ export interface SmtpConfig {
   readonly upstream: UpstreamConfig & { readonly xclient: boolean };
   readonly maxMessageBytes: number;
   readonly hostname: string;
+  /** Wait before the 220 greeting (smtp-server's early-talker check); 0 = greet at once. */
+  readonly greetingDelayMs: number;
   readonly notifyUser?: {
     readonly enabled: boolean;
     readonly intervalHours: number;
@@ -134,6 +186,8 @@ export interface SmtpConfig {
 
 export interface LoggingConfig {
   readonly level: 'error' | 'warn' | 'info' | 'debug';
+  /** stdout: json (default, for services and log shippers) or text (one readable line per event). */
+  readonly format: 'json' | 'text';
   /** Optional file for JSON lines in addition to stdout. */
   readonly file?: string;
 }
@@ -165,6 +219,8 @@ export interface MailwardenConfig {
   readonly smtp?: SmtpConfig;
   readonly logging: LoggingConfig;
   readonly alerts: AlertsConfig;
+  /** MDM inventory connectors (docs/connectors.md). */
+  readonly connectors: readonly ConnectorConfig[];
 }
 
 export interface CheckScope {
@@ -227,3 +283,71 @@ export interface PolicyConfig {
   };
   readonly checks: readonly CheckConfig[];
 }
+
+// ---------------------------------------------------------------- connectors (docs/connectors.md)
+
+/** A credential read from a file (relative to the config file) or an environment variable; never inline. */
+export type SecretSource = { readonly file: string } | { readonly env: string };
+
+export interface ConnectorCommonConfig {
+  /** Unique; used in CLI commands, metrics labels and the record `source` (`connector:<name>`). */
+  readonly name: string;
+  readonly enabled: boolean;
+  readonly intervalSeconds: number;
+  readonly requestTimeoutMs: number;
+  readonly syncTimeoutSeconds: number;
+  /** No complete sync for this long: the source is stale (one connector fault, not one per device). */
+  readonly staleAfterSeconds: number;
+  /** Devices of a stale source: judged on their last known state (with a warning), or as stale reports. */
+  readonly onStaleSource: 'last-known' | 'stale';
+  /** A device missing from this many complete syncs in a row is removed. */
+  readonly removeAfterAbsentSyncs: number;
+  /** Hold a sync that would remove more than this share of the connector's devices. */
+  readonly maxRemovedPercent: number;
+  /** Hold a sync in which more than this share of the devices lose their whole app inventory. */
+  readonly maxInventoryLostPercent: number;
+}
+
+export type ConnectorConfig = ConnectorCommonConfig &
+  (
+    | {
+        readonly type: 'intune';
+        readonly tenantId: string;
+        readonly clientId: string;
+        readonly clientSecret: SecretSource;
+        readonly deviceId: 'mdm' | 'entra' | 'serial';
+        readonly userField: 'upn' | 'email';
+        readonly graphUrl: string;
+        readonly tokenUrl?: string;
+        readonly onlyApps?: readonly string[];
+      }
+    | {
+        readonly type: 'jamf';
+        readonly url: string;
+        readonly deviceId: 'mdm' | 'serial' | 'udid';
+        readonly computersPath: string;
+        /** API client (Jamf Pro ≥ 10.49): clientId + clientSecret. Or username + password, or a bearer token. */
+        readonly clientId?: string;
+        readonly clientSecret?: SecretSource;
+        readonly username?: string;
+        readonly password?: SecretSource;
+        readonly token?: SecretSource;
+      }
+    | {
+        readonly type: 'google';
+        /** The service account's JSON key file (or an env var holding the JSON). */
+        readonly serviceAccountKey: SecretSource;
+        /** The admin the service account acts for (domain-wide delegation). */
+        readonly subject: string;
+        readonly customerId: string;
+        readonly deviceId: 'mdm' | 'udid' | 'serial';
+        readonly directoryUrl: string;
+        readonly tokenUrl?: string;
+      }
+    | {
+        readonly type: 'fleet';
+        readonly url: string;
+        readonly token: SecretSource;
+        readonly deviceId: 'mdm' | 'udid' | 'serial';
+      }
+  );

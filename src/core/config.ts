@@ -9,6 +9,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type
 import type { MailwardenConfig, PolicyConfig, UpstreamConfig } from './config-types';
 import { ConfigError, formatKeyPath, type ConfigIssue } from './errors';
 import { schemaProblems, validateMailwarden, validatePolicy, type SchemaProblem } from './config-schema';
+import { connectorRules, resolveConnectorPaths } from './config-connectors';
 
 type KeyPath = readonly (string | number)[];
 
@@ -266,6 +267,12 @@ function configRules(c: RawConfig): SchemaProblem[] {
       problem([...at, 'type'], 'certificate identity needs tls.clientCa (the CA bundle that issued device certificates)');
     }
   });
+  const tokenNames = new Set<string>();
+  c.admin?.accessTokens.forEach((t, i) => {
+    // The name is who did an action in the audit stream: two tokens with one name would blur it.
+    if (tokenNames.has(t.name)) problem(['admin', 'accessTokens', i, 'name'], `"${t.name}" is used by another token; names must be unique`);
+    tokenNames.add(t.name);
+  });
   // App passwords are never shown to the upstream (SPEC "Device identity"): such logins use the
   // master/proxy credential, so every upstream needs one even when others pass through.
   const appPasswords = c.identity.sources.some((s) => s.type === 'app-password');
@@ -277,6 +284,7 @@ function configRules(c: RawConfig): SchemaProblem[] {
     });
     upstreamRules(section.upstream, [protocol, 'upstream'], appPasswords, problem);
   }
+  connectorRules(c.connectors, problem);
   return problems;
 }
 
@@ -317,9 +325,15 @@ function finishConfig(raw: RawConfig, file: string): MailwardenConfig {
         return s;
       }),
     },
-    ...(raw.smtp && { smtp: { ...raw.smtp, hostname: raw.smtp.hostname ?? os.hostname() } }),
+    ...(raw.imap && { imap: { ...raw.imap, upstream: upstreamPaths(raw.imap.upstream, at) } }),
+    ...(raw.smtp && { smtp: { ...raw.smtp, hostname: raw.smtp.hostname ?? os.hostname(), upstream: upstreamPaths(raw.smtp.upstream, at) } }),
     logging: { ...raw.logging, ...(raw.logging.file && { file: at(raw.logging.file) }) },
+    connectors: resolveConnectorPaths(raw.connectors, dir),
   };
+}
+
+function upstreamPaths<U extends UpstreamConfig>(upstream: U, at: (p: string) => string): U {
+  return upstream.caFile ? { ...upstream, caFile: at(upstream.caFile) } : upstream;
 }
 
 // ---------------------------------------------------------------- policy.yaml

@@ -1,4 +1,5 @@
-// winston JSON-lines logger shared by every module; secrets are redacted before anything is written.
+// winston logger shared by every module: JSON lines for services, or one readable line per event for
+// a terminal (logging.format); secrets are redacted before anything is written.
 import winston from 'winston';
 
 export type Logger = winston.Logger;
@@ -28,8 +29,39 @@ const redactFormat = winston.format((info) => {
   return info;
 });
 
+/** json: one JSON object per line (services, log shippers); text: `time level message key=value …`. */
+export type LogFormat = 'json' | 'text';
+
+/** The key winston's transports write (triple-beam's MESSAGE, a registered symbol). */
+const MESSAGE = Symbol.for('message');
+
+const FIXED_FIELDS = new Set(['level', 'message', 'timestamp']);
+
+/** A field value in a text line: bare when it has no space, quote or `=`; else JSON-quoted. */
+function textValue(value: unknown): string {
+  if (typeof value === 'string') return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
+  return JSON.stringify(value) ?? String(value);
+}
+
+/** One line per event: timestamp, level, message, then every other field as key=value (already redacted). */
+export function textLine(info: Record<string, unknown>): string {
+  const fields = Object.keys(info)
+    .filter((key) => !FIXED_FIELDS.has(key) && info[key] !== undefined)
+    .map((key) => `${key}=${textValue(info[key])}`);
+  const head = `${String(info.timestamp ?? '')} ${String(info.level).toUpperCase().padEnd(5)} ${String(info.message)}`;
+  return fields.length > 0 ? `${head}  ${fields.join(' ')}` : head;
+}
+
+const textFormat = winston.format((info) => {
+  (info as Record<string | symbol, unknown>)[MESSAGE] = textLine(info as Record<string, unknown>);
+  return info;
+});
+
 export interface LoggerOptions {
   level?: string;
+  /** What the console (stdout) gets; the log file is always JSON lines. Default json. */
+  format?: LogFormat;
   file?: string;
   /** Extra transports (tests capture everything logged to grep it for secrets). */
   transports?: winston.transport[];
@@ -38,7 +70,10 @@ export interface LoggerOptions {
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const transports: winston.transport[] = [
-    new winston.transports.Console({ silent: options.silent ?? false }),
+    new winston.transports.Console({
+      silent: options.silent ?? false,
+      ...(options.format === 'text' && { format: textFormat() }),
+    }),
     ...(options.file ? [new winston.transports.File({ filename: options.file })] : []),
     ...(options.transports ?? []),
   ];

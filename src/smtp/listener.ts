@@ -1,5 +1,6 @@
 // The only file that sees smtp-server's callbacks: one SMTP listener (implicit TLS, STARTTLS or
 // plaintext) whose events are handed to async handlers; replies and errors go back as callbacks here.
+import fs from 'node:fs';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
@@ -7,6 +8,13 @@ import type { ProtocolListener } from '../core/config-types';
 import type { Logger } from '../core/log';
 import type { Credential } from '../identity/types';
 import { Replies, type SmtpReply } from './replies';
+
+declare module 'smtp-server' {
+  interface SMTPServerOptions {
+    /** Added by patches/smtp-server+*.patch (applied by `npm ci`): ms before the greeting, default 100. */
+    greetingDelay?: number;
+  }
+}
 
 export type AuthOutcome = { readonly ok: true; readonly user: string } | { readonly ok: false; readonly reply: SmtpReply };
 
@@ -27,6 +35,8 @@ export interface ListenerOptions {
   readonly listener: ProtocolListener;
   readonly hostname: string;
   readonly maxMessageBytes: number;
+  /** Wait before the 220 greeting (config smtp.greetingDelayMs); absent = 0, greet at once. */
+  readonly greetingDelayMs?: number;
   /** Certificate, key and optional client CA; required unless the listener is plaintext. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
 }
@@ -55,8 +65,24 @@ function credentialOf(auth: SMTPServerAuthentication): Credential | null {
   return { kind: 'password', username: auth.username ?? '', password: auth.password ?? '' };
 }
 
+/**
+ * True when patches/smtp-server+<version>.patch is applied (patch-package runs it at `npm ci`);
+ * without it smtp-server ignores greetingDelay and waits its hard-coded 100 ms.
+ */
+export function greetingDelayPatched(): boolean {
+  try {
+    return fs.readFileSync(require.resolve('smtp-server/lib/smtp-connection.js'), 'utf8').includes('options.greetingDelay');
+  } catch {
+    return false;
+  }
+}
+
 export async function startListener(options: ListenerOptions, handlers: SmtpHandlers, log: Logger): Promise<RunningListener> {
   const { listener } = options;
+  const greetingDelay = options.greetingDelayMs ?? 0;
+  if (greetingDelay !== 100 && !greetingDelayPatched()) {
+    log.warn('smtp-server is not patched (run npm ci): the greeting waits 100 ms, not smtp.greetingDelayMs', { event: 'smtp.start', greetingDelayMs: greetingDelay });
+  }
   if (listener.tls !== 'none' && !options.tls) throw new Error(`smtp listener ${listener.host}:${listener.port} uses TLS but no tls.cert/tls.key is configured`);
   // Report unexpected handler failures as a temporary local error: the client keeps its message.
   const guard = <T>(work: () => Promise<T>, done: (err: Error | null, value?: T) => void): void => {
@@ -118,6 +144,8 @@ export async function startListener(options: ListenerOptions, handlers: SmtpHand
     // Keep our own enhanced codes in the text (see replies.ts); smtp-server's would be prefixed twice.
     hideENHANCEDSTATUSCODES: true,
     disableReverseLookup: true,
+    // smtp-server hard-codes 100 ms before the greeting; patches/smtp-server+*.patch makes it this option.
+    greetingDelay,
     useProxy: listener.proxyProtocolFrom && listener.proxyProtocolFrom.length > 0 ? [...listener.proxyProtocolFrom] : false,
     socketTimeout: SOCKET_TIMEOUT_MS,
     // close() below decides when remaining sessions are ended; smtp-server's own timer stays out of it.

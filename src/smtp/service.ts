@@ -42,7 +42,7 @@ export async function startSmtpService(gate: Gate, config: SmtpConfig, options: 
   const running: RunningListener[] = [];
   try {
     for (const listener of config.listeners) {
-      running.push(await startListener({ listener, hostname: config.hostname, maxMessageBytes: config.maxMessageBytes, tls }, proxy, gate.log));
+      running.push(await startListener({ listener, hostname: config.hostname, maxMessageBytes: config.maxMessageBytes, greetingDelayMs: config.greetingDelayMs, tls }, proxy, gate.log));
     }
   } catch (err) {
     await Promise.all(running.map((l) => l.close(0)));

@@ -27,6 +27,8 @@ export interface RigOptions {
   readonly clientCertificates?: boolean;
   /** How mailwarden reaches Dovecot (default plaintext on loopback). */
   readonly upstreamTls?: 'none' | 'implicit' | 'starttls';
+  /** Merged into the `admin` section (e.g. accessTokens with roles). */
+  readonly admin?: Record<string, unknown>;
   /** Passed to the Dovecot harness (e.g. `trustedNetworks: ''` for Dovecot's auth penalty). */
   readonly dovecot?: Pick<DovecotOptions, 'trustedNetworks' | 'extraConfig'>;
   /** Merged over the rig's imap.upstream settings. */
@@ -47,6 +49,7 @@ export interface Rig {
   readonly idpKey: JWK;
   /** Ports of the implicit-TLS, STARTTLS and plaintext listeners. */
   readonly ports: { readonly implicit: number; readonly starttls: number; readonly plain: number };
+  readonly adminUrl: string;
   /** Sign and push a device report through the admin API (as an MDM would). */
   report(deviceId: string, platform: string, apps: readonly string[] | undefined, user?: string): Promise<void>;
   token(deviceId: string, options?: { expiresIn?: number; user?: string }): Promise<string>;
@@ -112,7 +115,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
       outageLastKnownMaxSeconds: options.outageLastKnownMaxSeconds ?? 300,
     },
     reports: { jwksFile: 'reporters.jwks.json', algorithms: ['ES256'] },
-    admin: { listen: { host: '127.0.0.1', port: 0 }, tokens: [ADMIN_TOKEN] },
+    admin: { listen: { host: '127.0.0.1', port: 0 }, tokens: [ADMIN_TOKEN], ...options.admin },
     identity: {
       sources: [
         ...(options.clientCertificates ? [{ type: 'certificate', deviceField: 'CN' }] : []),
@@ -164,6 +167,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
     policyFile,
     idpKey: idp.privateJwk,
     ports: { implicit, starttls, plain },
+    adminUrl,
     async report(deviceId, platform, apps, user = ALICE.user) {
       const jws = await signReport(buildReport({ deviceId, user, platform, osVersion: '18.2', managed: true, apps }), reporter.privateJwk);
       const result = await pushReport(adminUrl, ADMIN_TOKEN, jws);

@@ -74,7 +74,7 @@ describe('the example configuration', () => {
     expect(config.smtp?.upstream.xclient).toBe(false);
     expect(config.identity.sources).toEqual([{ type: 'app-password' }, { type: 'asserted', separator: '+' }]);
     expect(config.groups).toEqual({ 'alice@example.com': ['pilot'] });
-    expect(config.logging).toEqual({ level: 'info' });
+    expect(config.logging).toEqual({ level: 'info', format: 'json' });
     expect(config.alerts).toEqual({ timeoutMs: 3000 });
 
     expect(policy.file).toBe(EXAMPLE_POLICY);

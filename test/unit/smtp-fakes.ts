@@ -21,6 +21,7 @@ export function smtpConfig(upstreamPort: number, overrides: Partial<SmtpConfig> 
     },
     maxMessageBytes: 1024 * 1024,
     hostname: 'mailwarden.test',
+    greetingDelayMs: 0,
     ...overrides,
   };
 }

@@ -1,10 +1,12 @@
 // SMTP listeners: implicit TLS and STARTTLS (with the plaintext-injection defence), no AUTH in
-// plaintext on a STARTTLS port, and the PROXY protocol from a configured balancer.
+// plaintext on a STARTTLS port, the PROXY protocol from a configured balancer, the greeting delay.
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import nodemailer from 'nodemailer';
 import type { MailwardenConfig, ProtocolListener } from '../../src/core/config-types';
 import type { ProtocolService } from '../../src/core/gate';
+import { greetingDelayPatched } from '../../src/smtp/listener';
 import { startSmtpService } from '../../src/smtp/service';
 import { startSmtpSink, type SmtpSink } from '../harness/smtp-sink';
 import { makeTestPki, type TestPki } from '../harness/tls';
@@ -162,4 +164,53 @@ it('a listener with TLS but no certificate configured refuses to start', async (
   const base = fakeGate().config();
   gate.config = () => base;
   await expect(start({ tls: 'implicit' })).rejects.toThrow(/tls\.cert/);
+});
+
+/** Connects and sends EHLO before the greeting could arrive; resolves with the first `count` replies' last lines. */
+function talkFirst(port: number, count: number): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.write('EHLO early.test\r\n'); // queued: leaves with the connection, before any reply
+    const finals: string[] = [];
+    let buffer = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString('latin1');
+      for (let eol = buffer.indexOf('\r\n'); eol >= 0; eol = buffer.indexOf('\r\n')) {
+        const line = buffer.slice(0, eol);
+        buffer = buffer.slice(eol + 2);
+        if (/^\d{3} /.test(line)) finals.push(line);
+        if (finals.length === count) {
+          socket.destroy();
+          return resolve(finals);
+        }
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(finals));
+  });
+}
+
+// smtp-server hard-codes a 100 ms wait before its greeting; patches/smtp-server+<version>.patch (applied
+// by `npm ci` through patch-package) turns it into the greetingDelay option. If the patch stops
+// applying, the first test fails: the early EHLO is then refused as "You talk too soon".
+it('greetingDelayMs 0 (the default): the greeting goes out at once and a client that talks first is served', async () => {
+  service = await startSmtpService(gate, smtpConfig(sink.port, { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], greetingDelayMs: 0 }));
+  const [greeting, ehlo] = await talkFirst(service.addresses[0]!.port, 2);
+  expect(greeting).toMatch(/^220 /);
+  expect(ehlo).toMatch(/^250 /);
+});
+
+it('greetingDelayMs > 0 keeps smtp-server\'s early-talker check: EHLO before the greeting is refused', async () => {
+  service = await startSmtpService(gate, smtpConfig(sink.port, { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], greetingDelayMs: 5000 }));
+  const [first] = await talkFirst(service.addresses[0]!.port, 1);
+  expect(first).toMatch(/^421 .*You talk too soon/);
+});
+
+it('the smtp-server patch matches the installed smtp-server version (package.json pins it exactly)', () => {
+  const root = path.join(__dirname, '../..');
+  const installed = (JSON.parse(fs.readFileSync(path.join(root, 'node_modules/smtp-server/package.json'), 'utf8')) as { version: string }).version;
+  const pinned = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies['smtp-server'];
+  expect(pinned).toBe(installed);
+  expect(fs.existsSync(path.join(root, `patches/smtp-server+${installed}.patch`))).toBe(true);
+  expect(greetingDelayPatched()).toBe(true);
 });

@@ -1,0 +1,123 @@
+// The diff of one sync, computed in full before anything is written: which devices are created,
+// changed, withdrawn (listed but unusable) or removed (absent from enough complete syncs in a row),
+// and the bookkeeping that goes with it. Pure: inventory + what the connector owns → diff.
+import { createHash } from 'node:crypto';
+import type { DeviceRecord } from '../store/device-store';
+import type { Inventory, SkippedItem, SourceDevice } from './contract';
+import type { OwnedDevice } from './state-port';
+
+/** The record as stored: the mapped device plus source and times. */
+export type ConnectorRecord = DeviceRecord & {
+  readonly appNames?: readonly string[];
+  readonly ownership?: SourceDevice['ownership'];
+};
+
+export interface SyncDiff {
+  readonly connector: string;
+  /** ISO time of the sync: reportedAt of every record it writes. */
+  readonly at: string;
+  readonly created: readonly ConnectorRecord[];
+  readonly changed: readonly ConnectorRecord[];
+  /** Absent from `removeAfterAbsentSyncs` complete syncs, or listed but malformed now. */
+  readonly removed: readonly string[];
+  /** Bookkeeping written with the diff (hash, absence counts, write times). */
+  readonly owned: ReadonlyMap<string, OwnedDevice>;
+  /** Unchanged records whose TTL is refreshed (written more than half a TTL ago). */
+  readonly refreshTtl: readonly string[];
+  readonly skipped: readonly SkippedItem[];
+  /** Devices the source listed (mapped), per platform. */
+  readonly seenByPlatform: Readonly<Record<string, number>>;
+  /** Devices absent this time but not yet removed. */
+  readonly absentNotRemoved: number;
+  /** Devices the connector owned before this sync. */
+  readonly ownedBefore: number;
+}
+
+export interface DiffOptions {
+  readonly connector: string;
+  readonly now: Date;
+  readonly removeAfterAbsentSyncs: number;
+  readonly recordTtlSeconds: number;
+}
+
+/** The content that decides "changed": everything mapped except the times. */
+export function contentHash(device: SourceDevice): string {
+  const { lastSeenAt: _lastSeen, ...content } = device;
+  return createHash('sha256').update(JSON.stringify(content)).digest('base64url').slice(0, 22);
+}
+
+export function sourceName(connector: string): string {
+  return `connector:${connector}`;
+}
+
+export function toRecord(device: SourceDevice, connector: string, at: string): ConnectorRecord {
+  const { lastSeenAt: _lastSeen, ...fields } = device;
+  return { ...fields, reportedAt: at, receivedAt: at, source: sourceName(connector) };
+}
+
+export function computeDiff(inventory: Inventory, owned: ReadonlyMap<string, OwnedDevice>, options: DiffOptions): SyncDiff {
+  const at = options.now.toISOString();
+  const nowMs = options.now.getTime();
+  const refreshAfterMs = (options.recordTtlSeconds * 1000) / 2;
+  const created: ConnectorRecord[] = [];
+  const changed: ConnectorRecord[] = [];
+  const removed: string[] = [];
+  const refreshTtl: string[] = [];
+  const nextOwned = new Map<string, OwnedDevice>();
+  const seenByPlatform: Record<string, number> = {};
+  const listed = new Set<string>();
+
+  for (const device of inventory.devices) {
+    listed.add(device.deviceId);
+    seenByPlatform[device.platform] = (seenByPlatform[device.platform] ?? 0) + 1;
+    const hash = contentHash(device);
+    const before = owned.get(device.deviceId);
+    if (!before) created.push(toRecord(device, options.connector, at));
+    else if (before.hash !== hash) changed.push(toRecord(device, options.connector, at));
+    else {
+      if (nowMs - before.writtenAtMs > refreshAfterMs) {
+        refreshTtl.push(device.deviceId);
+        nextOwned.set(device.deviceId, { ...before, absent: 0, writtenAtMs: nowMs });
+      } else if (before.absent !== 0) nextOwned.set(device.deviceId, { ...before, absent: 0 });
+      continue;
+    }
+    nextOwned.set(device.deviceId, { hash, absent: 0, writtenAtMs: nowMs });
+  }
+
+  // A device the source lists but cannot describe counts as unknown at once: its record goes.
+  const withdrawn = new Set(inventory.skipped.map((s) => s.deviceId).filter((id): id is string => id !== undefined && !listed.has(id)));
+  let absentNotRemoved = 0;
+  for (const [deviceId, entry] of owned) {
+    if (listed.has(deviceId)) continue;
+    const absent = entry.absent + 1;
+    if (withdrawn.has(deviceId) || absent >= options.removeAfterAbsentSyncs) removed.push(deviceId);
+    else {
+      absentNotRemoved++;
+      nextOwned.set(deviceId, { ...entry, absent });
+    }
+  }
+
+  return {
+    connector: options.connector,
+    at,
+    created,
+    changed,
+    removed,
+    owned: nextOwned,
+    refreshTtl,
+    skipped: inventory.skipped,
+    seenByPlatform,
+    absentNotRemoved,
+    ownedBefore: owned.size,
+  };
+}
+
+/** The diff as JSON (a held diff is stored so that `connector apply --force` applies exactly it). */
+export function diffToJson(diff: SyncDiff): string {
+  return JSON.stringify({ ...diff, owned: [...diff.owned] });
+}
+
+export function diffFromJson(text: string): SyncDiff {
+  const parsed = JSON.parse(text) as Omit<SyncDiff, 'owned'> & { owned: [string, OwnedDevice][] };
+  return { ...parsed, owned: new Map(parsed.owned) };
+}

@@ -1,0 +1,127 @@
+// Shared mapping rules: platform names per source to ours, app lists normalised (ids lower-cased,
+// sorted, de-duplicated), and the one place that decides whether a mapped item is usable.
+import type { Ownership, SkippedItem, SourceDevice } from './contract';
+
+/** Our platform ids; anything a source reports beyond these is kept lower-cased as it came. */
+export type Platform = 'ios' | 'ipados' | 'android' | 'macos' | 'windows' | 'linux' | 'chromeos';
+
+/** A free-text OS name (Intune operatingSystem, Jamf deviceType, Google os/type) → our platform id. */
+export function platformFromOsName(os: string, model = ''): string {
+  const name = os.trim().toLowerCase();
+  const isIpad = /^ipad/i.test(model.trim());
+  if (name.startsWith('ipados')) return 'ipados';
+  if (name.startsWith('ios') || name === 'ios_sync' || name === 'iphone') return isIpad ? 'ipados' : 'ios';
+  if (name.startsWith('android')) return 'android';
+  if (name.startsWith('macos') || name.startsWith('mac os') || name.startsWith('os x') || name === 'darwin') return 'macos';
+  if (name.startsWith('windows')) return 'windows';
+  if (name.startsWith('chrome')) return 'chromeos';
+  if (['linux', 'ubuntu', 'debian', 'centos', 'rhel', 'fedora', 'arch', 'amzn', 'opensuse', 'suse'].some((d) => name.startsWith(d))) return 'linux';
+  return name.replace(/[^a-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '') || 'unknown';
+}
+
+/** One installed app as a source lists it. */
+export interface AppEntry {
+  readonly id?: string;
+  readonly name?: string;
+}
+
+/** ids lower-cased; both lists sorted and de-duplicated so that equal inventories compare equal. */
+export function normaliseApps(entries: readonly AppEntry[]): { apps: string[]; appNames: string[] } {
+  const ids = new Set<string>();
+  const names = new Set<string>();
+  for (const entry of entries) {
+    if (typeof entry.id === 'string' && entry.id.trim() !== '') ids.add(entry.id.trim().toLowerCase());
+    if (typeof entry.name === 'string' && entry.name.trim() !== '') names.add(entry.name.trim());
+  }
+  return { apps: [...ids].sort(), appNames: [...names].sort() };
+}
+
+/** A non-empty trimmed string, or undefined. Numbers are accepted for ids (Jamf and Fleet use both). */
+export function str(value: unknown): string | undefined {
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value !== 'string') return undefined;
+  const trimmed = value.trim();
+  return trimmed === '' ? undefined : trimmed;
+}
+
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Same bounds as logins apply to device ids and user names: ≤ 255 bytes, no control or invisible characters. */
+const UNUSABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}{}]/u;
+
+function usableIdentifier(value: string | undefined): value is string {
+  return value !== undefined && Buffer.byteLength(value) <= 255 && !UNUSABLE.test(value);
+}
+
+export interface MappedFields {
+  readonly sourceId?: string;
+  readonly deviceId?: string;
+  readonly user?: string;
+  readonly platform?: string;
+  readonly osVersion?: string;
+  readonly managed: boolean;
+  readonly ownership: Ownership;
+  /** null = the source cannot see this device's inventory. */
+  readonly apps: readonly AppEntry[] | null;
+  readonly lastSeenAt?: string;
+}
+
+/** A device, or the skipped item saying which required field the source did not give. */
+export function finishDevice(fields: MappedFields, deviceIdField: string): SourceDevice | SkippedItem {
+  const skip = (reason: string): SkippedItem => ({
+    ...(fields.sourceId ? { sourceId: fields.sourceId } : {}),
+    ...(usableIdentifier(fields.deviceId) ? { deviceId: fields.deviceId } : {}),
+    ...(fields.platform ? { platform: fields.platform } : {}),
+    reason,
+  });
+  if (!usableIdentifier(fields.deviceId)) return skip(`no usable device id (${deviceIdField})`);
+  if (!usableIdentifier(fields.user)) return skip('no usable user');
+  if (!fields.platform) return skip('no platform');
+  if (!fields.osVersion) return skip('no OS version');
+  const inventory = fields.apps === null ? {} : normaliseApps(fields.apps);
+  const lastSeen = fields.lastSeenAt && !Number.isNaN(Date.parse(fields.lastSeenAt)) ? { lastSeenAt: new Date(fields.lastSeenAt).toISOString() } : {};
+  return {
+    deviceId: fields.deviceId,
+    user: fields.user,
+    platform: fields.platform,
+    osVersion: fields.osVersion,
+    managed: fields.managed,
+    ownership: fields.ownership,
+    ...inventory,
+    ...lastSeen,
+  };
+}
+
+/** Collects mapped devices and skipped items while a connector pages through its source. */
+export class InventoryBuilder {
+  readonly devices: SourceDevice[] = [];
+  readonly skipped: SkippedItem[] = [];
+  private readonly seen = new Set<string>();
+
+  add(result: SourceDevice | SkippedItem): void {
+    if (!('user' in result)) {
+      this.skipped.push(result);
+      return;
+    }
+    // Two source items mapping to one login id (a re-enrolled device, a shared serial) cannot both be
+    // right: both are skipped, so the device counts as unknown rather than as whichever came last.
+    if (this.seen.has(result.deviceId)) {
+      const index = this.devices.findIndex((d) => d.deviceId === result.deviceId);
+      if (index >= 0) this.devices.splice(index, 1);
+      this.skipped.push({ deviceId: result.deviceId, platform: result.platform, reason: 'device id listed more than once' });
+      return;
+    }
+    this.seen.add(result.deviceId);
+    this.devices.push(result);
+  }
+
+  skip(item: SkippedItem): void {
+    this.skipped.push(item);
+  }
+
+  build(): { devices: SourceDevice[]; skipped: SkippedItem[] } {
+    return { devices: this.devices, skipped: this.skipped };
+  }
+}
