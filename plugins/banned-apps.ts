@@ -41,14 +41,31 @@ export default defineCheck<BannedAppsOptions>({
         reason: `the ${device.platform} report carries no app inventory`,
       };
     }
-    const found = [...new Set(device.apps.map((id) => id.toLowerCase()).filter((id) => banned.has(id)))];
-    if (found.length === 0) return { verdict: 'pass' };
-    const names = [...new Set(found.map((id) => options.names.get(id) ?? id))];
+    const ids = new Set<string>();
+    const seen = new Set<string>();
+    for (const app of device.apps) {
+      const id = app.toLowerCase();
+      if (banned.has(id)) ids.add(id), seen.add(id);
+    }
+    // Sources that give display names only (Intune's detectedApps) are matched on the names the
+    // policy gives the banned ids ("TikTok"), so one entry covers both kinds of inventory.
+    const bannedByName = new Map([...banned].filter((id) => options.names.has(id)).map((id) => [nameKey(options.names.get(id)!), id]));
+    for (const name of device.appNames ?? []) {
+      const id = bannedByName.get(nameKey(name));
+      if (id) ids.add(id), seen.add(name);
+    }
+    if (ids.size === 0) return { verdict: 'pass' };
+    const names = [...new Set([...ids].map((id) => options.names.get(id) ?? id))];
     return {
       verdict: 'fail',
       code: 'BANNED_APP',
-      reason: `banned app installed: ${found.join(', ')}`,
-      vars: { app: names.join(', '), appId: found.join(', ') },
+      reason: `banned app installed: ${[...seen].join(', ')}`,
+      vars: { app: names.join(', '), appId: [...ids].join(', ') },
     };
   },
 });
+
+/** Display names compare case-insensitively and without the ".app" of macOS bundles ("TikTok.app"). */
+function nameKey(name: string): string {
+  return name.trim().toLowerCase().replace(/\.app$/, '');
+}

@@ -218,7 +218,7 @@ function printDeviceView(view: DeviceView): void {
   table(rows).forEach((line) => print(line));
 }
 
-async function readStdin(): Promise<string> {
+export async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');

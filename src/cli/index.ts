@@ -6,6 +6,7 @@ import { registerStartCommand } from './start';
 import { registerConfigCommands } from './config';
 import { registerPolicyCommands } from './policy';
 import { registerDeviceCommands } from './device';
+import { registerProfileCommand } from './profile';
 import { registerAuditCommands } from './audit';
 import { registerFakeDeviceCommands } from './fake-device';
 import { registerAdminCommands } from './admin';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerConfigCommands(program);
   registerPolicyCommands(program);
   registerDeviceCommands(program);
+  registerProfileCommand(program);
   registerAuditCommands(program);
   registerFakeDeviceCommands(program);
   registerAdminCommands(program);

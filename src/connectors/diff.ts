@@ -6,18 +6,12 @@ import type { DeviceRecord } from '../store/device-store';
 import type { Inventory, SkippedItem, SourceDevice } from './contract';
 import type { OwnedDevice } from './state-port';
 
-/** The record as stored: the mapped device plus source and times. */
-export type ConnectorRecord = DeviceRecord & {
-  readonly appNames?: readonly string[];
-  readonly ownership?: SourceDevice['ownership'];
-};
-
 export interface SyncDiff {
   readonly connector: string;
   /** ISO time of the sync: reportedAt of every record it writes. */
   readonly at: string;
-  readonly created: readonly ConnectorRecord[];
-  readonly changed: readonly ConnectorRecord[];
+  readonly created: readonly DeviceRecord[];
+  readonly changed: readonly DeviceRecord[];
   /** Absent from `removeAfterAbsentSyncs` complete syncs, or listed but malformed now. */
   readonly removed: readonly string[];
   /** Bookkeeping written with the diff (hash, absence counts, write times). */
@@ -50,7 +44,7 @@ export function sourceName(connector: string): string {
   return `connector:${connector}`;
 }
 
-export function toRecord(device: SourceDevice, connector: string, at: string): ConnectorRecord {
+export function toRecord(device: SourceDevice, connector: string, at: string): DeviceRecord {
   const { lastSeenAt: _lastSeen, ...fields } = device;
   return { ...fields, reportedAt: at, receivedAt: at, source: sourceName(connector) };
 }
@@ -59,8 +53,8 @@ export function computeDiff(inventory: Inventory, owned: ReadonlyMap<string, Own
   const at = options.now.toISOString();
   const nowMs = options.now.getTime();
   const refreshAfterMs = (options.recordTtlSeconds * 1000) / 2;
-  const created: ConnectorRecord[] = [];
-  const changed: ConnectorRecord[] = [];
+  const created: DeviceRecord[] = [];
+  const changed: DeviceRecord[] = [];
   const removed: string[] = [];
   const refreshTtl: string[] = [];
   const nextOwned = new Map<string, OwnedDevice>();

@@ -17,7 +17,7 @@ export interface FleetOptions {
 }
 
 /** Fleet platform strings (osquery's, plus Fleet's Apple MDM ones) → ours. */
-const PLATFORMS: Readonly<Record<string, string>> = { darwin: 'macos', ios: 'ios', ipados: 'ipados', windows: 'windows', android: 'android', chrome: 'chromeos' };
+const FLEET_PLATFORMS: Readonly<Record<string, string>> = { darwin: 'macos', ios: 'ios', ipados: 'ipados', windows: 'windows', android: 'android', chrome: 'chromeos' };
 
 export function fleetConnector(options: FleetOptions): Connector {
   const base = options.baseUrl.replace(/\/+$/, '');
@@ -43,7 +43,7 @@ function mapHost(raw: unknown, deviceIdField: FleetOptions['deviceId']) {
   if (!isObject(raw)) return { reason: 'host entry is not an object' };
   const hostId = str(raw.id);
   const rawPlatform = str(raw.platform)?.toLowerCase();
-  const platform = rawPlatform ? (PLATFORMS[rawPlatform] ?? platformFromOsName(rawPlatform)) : undefined;
+  const platform = rawPlatform ? (FLEET_PLATFORMS[rawPlatform] ?? platformFromOsName(rawPlatform)) : undefined;
   // os_version is "macOS 14.5" / "iOS 17.5.1": keep the number.
   const osVersion = str(raw.os_version)?.match(/(\d+(?:\.\d+)*)/)?.[1];
   const mapping = Array.isArray(raw.device_mapping) ? raw.device_mapping.filter(isObject) : [];

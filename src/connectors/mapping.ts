@@ -1,11 +1,12 @@
 // Shared mapping rules: platform names per source to ours, app lists normalised (ids lower-cased,
 // sorted, de-duplicated), and the one place that decides whether a mapped item is usable.
+import { PLATFORMS, validateAppId, validateDeviceId, validateIdentifier, validatePlatform, validateUserName } from '../core/identifiers';
 import type { Ownership, SkippedItem, SourceDevice } from './contract';
 
-/** Our platform ids; anything a source reports beyond these is kept lower-cased as it came. */
-export type Platform = 'ios' | 'ipados' | 'android' | 'macos' | 'windows' | 'linux' | 'chromeos';
-
-/** A free-text OS name (Intune operatingSystem, Jamf deviceType, Google os/type) → our platform id. */
+/**
+ * A free-text OS name (Intune operatingSystem, Jamf deviceType, Google os/type) → one of PLATFORMS;
+ * anything else comes back lower-cased as it came, and finishDevice skips the item.
+ */
 export function platformFromOsName(os: string, model = ''): string {
   const name = os.trim().toLowerCase();
   const isIpad = /^ipad/i.test(model.trim());
@@ -25,13 +26,19 @@ export interface AppEntry {
   readonly name?: string;
 }
 
-/** ids lower-cased; both lists sorted and de-duplicated so that equal inventories compare equal. */
+/**
+ * ids lower-cased; both lists sorted and de-duplicated so that equal inventories compare equal. An id
+ * outside the app-id grammar, or a name with control characters (a record holding one is malformed),
+ * is dropped; the other half of the entry stays.
+ */
 export function normaliseApps(entries: readonly AppEntry[]): { apps: string[]; appNames: string[] } {
   const ids = new Set<string>();
   const names = new Set<string>();
   for (const entry of entries) {
-    if (typeof entry.id === 'string' && entry.id.trim() !== '') ids.add(entry.id.trim().toLowerCase());
-    if (typeof entry.name === 'string' && entry.name.trim() !== '') names.add(entry.name.trim());
+    const id = entry.id?.trim().toLowerCase();
+    if (id && validateAppId(id) === null) ids.add(id);
+    const name = entry.name?.trim();
+    if (name && validateIdentifier(name, 'app name') === null) names.add(name);
   }
   return { apps: [...ids].sort(), appNames: [...names].sort() };
 }
@@ -46,13 +53,6 @@ export function str(value: unknown): string | undefined {
 
 export function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-/** Same bounds as logins apply to device ids and user names: ≤ 255 bytes, no control or invisible characters. */
-const UNUSABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}{}]/u;
-
-function usableIdentifier(value: string | undefined): value is string {
-  return value !== undefined && Buffer.byteLength(value) <= 255 && !UNUSABLE.test(value);
 }
 
 export interface MappedFields {
@@ -72,13 +72,14 @@ export interface MappedFields {
 export function finishDevice(fields: MappedFields, deviceIdField: string): SourceDevice | SkippedItem {
   const skip = (reason: string): SkippedItem => ({
     ...(fields.sourceId ? { sourceId: fields.sourceId } : {}),
-    ...(usableIdentifier(fields.deviceId) ? { deviceId: fields.deviceId } : {}),
+    ...(fields.deviceId !== undefined && validateDeviceId(fields.deviceId) === null ? { deviceId: fields.deviceId } : {}),
     ...(fields.platform ? { platform: fields.platform } : {}),
     reason,
   });
-  if (!usableIdentifier(fields.deviceId)) return skip(`no usable device id (${deviceIdField})`);
-  if (!usableIdentifier(fields.user)) return skip('no usable user');
+  if (fields.deviceId === undefined || validateDeviceId(fields.deviceId) !== null) return skip(`no usable device id (${deviceIdField})`);
+  if (fields.user === undefined || validateUserName(fields.user) !== null) return skip('no usable user');
   if (!fields.platform) return skip('no platform');
+  if (validatePlatform(fields.platform) !== null) return skip(`platform "${fields.platform}" is not one of ${PLATFORMS.join(', ')}`);
   if (!fields.osVersion) return skip('no OS version');
   const inventory = fields.apps === null ? {} : normaliseApps(fields.apps);
   const lastSeen = fields.lastSeenAt && !Number.isNaN(Date.parse(fields.lastSeenAt)) ? { lastSeenAt: new Date(fields.lastSeenAt).toISOString() } : {};

@@ -5,7 +5,7 @@ import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
 import type { DeviceRecord } from '../store/device-store';
 import type { Connector, FetchObserver } from './contract';
-import { computeDiff, diffFromJson, diffToJson, type ConnectorRecord, type SyncDiff } from './diff';
+import { computeDiff, diffFromJson, diffToJson, type SyncDiff } from './diff';
 import type { ConnectorStatePort, ConnectorStatus } from './state-port';
 
 export interface SyncSettings {
@@ -152,7 +152,7 @@ export class SyncEngine {
   private async judge(diff: SyncDiff): Promise<Judged> {
     const touched = [...diff.created, ...diff.changed];
     const ids = [...touched.map((r) => r.deviceId), ...diff.removed];
-    const before = new Map<string, ConnectorRecord>();
+    const before = new Map<string, DeviceRecord>();
     for (let i = 0; i < ids.length; i += CHUNK) {
       const chunk = ids.slice(i, i + CHUNK);
       const lookups = await this.options.state.getDevices(chunk);
@@ -163,7 +163,7 @@ export class SyncEngine {
     const newlyDenied: Judged['newlyDenied'] = [];
     let inventoryLost = 0;
     const removedPlatforms = new Map<string, string>();
-    const check = async (deviceId: string, after: ConnectorRecord | null) => {
+    const check = async (deviceId: string, after: DeviceRecord | null) => {
       const old = before.get(deviceId) ?? null;
       if (after === null && old) removedPlatforms.set(deviceId, old.platform);
       if (hasInventory(old) && !hasInventory(after)) inventoryLost++;
@@ -267,7 +267,7 @@ interface Judged {
   readonly removedPlatforms: ReadonlyMap<string, string>;
 }
 
-function hasInventory(record: ConnectorRecord | null): boolean {
+function hasInventory(record: DeviceRecord | null): boolean {
   return (record?.apps?.length ?? 0) > 0 || (record?.appNames?.length ?? 0) > 0;
 }
 

@@ -11,6 +11,10 @@ export interface DeviceReport {
   readonly managed: boolean;
   /** Installed app ids (bundle ids / package names). Absent = inventory not visible to the reporter. */
   readonly apps?: readonly string[];
+  /** Display names of the installed apps as the MDM shows them (Intune gives only these); absent when `apps` is. */
+  readonly appNames?: readonly string[];
+  /** Ownership as the MDM reports it (connectors); absent from reports that do not say. */
+  readonly ownership?: 'company' | 'personal' | 'unknown';
   /** ISO-8601 time the device state was observed. */
   readonly reportedAt: string;
   /** Who sent it: the reporter key id, or "cli". */

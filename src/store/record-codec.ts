@@ -78,6 +78,8 @@ const RECORD_FIELDS: FieldSpec = {
   osVersion: ['string', true],
   managed: ['boolean', true],
   apps: ['strings', false],
+  appNames: ['strings', false],
+  ownership: ['string', false],
   reportedAt: ['time', true],
   source: ['string', true],
   receivedAt: ['time', true],
@@ -133,12 +135,18 @@ export function reportOrderMs(record: Pick<DeviceRecord, 'reportedAt' | 'receive
 function recordProblem(fields: Record<string, unknown>, nowMs: number | null): string | null {
   const apps = (fields.apps as string[] | undefined) ?? [];
   const appProblem = apps.map((app, i) => validateAppId(app, `field apps[${i}]`)).find((p) => p !== null);
+  const names = (fields.appNames as string[] | undefined) ?? [];
+  const nameProblem = names.map((name, i) => validateIdentifier(name, `field appNames[${i}]`)).find((p) => p !== null);
+  const ownership = fields.ownership;
+  const ownershipProblem = ownership === undefined || ['company', 'personal', 'unknown'].includes(ownership as string) ? null : 'field ownership: expected company, personal or unknown';
   const problem =
     validateDeviceId(fields.deviceId, 'field deviceId') ??
     validateUserName(fields.user, 'field user') ??
     validatePlatform(fields.platform, 'field platform') ??
     validateIdentifier(fields.osVersion, 'field osVersion', 64) ??
-    appProblem;
+    appProblem ??
+    nameProblem ??
+    ownershipProblem;
   if (problem) return problem;
   const receivedMs = isoToMs(fields.receivedAt)!;
   if (nowMs !== null && receivedMs > nowMs + CLOCK_TOLERANCE_MS) return 'field receivedAt: in the future';

@@ -103,6 +103,12 @@ export function describeStoreContract(name: string, h: ContractHarness): void {
       expect(many.map((l) => l.state)).toEqual(['missing', 'found']);
     });
 
+    test('connector fields (display names, ownership) are kept', async () => {
+      const withNames = record('dev-1', { apps: [], appNames: ['Outlook', 'TikTok'], ownership: 'company' });
+      await store.putDevice(withNames, 3600);
+      expect(await store.getDevice('dev-1')).toEqual({ state: 'found', record: withNames });
+    });
+
     test('a report older than the stored one is ignored; an equal or newer one replaces it', async () => {
       await store.putDevice(record('dev-1', { reportedAt: '2026-01-10T10:00:00.000Z', osVersion: '17.4' }), 3600);
       expect(await store.putDevice(record('dev-1', { reportedAt: '2026-01-10T09:59:59.999Z', osVersion: '16.0' }), 3600)).toBe(false);
@@ -122,6 +128,8 @@ export function describeStoreContract(name: string, h: ContractHarness): void {
       ['platform', { platform: 'iphoneos' }],
       ['apps', { apps: ['com.zhiliaoapp.musically\u0000'] }],
       ['deviceId', { deviceId: '{dev-2}' }],
+      ['appNames', { apps: [], appNames: ['TikTok\u200b'] }],
+      ['ownership', { ownership: 'corporate' as never }],
       ['reportedAt', { reportedAt: '2026-01-10T11:00:00.000Z', receivedAt: '2026-01-10T10:00:00.000Z' }],
     ])('a record with a bad %s value is refused', async (field, overrides) => {
       await expect(store.putDevice(record('dev-1', overrides), 3600)).rejects.toThrow(new RegExp(field));

@@ -36,6 +36,10 @@ describe('banned-apps', () => {
     ['macOS with TikTok (no list for macos)', { device: device({ platform: 'macos', apps: ['com.zhiliaoapp.musically'] }) }, 'pass'],
     ['iOS with no inventory', { device: device({ apps: undefined }) }, 'unknown INVENTORY_UNAVAILABLE'],
     ['macOS with no inventory', { device: device({ platform: 'macos', apps: undefined }) }, 'pass'],
+    ['Intune: display name only', { device: device({ apps: [], appNames: ['Outlook', 'TikTok'] }) }, 'fail BANNED_APP'],
+    ['display name in other case, macOS bundle suffix', { device: device({ platform: 'android', apps: [], appNames: ['tiktok.app'] }) }, 'fail BANNED_APP'],
+    ['a similar name is not the banned one', { device: device({ apps: [], appNames: ['TikTok Lite Helper'] }) }, 'pass'],
+    ['names but no inventory (not visible)', { device: device({ apps: undefined, appNames: undefined }) }, 'unknown INVENTORY_UNAVAILABLE'],
     ...notCurrentCases.map(([name, f, code]): [string, Partial<CheckFacts>, string] => [name, f, `unknown ${code}`]),
   ])('%s', async (_name, f, expected) => {
     expect(summary(await verdictOf(bannedApps, options, facts(f)))).toBe(expected);
@@ -44,6 +48,11 @@ describe('banned-apps', () => {
   it('names the app for the user and the ids for the operator, once per name', async () => {
     const v = await verdictOf(bannedApps, options, facts({ device: device({ platform: 'android', apps: ['com.ss.android.ugc.trill', 'com.zhiliaoapp.musically'] }) }));
     expect(v).toMatchObject({ verdict: 'fail', vars: { app: 'TikTok', appId: 'com.ss.android.ugc.trill, com.zhiliaoapp.musically' } });
+  });
+
+  it('a match by display name tells the operator the name seen and the id it stands for', async () => {
+    const v = await verdictOf(bannedApps, options, facts({ device: device({ apps: [], appNames: ['TikTok'] }) }));
+    expect(v).toMatchObject({ verdict: 'fail', reason: 'banned app installed: TikTok', vars: { app: 'TikTok', appId: 'com.zhiliaoapp.musically' } });
   });
 
   it('shows the id when no display name is configured', async () => {
