@@ -8,8 +8,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfigFile } from '../src/core/config';
+import { findRig } from './perf-rig';
 import { createLogger } from '../src/core/log';
-import { startRuntime } from '../src/core/runtime';
+import { startRuntime } from '../src/app/runtime';
 import { createStore } from '../src/store/create-store';
 import type { DeviceRecord } from '../src/store/device-store';
 
@@ -150,7 +151,7 @@ const SMTP_BAD_DEVICE_CHECK = "smtpSession(t, 'u1+dbad', 0)";
 
 /**
  * The rig's SMTP sanity check logs in as `u1+dbad` and sends no message, so it sees a refusal only at
- * AUTH (nginx: 535). SPEC has mailwarden accept AUTH and refuse at MAIL FROM with 550 5.7.1 (clients
+ * AUTH (nginx: 535). docs/smtp.md has mailwarden accept AUTH and refuse at MAIL FROM with 550 5.7.1 (clients
  * show that sentence and keep the password), which that check reads as "let in". The copy sends one
  * message instead, so a refusal at AUTH or at MAIL FROM both count, and a proxy that lets the message
  * through still fails. Nothing else in the rig changes. Returns null when the rig already does that.
@@ -163,25 +164,6 @@ function patchedRig(rig: string): string | null {
   execFileSync('chmod', ['-R', 'u+w', copy]); // the shared rig is read-only
   fs.writeFileSync(path.join(copy, 'node', 'bench.js'), benchJs.replace(SMTP_BAD_DEVICE_CHECK, "smtpSession(t, 'u1+dbad', 1)"));
   return copy;
-}
-
-/**
- * The shared rig: `PERF_RIG`, else `../shared/perf-rig` next to this checkout, else next to the main
- * checkout this one is a git worktree of (a worktree lives elsewhere, its `.git` common dir does not).
- */
-function findRig(): string {
-  if (process.env.PERF_RIG) return path.resolve(process.env.PERF_RIG);
-  const repo = path.join(__dirname, '../..');
-  const candidates = [path.join(repo, '../shared/perf-rig')];
-  try {
-    const common = execFileSync('git', ['rev-parse', '--path-format=absolute', '--git-common-dir'], { cwd: repo, encoding: 'utf8' }).trim();
-    candidates.push(path.join(path.dirname(common), '../shared/perf-rig'));
-  } catch {
-    // not a git checkout: only the sibling directory
-  }
-  const found = candidates.find((dir) => fs.existsSync(path.join(dir, 'run-anchors.sh')));
-  if (!found) throw new Error(`perf rig not found (looked in ${candidates.join(', ')}): set PERF_RIG`);
-  return found;
 }
 
 /** Runs run-anchors.sh with mailwarden as the third column; every rig knob (PHASES, REPS, …) passes through. */

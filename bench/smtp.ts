@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { startRuntime } from '../src/core/runtime';
+import { startRuntime } from '../src/app/runtime';
 import { appPasswordKeyFor, issueAppPassword } from '../src/identity/app-password';
 import { silentLogger } from '../src/core/log';
 import { startRedis, cleanupRedis } from '../test/harness/redis';

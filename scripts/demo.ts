@@ -127,6 +127,8 @@ export async function runDemo(): Promise<void> {
     const token = `demo-${Math.random().toString(36).slice(2, 12)}`;
     const reporter = await makeReporterKeys({ kid: 'demo-mdm', outDir: scratch });
     fs.copyFileSync(path.join(ROOT, 'config/policy.yaml'), path.join(scratch, 'policy.yaml'));
+    const candidateFile = path.join(scratch, 'candidate.yaml');
+    fs.writeFileSync(candidateFile, candidatePolicy(fs.readFileSync(path.join(ROOT, 'config/policy.yaml'), 'utf8')));
     const configFile = path.join(scratch, 'mailwarden.yaml');
     fs.writeFileSync(configFile, `${JSON.stringify(demoConfig(ports, { imap: started.dovecot.port, smtp: smtpUpstream.port }, token), null, 2)}\n`);
 
@@ -146,7 +148,7 @@ export async function runDemo(): Promise<void> {
     }
     if (stopping) return;
 
-    const steps = demoSteps({ ports, passwords, configFile });
+    const steps = demoSteps({ ports, passwords, configFile, candidateFile });
     say('mailwarden demo: running. Ctrl-C stops everything and removes the scratch folder.');
     say();
     say(`  Dovecot          IMAP upstream on 127.0.0.1:${started.dovecot.port} (pid ${started.dovecot.pid}), master user "${MASTER.user}"`);
@@ -158,7 +160,7 @@ export async function runDemo(): Promise<void> {
     say(`  mailwarden       IMAP 127.0.0.1:${ports.imap}, SMTP submission 127.0.0.1:${ports.smtp}, admin ${adminUrl} (pid ${started.mailwarden.pid})`);
     say('  store            the embedded in-memory store (one instance, forgotten at exit)');
     say('  policy           config/policy.yaml: phones with TikTok lose company mail; laptops are not affected');
-    say(`  scratch folder   ${scratch} (config, keys, log: mailwarden.log)`);
+    say(`  scratch folder   ${scratch} (config, keys, candidate.yaml, log: mailwarden.log)`);
     say();
     say('  devices (signed reports from a fake MDM key, app passwords issued by mailwarden):');
     for (const d of DEVICES) say(`    ${d.id.padEnd(15)} ${d.what.padEnd(36)} app password ${passwords.get(d.id)}`);
@@ -191,7 +193,7 @@ export async function runDemo(): Promise<void> {
 }
 
 /** The printed commands, in the order a person would try them. */
-export function demoSteps(input: { ports: { imap: number; smtp: number }; passwords: ReadonlyMap<string, string>; configFile: string }): DemoStep[] {
+export function demoSteps(input: { ports: { imap: number; smtp: number }; passwords: ReadonlyMap<string, string>; configFile: string; candidateFile: string }): DemoStep[] {
   const { imap, smtp } = input.ports;
   const pw = (id: string): string => input.passwords.get(id) ?? '';
   const curl = (id: string) => `curl -sS -v ${quote(`imap://127.0.0.1:${imap}/`)} --user ${quote(`${ALICE.user}:${pw(id)}`)}`;
@@ -206,7 +208,25 @@ export function demoSteps(input: { ports: { imap: number; smtp: number }; passwo
     { title: 'allowed: the MacBook with TikTok, over SMTP submission', command: swaks('macbook-tiktok'), exitCode: 0, shows: '250 2.0.0' },
     { title: '"why is this device blocked?"', command: cli('device show iphone-tiktok'), exitCode: 0, shows: 'DENY BANNED_APP' },
     { title: 'the decisions just made, newest last', command: cli('audit tail -n 10'), exitCode: 0, shows: 'iphone-tiktok' },
+    {
+      title: 'rehearse a change before it bites: candidate.yaml also bans TikTok on macOS; who would it newly deny?',
+      command: cli(`policy simulate ${quote(input.candidateFile)}`),
+      exitCode: 0,
+      shows: 'macbook-tiktok',
+    },
   ];
+}
+
+/**
+ * The example policy with macOS added to the TikTok ban: the candidate the demo's simulate step
+ * rehearses (written to the scratch folder; the tracked config/policy.yaml is only read).
+ */
+export function candidatePolicy(example: string): string {
+  const out = example
+    .replace('platforms: [ios, ipados, android]', 'platforms: [ios, ipados, android, macos]')
+    .replace('        ipados: [com.zhiliaoapp.musically]\n', '        ipados: [com.zhiliaoapp.musically]\n        macos: [com.zhiliaoapp.musically]\n');
+  if (!out.includes('macos: [com.zhiliaoapp.musically]')) throw new Error('config/policy.yaml changed: the demo candidate no longer applies');
+  return out;
 }
 
 if (require.main === module) void runDemo();

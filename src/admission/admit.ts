@@ -3,8 +3,9 @@
 import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
 import type { IdentityResolver, IdentityResult } from '../identity/types';
+import { validateIdentifier } from '../identity/validate';
 import type { Decision, DecisionRequest } from '../policy/decision';
-import type { LiveSession } from '../core/sessions';
+import type { LiveSession } from '../policy/live-session';
 import type { Admission, AdmissionRequest, AdmittedIdentity, LiveSessionHandle } from './types';
 
 export interface AdmissionDeps {
@@ -24,6 +25,13 @@ type Identified = Extract<IdentityResult, { ok: true }>;
 
 /** Step 1: who is this? A resolver that throws is an outage, never an allow. */
 async function identify(deps: AdmissionDeps, request: AdmissionRequest): Promise<IdentityResult> {
+  const verification = request.verification;
+  if (verification?.by === 'gateway' && verification.deviceId !== undefined) {
+    const problem = validateIdentifier(verification.user, 'gateway user') ?? validateIdentifier(verification.deviceId, 'gateway device id');
+    if (problem) return { ok: false, failure: 'bad-credentials', detail: problem };
+    const { user, deviceId } = verification;
+    return { ok: true, user, deviceId, source: 'app-password', strength: 'strong', upstream: { mode: 'master', username: user } };
+  }
   let result: IdentityResult;
   try {
     result = await deps.identity.resolve({
@@ -36,7 +44,6 @@ async function identify(deps: AdmissionDeps, request: AdmissionRequest): Promise
     deps.log.error('identity resolver failed', { protocol: request.frontEnd, sessionId: request.sessionId, error: errorText(err) });
     return { ok: false, failure: 'unavailable', detail: errorText(err) };
   }
-  const verification = request.verification;
   // The gateway verified the password for one user: an identity for anyone else is not this login.
   if (result.ok && verification?.by === 'gateway' && result.user.toLowerCase() !== verification.user.toLowerCase()) {
     return { ok: false, failure: 'bad-credentials', detail: `the gateway verified ${verification.user}, the credential names ${result.user}` };
@@ -54,6 +61,7 @@ function decide(deps: AdmissionDeps, request: AdmissionRequest, identity: Identi
     identityStrength: identity.strength,
     hints: request.hints ?? {},
     remoteAddress: request.remoteAddress,
+    frontEnd: request.frontEnd,
     trigger: 'login',
   });
 }

@@ -18,8 +18,24 @@ export type FrontEnd = 'imap' | 'smtp' | 'nginx' | 'dovecot' | 'postfix';
  */
 export type Verification =
   | { readonly by: 'mailwarden' }
-  | { readonly by: 'gateway'; readonly user: string }
+  | {
+      readonly by: 'gateway';
+      readonly user: string;
+      /**
+       * The device of a device-bound credential that mailwarden itself verified for the gateway
+       * (Dovecot's oauth2 passdb asking mailwarden's introspection endpoint): a strong identity,
+       * the identity sources are not asked (the Dovecot policy hook sets it).
+       */
+      readonly deviceId?: string;
+    }
   | { readonly by: 'backend' };
+
+/**
+ * The password of a credential the gateway verified (it never passes the password on): not empty,
+ * so it passes credential validation, and never of app-password shape. Never sent anywhere: hooks
+ * do not log in upstream.
+ */
+export const GATEWAY_VERIFIED = '(verified by the gateway)';
 
 /** Registration of the connection as a live session, so that revocation can reach it. */
 export interface LiveRegistration {

@@ -1,7 +1,7 @@
 // What the sync engine needs from the store: the device records it writes (a slice of the device
 // store port) and its own bookkeeping per connector — the devices it owns with a content hash and
 // absence count, the held diff, the last sync's status, and the lease that lets one instance sync.
-import type { DeviceLookup, DeviceRecord } from '../store/device-store';
+import type { DeviceLookup, DeviceRecord } from '../core/device-record';
 
 /** What a connector remembers about each device it wrote. */
 export interface OwnedDevice {

@@ -6,14 +6,67 @@ import type { Logger } from '../core/log';
 import { CoreReasonCodes, type Decision } from './decision';
 import type { CompiledCheck, CompiledPolicy } from './compile';
 import { errorText } from '../core/errors';
-import { KILL_SWITCH_FLAG, type DeviceStore } from '../store/device-store';
+import { KILL_SWITCH_FLAG, type Flags } from '../store/device-store';
+import { killSwitchOn } from '../store/record-codec';
 
 /**
- * Sets the shared kill-switch flag. Both store adapters publish the `kill-switch` ChangeEvent in the
- * same write (record-codec flagChangeEvent), so every instance hears it exactly once.
+ * Who changed the kill switch, when and why, beside the flag itself. A separate flag, not a richer
+ * value in `kill-switch`: every instance (an older one too, during a rolling upgrade) reads that flag
+ * as "1" = on, so it keeps meaning exactly that.
  */
-export async function setKillSwitch(store: DeviceStore, on: boolean): Promise<void> {
+export const KILL_SWITCH_STATE_FLAG = 'kill-switch:state';
+
+/** The kill switch as `GET /v1/kill-switch` and `mailwarden kill-switch status` show it. */
+export interface KillSwitchState {
+  readonly on: boolean;
+  /** When it was last switched to this state (null: set outside mailwarden, e.g. with redis-cli). */
+  readonly since: string | null;
+  readonly by: string | null;
+  readonly note: string | null;
+}
+
+export interface KillSwitchChange {
+  readonly by?: string;
+  readonly note?: string;
+  readonly at?: Date;
+}
+
+/**
+ * Sets the shared kill-switch flag, after recording who, when and why. Both store adapters publish
+ * the `kill-switch` ChangeEvent in the flag's write (record-codec flagChangeEvent), so every instance
+ * hears it exactly once. Switching it to the state it is in keeps the first `since` and `by`.
+ */
+export async function setKillSwitch(store: Flags, on: boolean, change: KillSwitchChange = {}): Promise<void> {
+  const before = await readKillSwitch(store);
+  const same = before.on === on && before.since !== null;
+  const state: KillSwitchState = {
+    on,
+    since: same ? before.since : (change.at ?? new Date()).toISOString(),
+    by: same ? before.by : (change.by ?? null),
+    note: change.note ?? (same ? before.note : null),
+  };
+  await store.setFlag(KILL_SWITCH_STATE_FLAG, JSON.stringify(state));
   await store.setFlag(KILL_SWITCH_FLAG, on ? '1' : null);
+}
+
+/** The flag decides on/off; the record beside it counts only when it describes that same state. */
+export async function readKillSwitch(store: Pick<Flags, 'getFlag'>): Promise<KillSwitchState> {
+  const [flag, raw] = await Promise.all([store.getFlag(KILL_SWITCH_FLAG), store.getFlag(KILL_SWITCH_STATE_FLAG)]);
+  const on = killSwitchOn(flag);
+  const recorded = parseState(raw);
+  return recorded?.on === on ? recorded : { on, since: null, by: null, note: null };
+}
+
+function parseState(raw: string | null): KillSwitchState | null {
+  if (raw === null) return null;
+  try {
+    const v = JSON.parse(raw) as Record<string, unknown>;
+    const textOrNull = (x: unknown): string | null => (typeof x === 'string' ? x : null);
+    if (typeof v.on !== 'boolean') return null;
+    return { on: v.on, since: textOrNull(v.since), by: textOrNull(v.by), note: textOrNull(v.note) };
+  } catch {
+    return null;
+  }
 }
 
 /** What decides how a check behaves; the sentence and the line do not. */

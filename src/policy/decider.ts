@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../core/log';
 import type { MailwardenConfig, PolicyConfig } from '../core/config-types';
-import { StoreUnavailableError, type DeviceStore, type StoredFacts } from '../store/device-store';
+import { StoreUnavailableError, type AuditLog, type DecisionFacts, type StoredFacts } from '../store/device-store';
 import { CoreReasonCodes, type Decision, type DecisionRequest } from './decision';
 import type { CompiledPolicy } from './compile';
 import { evaluatePolicy, groupsOf, tempfailDecision } from './engine';
@@ -32,7 +32,7 @@ export function newRefId(): string {
 }
 
 export interface DeciderOptions {
-  readonly store: DeviceStore;
+  readonly store: DecisionFacts & AuditLog;
   readonly log: Logger;
   readonly getPolicy: () => CompiledPolicy;
   readonly getConfig: () => MailwardenConfig;
@@ -102,6 +102,7 @@ export class Decider {
         maxReportAgeHours: config.store.maxReportAgeHours,
         groups: groupsOf(config.groups, request.user),
         brakeReportOnly: this.brake.reportOnly(),
+        myUrl: myUrlOf(config),
       });
       return {
         decision: result.decision,
@@ -165,6 +166,7 @@ export class Decider {
       refId: decision.refId,
       policyVersion: decision.policyVersion,
       trigger: request.trigger ?? 'login',
+      ...(request.frontEnd ? { frontEnd: request.frontEnd } : {}),
       ...(request.sessionId ? { sessionId: request.sessionId } : {}),
       ...(request.remoteAddress ? { remoteAddress: request.remoteAddress } : {}),
       ...(decision.warnings.length > 0 ? { warnings: decision.warnings } : {}),
@@ -207,4 +209,10 @@ export class Decider {
       // The logger itself is broken: nothing left to tell.
     }
   }
+}
+
+/** `{myUrl}` for sentences: where the blocked person signs in to see why (empty when not configured). */
+export function myUrlOf(config: MailwardenConfig): string | undefined {
+  const base = config.admin?.console.enabled && config.admin.console.selfService ? config.admin.console.publicUrl : undefined;
+  return base ? `${base.replace(/\/$/, '')}/my/` : undefined;
 }

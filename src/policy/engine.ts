@@ -16,6 +16,8 @@ export interface EngineContext {
   /** Check ids the runtime brake has put in `report`. */
   readonly brakeReportOnly: ReadonlySet<string>;
   readonly refId: string;
+  /** The blocked person's console page (`{myUrl}` in sentences): admin.console.publicUrl + /my/. */
+  readonly myUrl?: string;
 }
 
 export interface EngineResult {
@@ -240,7 +242,7 @@ export async function evaluatePolicy(
   const firstSeenToMark: string[] = [];
   const firstSeenToClear: string[] = [];
   const done = (decision: Decision): EngineResult => ({ decision, firstSeenToMark, firstSeenToClear });
-  const commonVars = { user: request.user, deviceId: request.deviceId ?? '', refId: ctx.refId, helpdesk: policy.helpdesk };
+  const commonVars = { user: request.user, deviceId: request.deviceId ?? '', refId: ctx.refId, helpdesk: policy.helpdesk, myUrl: ctx.myUrl ?? '' };
 
   // No device identity at all: the policy's `unidentified` rule. `allow` lets the checks decide
   // (with no device, require-device and friends see "missing").

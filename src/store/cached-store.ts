@@ -3,8 +3,6 @@
 // unreachable — served as last-known state for a bounded time, then refused (the caller tempfails).
 import {
   StoreUnavailableError,
-  type AppPasswordCredential,
-  type AuditEntry,
   type ChangeEvent,
   type DeviceLookup,
   type DeviceRecord,
@@ -47,6 +45,21 @@ interface Entry<T> {
   readonly user: string | null;
 }
 
+/**
+ * The ports the cache does not touch: answered by the inner store, unchanged. Everything else it
+ * caches (loadFacts, getDevice) or must see to drop what it cached (the writes below, close).
+ */
+const PASSED_THROUGH = [
+  'getDevices', 'listUserDevices', 'listDevices', 'getExemptions', 'listExemptions', 'getFirstSeenNoncompliant',
+  'putAppPassword', 'getAppPassword', 'removeAppPasswords', 'appendAudit', 'readAudit', 'readAuditLast',
+  'publish', 'subscribe', 'onReconnect', 'getFlag', 'ping',
+] as const satisfies readonly (keyof DeviceStore)[];
+
+type PassedThrough = (typeof PASSED_THROUGH)[number];
+
+/** Merges with the class: the PASSED_THROUGH methods, which the constructor takes from the inner store. */
+export interface CachedDeviceStore extends Pick<DeviceStore, PassedThrough> {}
+
 export class CachedDeviceStore implements DeviceStore {
   readonly kind: DeviceStore['kind'];
   private readonly entries = new Map<string, Entry<StoredFacts | DeviceLookup>>();
@@ -62,8 +75,6 @@ export class CachedDeviceStore implements DeviceStore {
   private readonly lastKnownMs: number;
   private unsubscribe: (() => Promise<void>) | null = null;
   private readonly offReconnect: () => void;
-  /** Present exactly when the inner store has it (callers fall back to readAudit otherwise). */
-  readonly readAuditLast?: (count: number) => Promise<AuditEntry[]>;
 
   constructor(
     private readonly inner: DeviceStore,
@@ -74,7 +85,11 @@ export class CachedDeviceStore implements DeviceStore {
     this.lastKnownMs = options.outageLastKnownMaxSeconds * 1000;
     // Events may have been lost while disconnected: nothing cached can be trusted any more.
     this.offReconnect = inner.onReconnect(() => this.clear());
-    if (inner.readAuditLast) this.readAuditLast = (count) => inner.readAuditLast!(count);
+    // What the cache does not cache goes to the inner store as it is (readAuditLast only when it has it).
+    for (const name of PASSED_THROUGH) {
+      const method = inner[name] as ((...args: unknown[]) => unknown) | undefined;
+      if (method) Object.defineProperty(this, name, { value: method.bind(inner) });
+    }
   }
 
   /** Subscribes to the inner store's change channel; call once before serving (createStore does). */
@@ -107,10 +122,6 @@ export class CachedDeviceStore implements DeviceStore {
     return this.cached(`d\u0000${deviceId}`, deviceId, null, () => this.inner.getDevice(deviceId), null);
   }
 
-  getDevices(deviceIds: readonly string[]): Promise<DeviceLookup[]> {
-    return this.inner.getDevices(deviceIds);
-  }
-
   async putDevice(record: DeviceRecord, ttlSeconds: number): Promise<boolean> {
     try {
       return await this.inner.putDevice(record, ttlSeconds);
@@ -125,18 +136,6 @@ export class CachedDeviceStore implements DeviceStore {
     } finally {
       this.invalidate(deviceId, null);
     }
-  }
-
-  listUserDevices(user: string): Promise<string[]> {
-    return this.inner.listUserDevices(user);
-  }
-
-  listDevices(): Promise<DeviceRecord[]> {
-    return this.inner.listDevices();
-  }
-
-  getExemptions(deviceId: string, user: string): Promise<Exemption[]> {
-    return this.inner.getExemptions(deviceId, user);
   }
 
   async putExemption(exemption: Exemption): Promise<void> {
@@ -155,14 +154,6 @@ export class CachedDeviceStore implements DeviceStore {
     }
   }
 
-  listExemptions(): Promise<Exemption[]> {
-    return this.inner.listExemptions();
-  }
-
-  getFirstSeenNoncompliant(deviceId: string, checkId: string): Promise<number | null> {
-    return this.inner.getFirstSeenNoncompliant(deviceId, checkId);
-  }
-
   async markFirstSeenNoncompliant(deviceId: string, checkId: string, atMs: number): Promise<number> {
     try {
       return await this.inner.markFirstSeenNoncompliant(deviceId, checkId, atMs);
@@ -179,52 +170,12 @@ export class CachedDeviceStore implements DeviceStore {
     }
   }
 
-  putAppPassword(credential: AppPasswordCredential): Promise<void> {
-    return this.inner.putAppPassword(credential);
-  }
-
-  getAppPassword(credentialId: string): Promise<AppPasswordCredential | null> {
-    return this.inner.getAppPassword(credentialId);
-  }
-
-  removeAppPasswords(deviceId: string): Promise<number> {
-    return this.inner.removeAppPasswords(deviceId);
-  }
-
-  appendAudit(event: Record<string, unknown>): Promise<string> {
-    return this.inner.appendAudit(event);
-  }
-
-  readAudit(afterId: string, count: number): Promise<AuditEntry[]> {
-    return this.inner.readAudit(afterId, count);
-  }
-
-  publish(event: ChangeEvent): Promise<void> {
-    return this.inner.publish(event);
-  }
-
-  subscribe(listener: (event: ChangeEvent) => void): Promise<() => Promise<void>> {
-    return this.inner.subscribe(listener);
-  }
-
-  onReconnect(listener: () => void): () => void {
-    return this.inner.onReconnect(listener);
-  }
-
-  getFlag(name: string): Promise<string | null> {
-    return this.inner.getFlag(name);
-  }
-
   async setFlag(name: string, value: string | null): Promise<void> {
     try {
       await this.inner.setFlag(name, value);
     } finally {
       this.clear(); // the kill switch is part of every cached StoredFacts
     }
-  }
-
-  ping(): Promise<void> {
-    return this.inner.ping();
   }
 
   async close(): Promise<void> {

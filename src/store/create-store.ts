@@ -4,7 +4,7 @@ import type { Logger } from '../core/log';
 import { CachedDeviceStore, type CacheResult } from './cached-store';
 import type { DeviceStore } from './device-store';
 import { MemoryDeviceStore } from './memory-store';
-import { RedisDeviceStore } from './redis-store';
+import { RedisDeviceStore } from './redis/store';
 
 export interface CreateStoreOptions {
   /** Called for every cached lookup (wire it to Metrics.onStoreCache). */

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
-import { startRuntime, type Runtime } from '../../src/core/runtime';
+import { startRuntime, type Runtime } from '../../src/app/runtime';
 import { createLogger } from '../../src/core/log';
 import type { DecisionRequest } from '../../src/policy/decision';
 import { buildReport, makeReporterKeys, signReport, pushReport, enrollDevice } from '../../src/kit';
@@ -279,6 +279,10 @@ describe('core runtime with a real redis-server', () => {
       expect(relaxed.action).toBe('allow');
       expect(Date.now() - t0).toBeLessThan(2000);
       expect(relaxed.checks.find((c) => c.checkId === 'no-tiktok')).toMatchObject({ outcome: 'fail', effectiveMode: 'report' });
+      // Readable on the other instance too: its gauge, read from the shared store at scrape time.
+      expect(await other.metrics.text()).toMatch(/^mailwarden_kill_switch_enabled 1$/m);
+      const state = await fetch(`${adminUrl}/v1/kill-switch`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      expect(await state.json()).toMatchObject({ on: true, by: 'admin.tokens[0]', since: expect.any(String) });
       await fetch(`${adminUrl}/v1/kill-switch`, {
         method: 'PUT',
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },

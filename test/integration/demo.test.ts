@@ -72,6 +72,7 @@ it('npm run demo: a phone refused, a laptop allowed, exactly as printed; Ctrl-C 
       'allowed: the MacBook with TikTok, over SMTP submission',
       '"why is this device blocked?"',
       'the decisions just made, newest last',
+      'rehearse a change before it bites: candidate.yaml also bans TikTok on macOS; who would it newly deny?',
     ]);
     for (const step of steps) {
       const run = spawnSync('bash', ['-c', step.command], { encoding: 'utf8', timeout: 30_000 });

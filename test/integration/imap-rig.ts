@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { JWK } from 'jose';
 import { ImapFlow } from 'imapflow';
-import { startRuntime, type Runtime } from '../../src/core/runtime';
+import { startRuntime, type Runtime } from '../../src/app/runtime';
 import { silentLogger } from '../../src/core/log';
 import { buildReport, makeIdpKeys, makeOauthToken, makeReporterKeys, pushReport, signReport } from '../../src/kit';
 import { startDovecot, makeMessage, type DovecotOptions, type DovecotServer } from '../harness/dovecot';

@@ -2,7 +2,7 @@
 // writes, hostile records): the config files in a temp dir, a reporter key, decisions and reports.
 import fs from 'node:fs';
 import path from 'node:path';
-import { startRuntime, type Runtime, type RuntimeOptions } from '../../src/core/runtime';
+import { startRuntime, type Runtime, type RuntimeOptions } from '../../src/app/runtime';
 import { createLogger, type Logger } from '../../src/core/log';
 import type { Decision, DecisionRequest } from '../../src/policy/decision';
 import { buildReport, makeReporterKeys, pushReport, signReport, type ReportInput } from '../../src/kit';

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { startRuntime, type Runtime } from '../../src/core/runtime';
+import { startRuntime, type Runtime } from '../../src/app/runtime';
 import { silentLogger } from '../../src/core/log';
 import { buildReport, enrollDevice, makeReporterKeys, pushReport, signReport } from '../../src/kit';
 import { startDovecot, type DovecotServer } from '../harness/dovecot';

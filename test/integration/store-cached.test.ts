@@ -7,7 +7,7 @@ import { createLogger } from '../../src/core/log';
 import { CachedDeviceStore } from '../../src/store/cached-store';
 import { createStore } from '../../src/store/create-store';
 import { StoreUnavailableError } from '../../src/store/device-store';
-import { RedisDeviceStore } from '../../src/store/redis-store';
+import { RedisDeviceStore } from '../../src/store/redis/store';
 import { freePort } from '../harness/ports';
 import { cleanupRedis, startRedis, type RedisServer } from '../harness/redis';
 import { nextEvent, record, subscribed, waitUntil } from './store-contract';

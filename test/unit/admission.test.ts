@@ -3,7 +3,7 @@
 import { createAdmit, type AdmissionDeps } from '../../src/admission/admit';
 import type { AdmissionRequest } from '../../src/admission/types';
 import { silentLogger } from '../../src/core/log';
-import { SessionRegistry } from '../../src/core/sessions';
+import { SessionRegistry } from '../../src/app/sessions';
 import type { Decision, DecisionRequest } from '../../src/policy/decision';
 import { decision, defaultResolve } from './imap-fakes';
 

@@ -74,7 +74,7 @@ describe('the example configuration', () => {
     expect(config.smtp?.upstream.xclient).toBe(false);
     expect(config.identity.sources).toEqual([{ type: 'app-password' }, { type: 'asserted', separator: '+' }]);
     expect(config.groups).toEqual({ 'alice@example.com': ['pilot'] });
-    expect(config.logging).toEqual({ level: 'info', format: 'json' });
+    expect(config.logging).toEqual({ level: 'info', format: 'auto' });
     expect(config.alerts).toEqual({ timeoutMs: 3000 });
 
     expect(policy.file).toBe(EXAMPLE_POLICY);
@@ -132,7 +132,7 @@ describe('mailwarden config check', () => {
   test('--policy checks a candidate policy against the configuration', async () => {
     const candidate = write('candidate.yaml', 'checks:\n  - plugin: require-device\n    mode: enforced\n');
     const { code, stdout, stderr } = await runConfigCli(['config', 'check', '--config', EXAMPLE_CONFIG, '--policy', candidate]);
-    expect(code).toBe(1);
+    expect(code).toBe(78);
     expect(stdout).toBe('');
     expect(stderr).toBe(`${displayPath(candidate)}:3: checks[0].mode: must be one of off, report, warn, enforce (got "enforced")\n`);
   });
@@ -262,6 +262,33 @@ describe('errors', () => {
     const error = await failure(loadAll(file));
     expect(error.issues.map((i) => i.keyPath)).toEqual(['imap.upstream.masterPassword', 'admin.tokens[1]', 'admin.tokens']);
     expect(error.message).not.toMatch(/987654321|424242|s3cr3t/);
+  });
+
+  test('hook secrets from a file or an environment variable: read at load, or an issue at the key', async () => {
+    write('policy.yaml', MIN_POLICY);
+    write('nginx.secret', 'from-the-file\n');
+    const hooks = (nginxSecret: string, dovecotKey: string, dovecotEnabled = true) =>
+      'hooks:\n' +
+      `  nginx: { listen: { host: h, port: 1 }, secret: ${nginxSecret}, backends: {} }\n` +
+      `  dovecot: { enabled: ${dovecotEnabled}, listen: { host: h, port: 2 }, apiKey: ${dovecotKey} }\n`;
+    process.env.MW_TEST_DOVECOT_KEY = 'from-the-environment';
+    try {
+      const { config } = await loadAll(write('mailwarden.yaml', hooks('{ file: nginx.secret }', '{ env: MW_TEST_DOVECOT_KEY }')));
+      expect([config.hooks.nginx?.secret, config.hooks.dovecot?.apiKey]).toEqual(['from-the-file', 'from-the-environment']);
+    } finally {
+      delete process.env.MW_TEST_DOVECOT_KEY;
+    }
+    const file = write('mailwarden.yaml', hooks('{ file: absent.secret }', '{ env: MW_TEST_DOVECOT_KEY }'));
+    const error = await failure(loadAll(file));
+    expect(error.issues).toEqual([
+      { file, line: 2, keyPath: 'hooks.nginx.secret', message: `cannot read ${path.join(dir, 'absent.secret')} (ENOENT)` },
+      { file, line: 3, keyPath: 'hooks.dovecot.apiKey', message: 'environment variable MW_TEST_DOVECOT_KEY is not set' },
+    ]);
+    // A disabled hook may name a variable that is not set (the example configuration does).
+    const disabled = await loadAll(write('mailwarden.yaml', hooks('inline-secret', '{ env: MW_TEST_DOVECOT_KEY }', false)));
+    expect(disabled.config.hooks.dovecot?.enabled).toBe(false);
+    const both = await failure(loadAll(write('mailwarden.yaml', hooks('{ file: a, env: B }', 'k'))));
+    expect(both.issues.map((i) => [i.keyPath, i.message])).toEqual([['hooks.nginx.secret', 'set one of file: or env:, not both']]);
   });
 
   test('a config that cannot be read is one issue without a line, and the policy is not guessed', async () => {

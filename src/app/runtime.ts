@@ -2,11 +2,11 @@
 // decider, revoker, admin API and protocol listeners, and owns reload (validate everything, check the
 // blast radius, swap atomically, re-evaluate live sessions) and graceful shutdown.
 import path from 'node:path';
-import { loadAll, loadPolicyText } from './config';
-import type { MailwardenConfig } from './config-types';
-import { ConfigError, errorText } from './errors';
-import { watchConfig, onSighup, type ConfigWatcher } from './config-watcher';
-import { createLogger, type Logger } from './log';
+import { loadAll, loadPolicyText } from '../core/config';
+import type { MailwardenConfig } from '../core/config-types';
+import { ConfigError, errorText } from '../core/errors';
+import { watchConfig, onSighup, type ConfigWatcher } from '../core/config-watcher';
+import { createLogger, type Logger } from '../core/log';
 import { SessionRegistry } from './sessions';
 import type { Gate, ProtocolService } from './gate';
 import { createStore } from '../store/create-store';
@@ -14,19 +14,24 @@ import type { CachedDeviceStore } from '../store/cached-store';
 import { compilePolicy, type CompiledPolicy } from '../policy/compile';
 import { Decider } from '../policy/decider';
 import { Revoker } from '../policy/revoker';
-import { setKillSwitch } from '../policy/brake';
 import { checkBlastRadius, type BlastRadiusResult } from '../policy/blast-radius';
 import { simulate } from '../policy/simulate';
+import { readKillSwitch } from '../policy/brake';
 import { createIdentityResolver } from '../identity/resolver';
-import { InvalidIdentifierError } from '../identity/validate';
-import { appPasswordKeyFor, issueAppPassword } from '../identity/app-password';
 import { createReportVerifier, type ReportVerifier } from '../admin/reports';
-import { AdminError, startAdminServer, type AdminServer } from '../admin/http';
+import { startAdminServer, type AdminServer } from '../admin/server';
+import { createAdminServices, simulationContext } from '../admin/services';
+import { createConsole, type WebConsole } from '../console/console';
+import { consoleServices, consoleSimulate } from './console-services';
 import { createMetrics, type Metrics } from '../admin/metrics';
 import { createAlerter, type Alerter } from '../admin/alerts';
 import { startImapService } from '../imap/service';
 import { startSmtpService } from '../smtp/service';
 import { createAdmit } from '../admission/admit';
+import { hookListenerShape, hooksDepsFromGate, startHooks, type HooksService } from '../hooks/service';
+import { appPasswordKeyFor, appPasswordOwner } from '../identity/app-password';
+import { CircuitBreakers } from '../core/circuit-breaker';
+import { VERSION } from '../core/version';
 
 /** Store flag holding the policy YAML last activated by any instance (the blast-radius baseline at start). */
 export const ACTIVE_POLICY_FLAG = 'policy:active';
@@ -39,7 +44,7 @@ export interface RuntimeOptions {
   readonly forcePolicy?: boolean;
   /** Watch the config files and handle SIGHUP (default true). */
   readonly watch?: boolean;
-  /** Start the IMAP / SMTP listeners the config defines (default true). */
+  /** Start the IMAP / SMTP listeners and the gateway hooks the config defines (default true). */
   readonly listeners?: boolean;
 }
 
@@ -58,6 +63,8 @@ export interface Runtime {
   readonly admin: AdminServer | null;
   readonly imap: ProtocolService | null;
   readonly smtp: ProtocolService | null;
+  /** The gateway hooks listening now (null: none enabled); a reload that moves them restarts them. */
+  hooks(): HooksService | null;
   config(): MailwardenConfig;
   policy(): CompiledPolicy;
   /** Re-read both files; on any error the configuration in force stays. */
@@ -81,12 +88,14 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const configFile = path.resolve(options.configFile);
   let current = await loadAndCompile(configFile);
   const configDir = path.dirname(configFile);
-  const log = options.logger ?? createLogger({ level: current.config.logging.level, file: current.config.logging.file });
-  const metrics = createMetrics({ defaultLabels: { instance: current.config.instanceName } });
+  const log = options.logger ?? createLogger({ level: current.config.logging.level, format: current.config.logging.format, file: current.config.logging.file });
+  const metrics = createMetrics({ instanceName: current.config.instanceName, version: VERSION });
   const alerter: Alerter = createAlerter(current.config.alerts, log);
   const store = await createStore(current.config.store, log, { onCacheResult: (r) => metrics.onStoreCache(r) });
   const sessions = new SessionRegistry();
   let identity = await createIdentityResolver(current.config.identity.sources, { store, log, configDir });
+  // The Dovecot hook's passdb introspection verifies app passwords with the identity source's key.
+  let appPasswordKey = await appPasswordKeyFor(current.config.identity.sources, configDir);
   let reportVerifier: ReportVerifier = await createReportVerifier(current.config.reports, configDir, log);
 
   const decider = new Decider({
@@ -98,6 +107,19 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     alert: (kind, details) => alerter.alert(kind, details),
   });
   const revoker = new Revoker({ store, sessions, decider, log, metrics });
+  // One breaker per upstream address for the whole process: IMAP and SMTP legs share them.
+  const breakers = new CircuitBreakers();
+  breakers.onChange((change) => {
+    metrics.onBreakerChange(change);
+    if (change.tripped) void alerter.alert('upstream-breaker-open', { service: change.service, upstream: change.upstream });
+  });
+  metrics.readFrom({
+    storeUp: () => store.ping().then(() => true, () => false),
+    killSwitch: async () => (await readKillSwitch(store)).on,
+    brakeReportOnly: () => [...decider.brake.reportOnly()],
+    policyVersion: () => current.policy.version,
+    breakers: () => breakers.states(),
+  });
 
   const admit = createAdmit({
     // Delegates, so a reload that changes identity sources swaps the resolver for new logins.
@@ -115,20 +137,15 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     decide: (request) => decider.decide(request),
     sessions,
     metrics,
+    breakers,
     config: () => current.config,
     policy: () => current.policy.config,
   };
 
-  const simulationContext = () => ({
-    maxReportAgeHours: current.config.store.maxReportAgeHours,
-    groups: current.config.groups,
-    store,
-  });
-
   /** Blast-radius guard: how many known devices `candidate` would newly deny compared with `baseline`. */
   async function guard(baseline: CompiledPolicy, candidate: CompiledPolicy): Promise<BlastRadiusResult> {
     const devices = await store.listDevices();
-    const sim = await simulate(baseline, candidate, devices, simulationContext());
+    const sim = await simulate(baseline, candidate, devices, simulationContext(current.config, store));
     return checkBlastRadius(sim, candidate.config.blastRadius);
   }
 
@@ -173,6 +190,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   }
   await recordActivation(current);
   decider.policyChanged(null, current.policy);
+  metrics.onPolicyActivated(current.policy.version);
   await revoker.start();
 
   let reloading: Promise<ReloadOutcome> | null = null;
@@ -206,9 +224,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     }
     warnAboutListenerChanges(previous.config, next.config, log);
     let nextIdentity = identity;
+    let nextAppPasswordKey = appPasswordKey;
     if (JSON.stringify(next.config.identity) !== JSON.stringify(previous.config.identity)) {
       try {
         nextIdentity = await createIdentityResolver(next.config.identity.sources, { store, log, configDir });
+        nextAppPasswordKey = await appPasswordKeyFor(next.config.identity.sources, configDir);
       } catch (err) {
         const error = `identity sources: ${errorText(err)}`;
         log.error('configuration reload refused; the configuration in force stays', { error });
@@ -220,6 +240,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     // The atomic swap: every later login and decision sees the new configuration, policy and identity.
     current = next;
     identity = nextIdentity;
+    appPasswordKey = nextAppPasswordKey;
+    await restartHooksIfMoved(previous.config, next.config);
     reportVerifier = await createReportVerifier(next.config.reports, configDir, log).catch((err: unknown) => {
       log.error('reporter keys could not be reloaded; the previous keys stay', { error: errorText(err) });
       return reportVerifier;
@@ -229,6 +251,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     log.info('configuration reloaded', { policyVersion: next.policy.version, unchanged });
     if (!unchanged) {
       decider.policyChanged(previous.policy, next.policy);
+      metrics.onPolicyActivated(next.policy.version);
       await recordActivation(next);
       void revoker.revalidate(sessions.all(), 'policy');
     }
@@ -245,59 +268,63 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   }
 
   let admin: AdminServer | null = null;
+  let webConsole: WebConsole | null = null;
   if (current.config.admin) {
-    admin = await startAdminServer(current.config.admin.listen, {
-      tokens: () => current.config.admin?.tokens ?? [],
+    const adminServices = createAdminServices({
       store,
       log,
       metrics,
-      async ready() {
-        const checks: Record<string, string> = { config: 'ok' };
-        try {
-          await store.ping();
-          checks.store = 'ok';
-        } catch (err) {
-          checks.store = errorText(err);
-        }
-        return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
-      },
-      verifyReport: (jws) => reportVerifier.verify(jws),
-      recordTtlSeconds: () => current.config.store.recordTtlHours * 3600,
-      reportMaxBytes: () => current.config.reports.maxBodyBytes,
-      decideForDevice: (deviceId, user, protocol) =>
-        decider.dryRun({ user, deviceId, protocol, identitySource: 'app-password', identityStrength: 'strong', trigger: 'admin' }),
-      async issueAppPassword(user, deviceId) {
-        const key = await appPasswordKeyFor(current.config.identity.sources, configDir);
-        if (!key) throw new AdminError(409, 'NO_APP_PASSWORD_SOURCE', 'no app-password identity source is configured (identity.sources)');
-        try {
-          return await issueAppPassword(store, { user, deviceId }, key);
-        } catch (err) {
-          if (err instanceof InvalidIdentifierError) throw new AdminError(400, err.code, err.message);
-          throw err;
-        }
-      },
-      async simulate(candidateYaml) {
-        let candidate = current.policy;
-        if (candidateYaml !== null) {
-          try {
-            const { policy, source } = await loadPolicyText(candidateYaml, '(candidate policy)');
-            candidate = await compilePolicy(policy, source, { pluginDirs: current.config.pluginDirs });
-          } catch (err) {
-            if (err instanceof ConfigError) throw new AdminError(400, 'POLICY_INVALID', err.message);
-            throw err;
-          }
-        }
-        const devices = await store.listDevices();
-        const sim = await simulate(current.policy, candidate, devices, simulationContext());
-        return { ...sim, blastRadius: checkBlastRadius(sim, candidate.config.blastRadius) };
-      },
-      setKillSwitch: (on) => setKillSwitch(store, on),
+      configDir,
+      config: () => current.config,
+      policy: () => current.policy,
+      reportVerifier: () => reportVerifier,
+      dryRun: (request) => decider.dryRun(request),
     });
+    // The console is mounted at start (admin.console.enabled); a reload that turns it off makes
+    // its pages answer 404 until the next restart unmounts it.
+    if (current.config.admin.console.enabled) {
+      webConsole = createConsole(
+        consoleServices({
+          store,
+          log,
+          decider,
+          sessions,
+          config: () => current.config,
+          policy: () => current.policy,
+          simulate: consoleSimulate(adminServices),
+          setKillSwitch: (on, by) => adminServices.setKillSwitch(on, { by }),
+        }),
+      );
+    }
+    const pages = webConsole;
+    admin = await startAdminServer(current.config.admin.listen, adminServices, pages ? (req, res, url) => pages.handle(req, res, url) : undefined);
   }
 
   const startListeners = options.listeners ?? true;
   const imap = startListeners && current.config.imap ? await startImapService(gate, current.config.imap) : null;
   const smtp = startListeners && current.config.smtp ? await startSmtpService(gate, current.config.smtp, { store }) : null;
+
+  const hooksDeps = hooksDepsFromGate(
+    gate,
+    async (password) => (appPasswordKey ? appPasswordOwner(store, appPasswordKey, password) : null),
+    metrics,
+  );
+  let hooks: HooksService | null = startListeners ? await startHooks(hooksDeps) : null;
+
+  /** Hooks enabled, disabled or moved by a reload: stop the old listeners, start the new ones. */
+  async function restartHooksIfMoved(previous: MailwardenConfig, next: MailwardenConfig): Promise<void> {
+    if (!startListeners || hookListenerShape(previous.hooks) === hookListenerShape(next.hooks)) return;
+    await hooks?.close();
+    hooks = null;
+    try {
+      hooks = await startHooks(hooksDeps);
+      log.info('gateway hooks restarted by the reload', { hooks: hooks?.addresses ?? {} });
+    } catch (err) {
+      // The rest of the reload stands; the hooks stay down until the next reload or restart.
+      log.error('gateway hooks could not be started after the reload', { error: errorText(err) });
+      void alerter.alert('reload-refused', { error: `gateway hooks: ${errorText(err)}` });
+    }
+  }
 
   let watcher: ConfigWatcher | null = null;
   let stopSighup: (() => void) | null = null;
@@ -314,6 +341,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     checks: current.policy.checks.map((c) => `${c.id}:${c.config.mode}`),
     imap: imap?.addresses ?? [],
     smtp: smtp?.addresses ?? [],
+    hooks: hooks?.addresses ?? {},
   });
 
   let stopping: Promise<void> | null = null;
@@ -322,7 +350,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       watcher?.close();
       stopSighup?.();
       const drain = drainMs ?? current.config.imap?.drainMs ?? 10000;
-      await Promise.all([imap?.shutdown(drain), smtp?.shutdown(drain)]);
+      await Promise.all([imap?.shutdown(drain), smtp?.shutdown(drain), hooks?.close()]);
+      await webConsole?.close();
       await admin?.close();
       await revoker.stop();
       await decider.idle();
@@ -342,6 +371,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     admin,
     imap,
     smtp,
+    hooks: () => hooks,
     config: () => current.config,
     policy: () => current.policy,
     reload,

@@ -1,0 +1,40 @@
+// Device-bound app passwords (POST and DELETE /v1/devices/:id/app-passwords).
+import { AdminError } from '../errors';
+import { adminAudit, badRequest, readJson, type Route } from '../route';
+import type { AdminServices } from '../services';
+
+export function appPasswordRoutes(services: AdminServices): Route[] {
+  const { store } = services;
+  const audit = adminAudit(services);
+  return [
+    {
+      method: 'POST',
+      path: ['v1', 'devices', ':', 'app-passwords'],
+      handle: async (ctx) => {
+        const { req, params: [deviceId] } = ctx;
+        const body = await readJson(req);
+        const user = body.user;
+        if (typeof user !== 'string' || user.trim() === '') throw badRequest('"user" is required: the mail login name');
+        const lookup = await store.getDevice(deviceId);
+        if (lookup.state === 'found' && lookup.record.user.toLowerCase() !== user.toLowerCase()) {
+          throw new AdminError('DEVICE_USER_MISMATCH',
+            `device ${deviceId} reports user ${lookup.record.user}, not ${user}; enrol it for that user or send a new report first`,
+          );
+        }
+        const issued = await services.issueAppPassword(user, deviceId);
+        await audit(ctx, 'app-password-issued', { deviceId, user, credentialId: issued.credentialId });
+        return { status: 201, body: { password: issued.password, credentialId: issued.credentialId, user, deviceId } };
+      },
+    },
+    {
+      method: 'DELETE',
+      path: ['v1', 'devices', ':', 'app-passwords'],
+      handle: async (ctx) => {
+        const [deviceId] = ctx.params;
+        const removed = await store.removeAppPasswords(deviceId);
+        await audit(ctx, 'app-passwords-removed', { deviceId, removed });
+        return { status: 200, body: { deviceId, removed } };
+      },
+    },
+  ];
+}
