@@ -2,6 +2,7 @@
 // API's limits, body readers and query-parameter parsers, and the audit of admin operations.
 import type http from 'node:http';
 import { AdminError } from './errors';
+import type { Principal } from './roles';
 import type { AdminServices } from './services';
 
 /** Limits of the admin API (documented in docs/admin-api.md). */
@@ -20,6 +21,8 @@ export interface Context {
   readonly req: http.IncomingMessage;
   readonly params: readonly string[];
   readonly query: URLSearchParams;
+  /** The token's holder; absent only on public routes. */
+  readonly principal?: Principal;
 }
 
 export interface Reply {
@@ -100,12 +103,14 @@ export function intParam(query: URLSearchParams, name: string, fallback: number,
 
 /**
  * Admin operations go to the audit stream too, as `msg: 'admin'` beside the decisions' `msg: 'decision'`.
- * The operation already happened, so a failure to audit it is only logged.
+ * Each names the token that did it (its configured name and role). The operation already happened, so
+ * a failure to audit it is only logged.
  */
-export function adminAudit({ store, log }: Pick<AdminServices, 'store' | 'log'>): (operation: string, fields: Record<string, unknown>) => Promise<void> {
-return async (operation, fields) => {
+export function adminAudit({ store, log }: Pick<AdminServices, 'store' | 'log'>): (ctx: Context, operation: string, fields: Record<string, unknown>) => Promise<void> {
+return async (ctx, operation, fields) => {
   try {
-    await store.appendAudit({ msg: 'admin', operation, at: new Date().toISOString(), ...fields });
+    const token = ctx.principal && { token: ctx.principal.name, role: ctx.principal.role };
+    await store.appendAudit({ msg: 'admin', operation, at: new Date().toISOString(), ...token, ...fields });
   } catch (err) {
     log.error('admin operation not audited: store error', { operation, error: (err as Error).message });
   }

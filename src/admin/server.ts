@@ -2,7 +2,6 @@
 // auth, the error envelope { error: { code, message } }, replies and request logging. The routes
 // themselves are in src/admin/routes/, the operations behind them in src/admin/services.ts.
 import http from 'node:http';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../core/config-types';
 import { plainAddress } from '../core/client-address';
@@ -11,6 +10,7 @@ import { errorText } from '../core/errors';
 import { StoreUnavailableError } from '../store/device-store';
 import { AdminError, AdminErrorCodes } from './errors';
 import { ADMIN_LIMITS, type Reply, type Route } from './route';
+import { mayCall, type Principal } from './roles';
 import type { AdminServices } from './services';
 import { appPasswordRoutes } from './routes/app-passwords';
 import { auditRoutes } from './routes/audit';
@@ -111,14 +111,19 @@ async function serve(
     }
     const match = matchRoute(routes, req.method ?? 'GET', url.pathname);
     quiet = match.route?.quiet ?? false;
+    // Authenticated before "no such endpoint": an unauthenticated caller gets the same 401 for an
+    // unknown path as for a known one, so it cannot map the API.
+    const principal = match.route?.public ? undefined : authenticate(req, services);
     if (!match.route) {
       if (match.allowed.length === 0) throw new AdminError('NOT_FOUND', `no such endpoint: ${url.pathname}`);
       throw new AdminError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`, {
         allow: match.allowed.join(', '),
       });
     }
-    if (!match.route.public) authenticate(req, services.tokens());
-    reply = await match.route.handle({ req, params: match.params, query: url.searchParams });
+    if (principal && !mayCall(principal, match.route.method, match.route.path)) {
+      throw new AdminError('FORBIDDEN', `token ${principal.name} (role ${principal.role}) may not call ${match.route.method} ${url.pathname}`);
+    }
+    reply = await match.route.handle({ req, params: match.params, query: url.searchParams, principal });
   } catch (err) {
     reply = errorReply(err, log, req.method, url?.pathname ?? '(unparseable)');
   }
@@ -172,13 +177,8 @@ function decodeSegment(segment: string): string {
   return value;
 }
 
-const sha256 = (value: string): Buffer => createHash('sha256').update(value).digest();
-
-/**
- * Bearer token (RFC 6750). Hashing both sides gives equal-length inputs to timingSafeEqual, and every
- * configured token is compared, so the time taken says nothing about which token or how much matched.
- */
-function authenticate(req: http.IncomingMessage, tokens: readonly string[]): void {
+/** Bearer token (RFC 6750), checked against the configured tokens in constant time (src/admin/roles.ts). */
+function authenticate(req: http.IncomingMessage, services: AdminServices): Principal {
   const header = req.headers.authorization ?? '';
   const match = /^Bearer +(\S+) *$/i.exec(header);
   if (!match) {
@@ -186,17 +186,13 @@ function authenticate(req: http.IncomingMessage, tokens: readonly string[]): voi
       'www-authenticate': 'Bearer realm="mailwarden-admin"',
     });
   }
-  const given = sha256(match[1]);
-  let ok = false;
-  for (const token of tokens) {
-    if (token === '') continue;
-    ok = timingSafeEqual(given, sha256(token)) || ok;
-  }
-  if (!ok) {
+  const principal = services.principalFor(match[1]);
+  if (!principal) {
     throw new AdminError('UNAUTHORIZED', 'the bearer token is not valid', {
       'www-authenticate': 'Bearer realm="mailwarden-admin", error="invalid_token"',
     });
   }
+  return principal;
 }
 
 function errorReply(err: unknown, log: Logger, method: string | undefined, path: string): Reply {

@@ -16,6 +16,7 @@ import type { DeviceStore, Exemptions } from '../store/device-store';
 import { AdminError } from './errors';
 import type { Metrics } from './metrics';
 import type { ReportVerifier, ReportVerifyResult } from './reports';
+import { principalFor, type Principal } from './roles';
 
 export type ReportVerification = ReportVerifyResult;
 
@@ -25,8 +26,8 @@ export type ReportVerification = ReportVerifyResult;
  * knows none of them. Methods may throw AdminError (→ its status) or StoreUnavailableError (→ 503).
  */
 export interface AdminServices {
-  /** Accepted bearer tokens, read per request so a reload takes effect at once. Empty = refuse all. */
-  tokens(): readonly string[];
+  /** Who a bearer token belongs to (name, role), or null; read per request so a reload takes effect at once. */
+  principalFor(token: string): Principal | null;
   readonly store: DeviceStore;
   /** Configuration loaded and store reachable; `checks` names each part ("ok" or the problem). */
   ready(): Promise<{ ready: boolean; checks: Record<string, string> }>;
@@ -74,7 +75,7 @@ export function simulationContext(config: MailwardenConfig, store: Pick<Exemptio
 export function createAdminServices(deps: AdminServiceDeps): AdminServices {
   const { store, log, metrics } = deps;
   return {
-    tokens: () => deps.config().admin?.tokens ?? [],
+    principalFor: (token) => principalFor(token, deps.config().admin?.accessTokens ?? [], deps.config().admin?.tokens ?? []),
     store,
     log,
     metrics,

@@ -7,12 +7,15 @@ import { AdminError } from '../../src/admin/errors';
 import { startAdminServer, type AdminServer } from '../../src/admin/server';
 import type { AdminServices } from '../../src/admin/services';
 import { createMetrics } from '../../src/admin/metrics';
+import { ROLES, hashToken, principalFor } from '../../src/admin/roles';
 import { MemoryDeviceStore } from '../../src/store/memory-store';
 import type { DeviceRecord, DeviceReport } from '../../src/store/device-store';
 import { readKillSwitch, setKillSwitch } from '../../src/policy/brake';
 import type { Decision } from '../../src/policy/decision';
 
 export const TOKEN = 'test-admin-token-0123456789';
+/** One hashed token per role (admin.accessTokens), for the role tests. */
+export const ROLE_TOKENS = ROLES.map((role) => ({ name: `${role}-token`, role, token: `test-role-${role}-0123456789` }));
 export const TIKTOK = 'com.zhiliaoapp.musically';
 
 export function report(overrides: Partial<DeviceReport> = {}): DeviceReport {
@@ -88,7 +91,7 @@ export function fakeServices(overrides: Partial<AdminServices> = {}): Fake {
   const log = createLogger({ silent: true, level: 'debug', transports: [new winston.transports.Stream({ stream: sink })] });
   const calls: Fake['calls'] = { killSwitch: [], simulate: [], verified: [] };
   const services: AdminServices = {
-    tokens: () => [TOKEN, 'second-token'],
+    principalFor: (token) => principalFor(token, ROLE_TOKENS.map(({ name, role, token: t }) => ({ name, role, sha256: hashToken(t) })), [TOKEN, 'second-token']),
     store,
     ready: async () => ({ ready: true, checks: { config: 'ok', store: 'ok' } }),
     verifyReport: async (jws) => {

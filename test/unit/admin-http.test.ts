@@ -5,7 +5,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { AdminError } from '../../src/admin/errors';
 import { StoreUnavailableError, type AuditEntry, type ChangeEvent } from '../../src/store/device-store';
-import { TIKTOK, TOKEN, fakeJws, record, report, startFakeAdmin } from './admin-fakes';
+import { principalFor } from '../../src/admin/roles';
+import { ROLE_TOKENS, TIKTOK, TOKEN, fakeJws, record, report, startFakeAdmin } from './admin-fakes';
 
 type Admin = Awaited<ReturnType<typeof startFakeAdmin>>;
 let admin: Admin;
@@ -86,22 +87,22 @@ describe('probes and auth', () => {
 
   test('any configured token works; the tokens are read per request (reload)', async () => {
     expect((await call('GET', '/v1/devices', { token: 'second-token' })).status).toBe(200);
-    admin.services.tokens = () => ['rotated'];
+    admin.services.principalFor = (t) => principalFor(t, [], ['rotated']);
     expect((await call('GET', '/v1/devices')).status).toBe(401);
     expect((await call('GET', '/v1/devices', { token: 'rotated' })).status).toBe(200);
   });
 
   test('no configured tokens (or only empty ones) refuses everything', async () => {
-    admin.services.tokens = () => [''];
+    admin.services.principalFor = (t) => principalFor(t, [], ['']);
     expect((await call('GET', '/v1/devices', { token: '' })).status).toBe(401);
-    admin.services.tokens = () => [];
+    admin.services.principalFor = (t) => principalFor(t, [], []);
     expect((await call('GET', '/v1/devices')).status).toBe(401);
   });
 
   test('the token is compared in constant time against every configured token, even after a match', async () => {
     const spy = jest.spyOn(crypto, 'timingSafeEqual');
-    expect((await call('GET', '/v1/exemptions')).status).toBe(200); // TOKEN is the first of two
-    expect(spy).toHaveBeenCalledTimes(2);
+    expect((await call('GET', '/v1/exemptions')).status).toBe(200); // TOKEN is the first plain token
+    expect(spy).toHaveBeenCalledTimes(ROLE_TOKENS.length + 2); // the hashed role tokens and the two plain ones
     for (const [a, b] of spy.mock.calls) expect((a as Buffer).length).toBe((b as Buffer).length);
   });
 
@@ -395,7 +396,7 @@ describe('simulate, kill switch, metrics', () => {
     // Switched on again by someone else: still on since the first time, by the first person.
     await json('PUT', '/v1/kill-switch', { on: true, by: 'cli:bob' });
     expect((await call('GET', '/v1/kill-switch')).body).toMatchObject({ since: body.since, by: 'cli:alice' });
-    expect((await json('PUT', '/v1/kill-switch', { on: false })).body).toMatchObject({ on: false, by: 'admin API', note: null });
+    expect((await json('PUT', '/v1/kill-switch', { on: false })).body).toMatchObject({ on: false, by: 'admin.tokens[0]', note: null });
     expectError(await json('PUT', '/v1/kill-switch', { on: true, note: 'x'.repeat(501) }), 400, 'BAD_REQUEST');
     expectError(await json('PUT', '/v1/kill-switch', { on: true, by: 7 }), 400, 'BAD_REQUEST');
     expect((await call('GET', '/v1/kill-switch')).body).toMatchObject({ on: false });

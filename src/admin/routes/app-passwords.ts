@@ -10,7 +10,8 @@ export function appPasswordRoutes(services: AdminServices): Route[] {
     {
       method: 'POST',
       path: ['v1', 'devices', ':', 'app-passwords'],
-      handle: async ({ req, params: [deviceId] }) => {
+      handle: async (ctx) => {
+        const { req, params: [deviceId] } = ctx;
         const body = await readJson(req);
         const user = body.user;
         if (typeof user !== 'string' || user.trim() === '') throw badRequest('"user" is required: the mail login name');
@@ -21,16 +22,17 @@ export function appPasswordRoutes(services: AdminServices): Route[] {
           );
         }
         const issued = await services.issueAppPassword(user, deviceId);
-        await audit('app-password-issued', { deviceId, user, credentialId: issued.credentialId });
+        await audit(ctx, 'app-password-issued', { deviceId, user, credentialId: issued.credentialId });
         return { status: 201, body: { password: issued.password, credentialId: issued.credentialId, user, deviceId } };
       },
     },
     {
       method: 'DELETE',
       path: ['v1', 'devices', ':', 'app-passwords'],
-      handle: async ({ params: [deviceId] }) => {
+      handle: async (ctx) => {
+        const [deviceId] = ctx.params;
         const removed = await store.removeAppPasswords(deviceId);
-        await audit('app-passwords-removed', { deviceId, removed });
+        await audit(ctx, 'app-passwords-removed', { deviceId, removed });
         return { status: 200, body: { deviceId, removed } };
       },
     },

@@ -15,22 +15,24 @@ export function exemptionRoutes(services: AdminServices): Route[] {
     {
       method: 'PUT',
       path: ['v1', 'exemptions', ':', ':'],
-      handle: async ({ req, params: [rawScope, subject] }) => {
+      handle: async (ctx) => {
+        const { req, params: [rawScope, subject] } = ctx;
         const scope = scopeParam(rawScope);
         const exemption = parseExemption(scope, subject, await readJson(req));
         // The store publishes the exemption change itself (like putDevice), so live sessions are re-evaluated.
         await store.putExemption(exemption);
-        await audit('exemption-set', { scope, subject, expiresAt: exemption.expiresAt, note: exemption.note, checks: exemption.checks });
+        await audit(ctx, 'exemption-set', { scope, subject, expiresAt: exemption.expiresAt, note: exemption.note, checks: exemption.checks });
         return { status: 200, body: { exemption } };
       },
     },
     {
       method: 'DELETE',
       path: ['v1', 'exemptions', ':', ':'],
-      handle: async ({ params: [rawScope, subject] }) => {
+      handle: async (ctx) => {
+        const [rawScope, subject] = ctx.params;
         const scope = scopeParam(rawScope);
         await store.removeExemption(scope, subject);
-        await audit('exemption-removed', { scope, subject });
+        await audit(ctx, 'exemption-removed', { scope, subject });
         return { status: 200, body: { removed: true, scope, subject } };
       },
     },

@@ -23,16 +23,18 @@ export function killSwitchRoutes(services: AdminServices): Route[] {
     {
       method: 'PUT',
       path: ['v1', 'kill-switch'],
-      handle: async ({ req }) => {
+      handle: async (ctx) => {
+        const { req } = ctx;
         const body = await readJson(req);
         const { on } = body;
         if (typeof on !== 'boolean') throw badRequest('"on" is required: true or false');
         const note = optionalText(body, 'note', ADMIN_LIMITS.noteMaxChars);
-        // The admin API's tokens carry no name, so the caller says who it is (the CLI: cli:<login>).
-        const by = optionalText(body, 'by', ADMIN_LIMITS.idMaxChars) ?? 'admin API';
+        // The caller may say who it is (the CLI: cli:<login>); otherwise the token's name. The audit
+        // names the token either way.
+        const by = optionalText(body, 'by', ADMIN_LIMITS.idMaxChars) ?? ctx.principal?.name ?? 'admin API';
         await services.setKillSwitch(on, { by, ...(note !== undefined && { note }) });
         log.warn(on ? 'kill switch ON: every check in report mode' : 'kill switch off', { killSwitch: on, by, ...(note !== undefined && { note }) });
-        await audit('kill-switch', { on, by, ...(note !== undefined && { note }) });
+        await audit(ctx, 'kill-switch', { on, by, ...(note !== undefined && { note }) });
         return { status: 200, body: await services.killSwitch() };
       },
     },
