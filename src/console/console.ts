@@ -35,7 +35,9 @@ const SECURITY_HEADERS = {
   // Same-origin script only (the audit page's one file), no framing, forms only to the console.
   'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
+  // same-origin, not no-referrer: under no-referrer Chromium sends `Origin: null` on the console's own
+  // form posts (Fetch: a non-CORS request's origin is serialised as null then), which sameOrigin refuses.
+  'referrer-policy': 'same-origin',
   'x-frame-options': 'DENY',
   'cache-control': 'no-store',
 };

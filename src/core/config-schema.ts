@@ -408,7 +408,15 @@ export const policySchema: Schema = object(
       }),
       {},
     ),
-    blastRadius: withDefault(object({ maxNewlyDeniedPercent: percent(20), maxNewlyDeniedCount: int(0, 500) }), {}),
+    blastRadius: withDefault(
+      object({
+        maxNewlyDeniedPercent: percent(20),
+        maxNewlyDeniedCount: int(0, 500),
+        minNewlyDeniedCount: int(0, 0),
+        inForceWindowHours: hours(24),
+      }),
+      {},
+    ),
     brake: withDefault(
       object({
         enabled: bool(true),

@@ -383,7 +383,14 @@ export interface PolicyConfig {
   /** Rule for logins that carry no device identity at all. */
   readonly unidentified: { readonly action: Action; readonly message: string };
   readonly messages: { readonly tempfail: string; readonly warnPrefix: string };
-  readonly blastRadius: { readonly maxNewlyDeniedPercent: number; readonly maxNewlyDeniedCount: number };
+  readonly blastRadius: {
+    readonly maxNewlyDeniedPercent: number;
+    readonly maxNewlyDeniedCount: number;
+    /** Fewer newly denied devices than this are accepted whatever their share (small sites), unless it is every device. */
+    readonly minNewlyDeniedCount: number;
+    /** A policy in force within this window may always come back; the baseline at start stayed in force this long. */
+    readonly inForceWindowHours: number;
+  };
   readonly brake: {
     readonly enabled: boolean;
     readonly windowSeconds: number;

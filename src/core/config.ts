@@ -398,9 +398,14 @@ function policyFromText(text: string, file: string): Result<{ policy: PolicyConf
   const checks = raw.checks.map((c, i) => ({ ...c, id: c.id ?? c.plugin, line: source.lineOf(['checks', i]) ?? 1 }));
   const issues = duplicateIds(checks, source);
   if (issues.length > 0) return { issues };
-  const version = createHash('sha256').update(text).digest('hex').slice(0, 12);
+  const version = policyVersion(text);
   const policy: PolicyConfig = { ...raw, file, version, text, checks };
   return { value: { policy: deepFreeze(policy), source }, issues: [] };
+}
+
+/** A policy's version: a hash of its text, so every instance names the same file alike. */
+export function policyVersion(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 12);
 }
 
 function duplicateIds(checks: readonly { id: string; line: number }[], source: YamlSource): ConfigIssue[] {

@@ -1,6 +1,7 @@
 // The runtime brake and the kill switch. The brake watches the decisions made just after a policy
 // change; when too many are denials it puts the newest enforcing checks in `report` on this instance
 // and alerts ops. The kill switch is a shared flag that puts every check in `report` on every instance.
+import type { CheckConfig, PolicyConfig } from '../core/config-types';
 import type { Logger } from '../core/log';
 import { CoreReasonCodes, type Decision } from './decision';
 import type { CompiledCheck, CompiledPolicy } from './compile';
@@ -69,9 +70,18 @@ function parseState(raw: string | null): KillSwitchState | null {
 }
 
 /** What decides how a check behaves; the sentence and the line do not. */
-function behaviour(check: CompiledCheck): string {
-  const { plugin, mode, action, onUnknown, onError, timeoutMs, scope, options, graceHours, rollout } = check.config;
+function behaviour(check: CheckConfig): string {
+  const { plugin, mode, action, onUnknown, onError, timeoutMs, scope, options, graceHours, rollout } = check;
   return JSON.stringify({ plugin, mode, action, onUnknown, onError, timeoutMs, scope, options, graceHours, rollout });
+}
+
+/**
+ * Whether `check` behaves exactly as it did in one of `recent` (policies in force lately) while that
+ * policy was enforcing: a check put back after a mistaken edit is a known behaviour, not a new one.
+ */
+function restored(check: CompiledCheck, recent: readonly PolicyConfig[]): boolean {
+  const wanted = behaviour(check.config);
+  return recent.some((p) => !p.reportOnly && p.checks.some((c) => c.id === check.id && behaviour(c) === wanted));
 }
 
 /**
@@ -80,9 +90,9 @@ function behaviour(check: CompiledCheck): string {
  */
 export function newestEnforcingChecks(previous: CompiledPolicy, next: CompiledPolicy): string[] {
   const enforcing = next.checks.filter((c) => c.config.mode === 'enforce');
-  const before = new Map(previous.checks.map((c) => [c.id, behaviour(c)]));
+  const before = new Map(previous.checks.map((c) => [c.id, behaviour(c.config)]));
   const globallyEnabled = previous.config.reportOnly && !next.config.reportOnly;
-  const changed = enforcing.filter((c) => globallyEnabled || before.get(c.id) !== behaviour(c)).map((c) => c.id);
+  const changed = enforcing.filter((c) => globallyEnabled || before.get(c.id) !== behaviour(c.config)).map((c) => c.id);
   if (changed.length > 0) return changed;
   const last = enforcing.at(-1);
   return last ? [last.id] : [];
@@ -122,16 +132,19 @@ export class Brake {
   /**
    * A new policy is in force. A tripped brake is released (the operator changed the policy), and
    * the decisions of the next `brake.windowSeconds` are watched. The first policy (previous null)
-   * is not a change: there is no earlier behaviour to fall back to.
+   * is not a change: there is no earlier behaviour to fall back to. Checks that behave as they did
+   * in a policy of `recent` (in force lately) are restored, not new: the brake never watches them,
+   * or re-tightening after a mistake would be undone by the denials it is meant to bring back.
    */
-  policyChanged(previous: CompiledPolicy | null, next: CompiledPolicy, now: Date): void {
+  policyChanged(previous: CompiledPolicy | null, next: CompiledPolicy, now: Date, recent: readonly PolicyConfig[] = []): void {
     if (previous !== null && previous.version === next.version) return;
     this.tripped = new Set();
     this.version = next.version;
     this.logins = 0;
     this.denied = 0;
     const brake = next.config.brake;
-    this.candidates = previous && brake.enabled ? newestEnforcingChecks(previous, next) : [];
+    const newest = previous && brake.enabled ? newestEnforcingChecks(previous, next) : [];
+    this.candidates = newest.filter((id) => !restored(next.checks.find((c) => c.id === id)!, recent));
     this.watchUntilMs = this.candidates.length > 0 ? now.getTime() + brake.windowSeconds * 1000 : 0;
   }
 

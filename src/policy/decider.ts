@@ -2,7 +2,7 @@
 // marks, writes one audit event, feeds the brake. Never throws: an outage or a bug is a tempfail.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../core/log';
-import type { MailwardenConfig } from '../core/config-types';
+import type { MailwardenConfig, PolicyConfig } from '../core/config-types';
 import { StoreUnavailableError, type AuditLog, type DecisionFacts, type StoredFacts } from '../store/device-store';
 import { CoreReasonCodes, type Decision, type DecisionRequest } from './decision';
 import type { CompiledPolicy } from './compile';
@@ -59,9 +59,9 @@ export class Decider {
       new Brake({ log: options.log, alert: options.alert, onTrip: () => options.metrics?.onBrakeTrip?.() });
   }
 
-  /** The runtime calls this after a reload swapped the policy (arms the brake). */
-  policyChanged(previous: CompiledPolicy | null, next: CompiledPolicy): void {
-    this.brake.policyChanged(previous, next, this.now());
+  /** The runtime calls this after a reload swapped the policy (arms the brake; `recent`: see Brake.policyChanged). */
+  policyChanged(previous: CompiledPolicy | null, next: CompiledPolicy, recent: readonly PolicyConfig[] = []): void {
+    this.brake.policyChanged(previous, next, this.now(), recent);
   }
 
   async decide(request: DecisionRequest): Promise<Decision> {

@@ -153,7 +153,7 @@ describe('defaults and paths', () => {
       reportOnly: false,
       helpdesk: 'your IT helpdesk',
       unidentified: { action: 'deny' },
-      blastRadius: { maxNewlyDeniedPercent: 20, maxNewlyDeniedCount: 500 },
+      blastRadius: { maxNewlyDeniedPercent: 20, maxNewlyDeniedCount: 500, minNewlyDeniedCount: 0, inForceWindowHours: 24 },
       brake: { enabled: true, windowSeconds: 300, minLogins: 50, maxDeniedPercent: 30 },
     });
     expect(policy.unidentified.message).toMatch(/^This mail app is not enrolled.*Ref \{refId\}\.$/);
