@@ -15,6 +15,7 @@ import { compilePolicy, type CompiledPolicy } from '../policy/compile';
 import { Decider } from '../policy/decider';
 import { Revoker } from '../policy/revoker';
 import { checkBlastRadius, type BlastRadiusResult } from '../policy/blast-radius';
+import { PolicyActivation, type ActivationVerdict } from '../policy/activation';
 import { simulate } from '../policy/simulate';
 import { readKillSwitch } from '../policy/brake';
 import { createIdentityResolver } from '../identity/resolver';
@@ -33,9 +34,6 @@ import { hookListenerShape, hooksDepsFromGate, startHooks, type HooksService } f
 import { appPasswordKeyFor, appPasswordOwner } from '../identity/app-password';
 import { CircuitBreakers } from '../core/circuit-breaker';
 import { VERSION } from '../core/version';
-
-/** Store flag holding the policy YAML last activated by any instance (the blast-radius baseline at start). */
-export const ACTIVE_POLICY_FLAG = 'policy:active';
 
 export interface RuntimeOptions {
   readonly configFile: string;
@@ -171,47 +169,36 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     return checkBlastRadius(sim, candidate.config.blastRadius);
   }
 
-  /** The policy text last activated anywhere (shared store), compiled, as the baseline at start. */
-  async function activeBaseline(config: MailwardenConfig): Promise<CompiledPolicy | null> {
-    try {
-      const text = await store.getFlag(ACTIVE_POLICY_FLAG);
-      if (!text) return null;
-      const { policy, source } = await loadPolicyText(text, '(policy last activated)');
-      return await compilePolicy(policy, source, { pluginDirs: config.pluginDirs });
-    } catch (err) {
-      log.warn('blast-radius baseline unavailable; the policy is activated without comparison', { error: errorText(err) });
-      return null;
-    }
-  }
+  // The policies in force lately (shared store): the guard never blocks a return to one of them,
+  // the baseline at start is the last one that stayed in force for the window, and the brake does
+  // not watch the checks a return restores.
+  const activation = new PolicyActivation({
+    store,
+    log,
+    guard,
+    alert: (kind, details) => alerter.alert(kind, details),
+    async compile(text) {
+      const { policy, source } = await loadPolicyText(text, '(policy in force earlier)');
+      return compilePolicy(policy, source, { pluginDirs: current.config.pluginDirs });
+    },
+  });
 
-  async function recordActivation(loaded: Loaded): Promise<void> {
-    try {
-      await store.setFlag(ACTIVE_POLICY_FLAG, loaded.policy.config.text);
-    } catch (err) {
-      log.warn('could not record the activated policy in the store', { error: errorText(err) });
+  // Blast-radius guard at start: against the policies in force lately.
+  const verdict = await activation.check(null, current.policy).catch((err: unknown) => {
+    // At start an unreachable store must not keep the proxy down (logins tempfail meanwhile); say so.
+    log.warn('blast-radius guard skipped at start: the store or the device population could not be read', { error: errorText(err) });
+    return { ok: true as const };
+  });
+  if (!verdict.ok) {
+    if (!options.forcePolicy) {
+      metrics.onBlastRadiusRefusal();
+      void alerter.alert('blast-radius-refused', { policy: current.policy.config.file, error: verdict.message });
+      await store.close();
+      throw new ConfigError([{ file: current.policy.config.file, line: null, keyPath: 'checks', message: `${verdict.message} (start with --force-policy to activate it anyway)` }]);
     }
+    log.warn('policy activated despite the blast-radius guard (--force-policy)', { error: verdict.message });
   }
-
-  // Blast-radius guard at start: compare with the policy last activated by any instance.
-  const baseline = await activeBaseline(current.config);
-  if (baseline && baseline.version !== current.policy.version) {
-    const verdict = await guard(baseline, current.policy).catch((err: unknown) => {
-      // At start an unreachable store must not keep the proxy down (logins tempfail meanwhile); say so.
-      log.warn('blast-radius guard skipped at start: the device population could not be read', { error: errorText(err) });
-      return { ok: true as const };
-    });
-    if (!verdict.ok) {
-      if (!options.forcePolicy) {
-        metrics.onBlastRadiusRefusal();
-        void alerter.alert('blast-radius-refused', { policy: current.policy.config.file, error: verdict.message });
-        await store.close();
-        throw new ConfigError([{ file: current.policy.config.file, line: null, keyPath: 'checks', message: `${verdict.message} (start with --force-policy to activate it anyway)` }]);
-      }
-      log.warn('policy activated despite the blast-radius guard (--force-policy)', { error: verdict.message });
-    }
-  }
-  await recordActivation(current);
-  decider.policyChanged(null, current.policy);
+  decider.policyChanged(null, current.policy, await activation.activated(null, current.policy));
   metrics.onPolicyActivated(current.policy.version);
   await revoker.start();
 
@@ -229,10 +216,13 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     }
     const previous = current;
     if (next.policy.version !== previous.policy.version) {
-      const verdict = await guard(previous.policy, next.policy).catch((err: unknown) => {
+      const verdict: ActivationVerdict = await activation.check(previous.policy, next.policy).catch((err: unknown) => {
         // Without the device population the guard cannot count: refuse rather than guess.
-        return { ok: false as const, message: `blast radius could not be computed: ${errorText(err)}` };
+        return { ok: false as const, newlyDenied: 0, devices: 0, message: `blast radius could not be computed: ${errorText(err)}` };
       });
+      if (verdict.ok && verdict.returningTo) {
+        log.info('policy change returns to a policy in force lately: the blast-radius guard does not block it', { policyVersion: next.policy.version, returningTo: verdict.returningTo });
+      }
       if (!verdict.ok) {
         if (!force) {
           log.error('policy reload refused by the blast-radius guard; the policy in force stays', { error: verdict.message });
@@ -272,9 +262,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     metrics.onReload(force ? 'forced' : 'ok');
     log.info('configuration reloaded', { policyVersion: next.policy.version, unchanged });
     if (!unchanged) {
-      decider.policyChanged(previous.policy, next.policy);
+      decider.policyChanged(previous.policy, next.policy, await activation.activated(previous.policy, next.policy));
       metrics.onPolicyActivated(next.policy.version);
-      await recordActivation(next);
       void revoker.revalidate(sessions.all(), 'policy');
     }
     return { result: 'ok', version: next.policy.version, unchanged };
