@@ -333,6 +333,7 @@ const hooks = withDefault(
 
 export const mailwardenSchema: Schema = object({
   instanceName: text,
+  workers: int(1, 1, 64),
   policyFile: withDefault(text, 'policy.yaml'),
   pluginDirs: withDefault(textList, []),
   tls: object({ cert: text, key: text, clientCa: text }, ['cert', 'key']),
