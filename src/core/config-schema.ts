@@ -332,6 +332,18 @@ const hooks = withDefault(
   {},
 );
 
+/** mailwarden's own failed-login delay (src/admission/login-throttle.ts); Dovecot's auth penalty: 2 s doubling to 15 s. */
+const loginThrottle = withDefault(
+  object({
+    enabled: bool(true),
+    baseDelayMs: int(1, 2000, 60000),
+    maxDelayMs: int(1, 15000, 60000),
+    windowSeconds: int(1, 900, 86400),
+    knownAddressDays: { type: 'number', minimum: 0, maximum: 365, default: 30 },
+  }),
+  {},
+);
+
 export const mailwardenSchema: Schema = object({
   instanceName: text,
   policyFile: withDefault(text, 'policy.yaml'),
@@ -343,6 +355,7 @@ export const mailwardenSchema: Schema = object({
   reports,
   admin,
   identity: withDefault(object({ sources: withDefault(list(identitySource), []) }), {}),
+  loginThrottle,
   groups: { type: 'object', propertyNames: { type: 'string', minLength: 1 }, additionalProperties: textList, default: {} },
   imap,
   smtp,

@@ -313,6 +313,19 @@ export interface AlertsConfig {
   readonly timeoutMs: number;
 }
 
+/** Failed-login throttling: a delay doubling per failure, per address, user and app-password device. */
+export interface LoginThrottleConfig {
+  readonly enabled: boolean;
+  /** Delay after the first failure; each further failure doubles it (Dovecot: 2 s). */
+  readonly baseDelayMs: number;
+  /** The largest delay (Dovecot: 15 s). */
+  readonly maxDelayMs: number;
+  /** How long a failure counts. */
+  readonly windowSeconds: number;
+  /** An address a user logged in from is spared the user-wide delay for this long. */
+  readonly knownAddressDays: number;
+}
+
 export interface MailwardenConfig {
   /** Absolute path of the file this was loaded from; relative paths inside resolve against its folder. */
   readonly configFile: string;
@@ -331,6 +344,7 @@ export interface MailwardenConfig {
   readonly reports: ReportsConfig;
   readonly admin?: AdminConfig;
   readonly identity: { readonly sources: readonly IdentitySourceConfig[] };
+  readonly loginThrottle: LoginThrottleConfig;
   /** user → groups, for check scopes and staged rollout by group. */
   readonly groups: Readonly<Record<string, readonly string[]>>;
   readonly imap?: ImapConfig;
