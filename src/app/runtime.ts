@@ -30,6 +30,7 @@ import { createAlerter, type Alerter } from '../admin/alerts';
 import { startImapService } from '../imap/service';
 import { startSmtpService } from '../smtp/service';
 import { createAdmit } from '../admission/admit';
+import { LoginThrottle } from '../admission/login-throttle';
 import { hookListenerShape, hooksDepsFromGate, startHooks, type HooksService } from '../hooks/service';
 import { appPasswordKeyFor, appPasswordOwner } from '../identity/app-password';
 import { CircuitBreakers } from '../core/circuit-breaker';
@@ -136,6 +137,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     breakers: () => breakers.states(),
   });
 
+  // Failures count in the store's backend (Redis: shared by every instance); the window is fixed at
+  // start, the delays follow reloads.
+  const throttle = new LoginThrottle(store.loginFailureCounters(current.config.loginThrottle.windowSeconds), () => current.config.loginThrottle);
   const admit = createAdmit({
     // Delegates, so a reload that changes identity sources swaps the resolver for new logins.
     identity: { resolve: (context) => identity.resolve(context) },
@@ -143,6 +147,24 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     sessions,
     policyVersion: () => current.policy.version,
     log,
+    throttle,
+    onThrottled({ scope, delayMs, request }) {
+      if (scope === null) return;
+      metrics.onLoginThrottled(scope, delayMs);
+      const event = {
+        msg: 'login-throttled',
+        at: new Date().toISOString(),
+        protocol: request.protocol,
+        frontEnd: request.frontEnd,
+        sessionId: request.sessionId,
+        user: request.credential.username ?? null,
+        remoteAddress: request.remoteAddress ?? null,
+        scope,
+        delayMs,
+      };
+      log.info('login delayed after failed logins', event);
+      store.appendAudit(event).catch((err: unknown) => log.warn('audit event not written', { event: event.msg, error: errorText(err) }));
+    },
   });
   const gate: Gate = {
     log,

@@ -10,6 +10,7 @@ import type { MailwardenConfig, PolicyConfig, UpstreamConfig } from './config-ty
 import { ConfigError, errorText, formatKeyPath, type ConfigIssue } from './errors';
 import { schemaProblems, validateMailwarden, validatePolicy, type SchemaProblem } from './config-schema';
 import { connectorRules, readSecret, resolveConnectorPaths } from './config-connectors';
+import { productionProblems } from './config-production';
 
 type KeyPath = readonly (string | number)[];
 
@@ -229,6 +230,8 @@ async function readConfig(file: string): Promise<Result<MailwardenConfig> & { po
   if (crossIssues.length > 0) return { issues: byLine(crossIssues), policyFile };
   const secretIssues = resolveSecrets(data, dir, source);
   if (secretIssues.length > 0) return { issues: byLine(secretIssues), policyFile };
+  const productionIssues = toIssues(source, productionProblems(raw));
+  if (productionIssues.length > 0) return { issues: byLine(productionIssues), policyFile };
   return { value: deepFreeze(finishConfig(raw, file)), issues: [], policyFile };
 }
 
