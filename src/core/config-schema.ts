@@ -2,6 +2,7 @@
 // translation of ajv errors into sentences an operator can act on. Shapes: src/core/config-types.ts.
 import Ajv, { type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
 import { connectorsSchema, secret as secretSource } from './config-connectors';
+import { INSECURE_ALLOWANCES } from './config-production';
 
 type Schema = SchemaObject;
 
@@ -346,8 +347,11 @@ const loginThrottle = withDefault(
 
 export const mailwardenSchema: Schema = object({
   instanceName: text,
+  workers: int(1, 1, 64),
   policyFile: withDefault(text, 'policy.yaml'),
   pluginDirs: withDefault(textList, []),
+  // true, or the production footguns to allow (src/core/config-production.ts).
+  insecure: { anyOf: [{ type: 'boolean' }, { type: 'array', items: oneOf(INSECURE_ALLOWANCES), uniqueItems: true }], default: false },
   tls: object({ cert: text, key: text, clientCa: text }, ['cert', 'key']),
   store,
   reports,
