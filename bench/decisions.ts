@@ -9,7 +9,7 @@ import { compilePolicy } from '../src/policy/compile';
 import { Decider } from '../src/policy/decider';
 import type { DecisionRequest } from '../src/policy/decision';
 import { CachedDeviceStore } from '../src/store/cached-store';
-import { RedisDeviceStore } from '../src/store/redis-store';
+import { RedisDeviceStore } from '../src/store/redis/store';
 import type { DeviceStore } from '../src/store/device-store';
 import { startRedis, cleanupRedis } from '../test/harness/redis';
 

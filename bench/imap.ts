@@ -7,7 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import Redis from 'ioredis';
-import { startRuntime } from '../src/core/runtime';
+import { startRuntime } from '../src/app/runtime';
 import { silentLogger } from '../src/core/log';
 import { startDovecot, makeMessage, type DovecotServer } from '../test/harness/dovecot';
 import { startRedis, cleanupRedis, type RedisServer } from '../test/harness/redis';
@@ -281,6 +281,10 @@ async function startColumn(name: string, tuning: string, redis: RedisServer, pki
         { host: '127.0.0.1', port: 0, tls: 'implicit' },
       ],
       upstream: { host: dovecot.host, port: dovecot.port, tls: 'none', login: 'passthrough' },
+      // Every bench client comes from 127.0.0.1: lift the per-address and listener caps (defaults
+      // 100 and 4000) so the IDLE phase measures memory per session, not the cap.
+      maxConnections: IDLE_TARGET * 2,
+      maxConnectionsPerAddress: IDLE_TARGET * 2,
     },
     logging: { level: 'error' },
   };
@@ -372,7 +376,7 @@ async function main(): Promise<void> {
   fs.copyFileSync(path.join(__dirname, '../../config/policy.yaml'), path.join(dir, 'policy.yaml'));
   const columns: Column[] = [];
   try {
-    // Default Dovecot (a process per login, as in SPEC's rig) for logins; the tuned one for FETCH and IDLE.
+    // Default Dovecot (a process per login, as the anchors' rig in bench/rig.ts runs it) for logins; the tuned one for FETCH and IDLE.
     const plainColumn = ONLY_FETCH ? null : await startColumn('default', '', redis, pki, dir);
     if (plainColumn) columns.push(plainColumn);
     const column = await startColumn('tuned', DOVECOT_TUNING, redis, pki, dir);

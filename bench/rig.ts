@@ -4,12 +4,15 @@
 // runs the whole rig with that column (a copy whose SMTP sanity check mailwarden can pass, see
 // patchedRig). Usage and the full command line: bench/README.md.
 import { execFileSync, spawn } from 'node:child_process';
+import cluster from 'node:cluster';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfigFile } from '../src/core/config';
+import { findRig } from './perf-rig';
 import { createLogger } from '../src/core/log';
-import { startRuntime } from '../src/core/runtime';
+import { startRuntime } from '../src/app/runtime';
+import { runPrimary } from '../src/app/workers';
 import { createStore } from '../src/store/create-store';
 import type { DeviceRecord } from '../src/store/device-store';
 
@@ -53,6 +56,8 @@ function readSettings() {
     keyPrefix: process.env.MW_KEY_PREFIX ?? 'mwrig:',
     // Off by default: every login then costs one Redis round trip, as nginx's auth_http lookup does.
     cache: process.env.MW_CACHE === '1',
+    // The `workers` setting (1: one process; the rig's nginx runs worker_processes auto).
+    workers: Number(process.env.MW_WORKERS ?? 1),
   };
 }
 
@@ -72,6 +77,7 @@ function writeConfig(dir: string, settings: Settings): string {
   const upstream = { host: '127.0.0.1', tls: 'none', login: 'passthrough' } as const;
   const config = {
     instanceName: 'perf-rig',
+    workers: settings.workers,
     policyFile: 'policy.yaml',
     tls: selfSignedCert(dir),
     store: {
@@ -131,6 +137,13 @@ async function serve(): Promise<void> {
   try {
     const configFile = writeConfig(dir, settings);
     await seedDevices(configFile, settings);
+    if (settings.workers > 1) {
+      // Each worker runs `mailwarden start` on this config, as a deployment with `workers` does.
+      cluster.setupPrimary({ exec: path.join(__dirname, '../src/cli/index.js'), args: ['start', '--config', configFile], silent: false });
+      process.stderr.write(`mailwarden rig: ${settings.workers} workers\n`);
+      await runPrimary(settings.workers, createLogger({ level: 'warn' }), 1000);
+      return;
+    }
     const runtime = await startRuntime({ configFile, watch: false });
     process.stderr.write(
       `mailwarden rig: imap 127.0.0.1:${settings.ports.imap}, imaps ${settings.ports.imaps}, smtp ${settings.ports.smtp}; ` +
@@ -150,7 +163,7 @@ const SMTP_BAD_DEVICE_CHECK = "smtpSession(t, 'u1+dbad', 0)";
 
 /**
  * The rig's SMTP sanity check logs in as `u1+dbad` and sends no message, so it sees a refusal only at
- * AUTH (nginx: 535). SPEC has mailwarden accept AUTH and refuse at MAIL FROM with 550 5.7.1 (clients
+ * AUTH (nginx: 535). docs/smtp.md has mailwarden accept AUTH and refuse at MAIL FROM with 550 5.7.1 (clients
  * show that sentence and keep the password), which that check reads as "let in". The copy sends one
  * message instead, so a refusal at AUTH or at MAIL FROM both count, and a proxy that lets the message
  * through still fails. Nothing else in the rig changes. Returns null when the rig already does that.
@@ -163,25 +176,6 @@ function patchedRig(rig: string): string | null {
   execFileSync('chmod', ['-R', 'u+w', copy]); // the shared rig is read-only
   fs.writeFileSync(path.join(copy, 'node', 'bench.js'), benchJs.replace(SMTP_BAD_DEVICE_CHECK, "smtpSession(t, 'u1+dbad', 1)"));
   return copy;
-}
-
-/**
- * The shared rig: `PERF_RIG`, else `../shared/perf-rig` next to this checkout, else next to the main
- * checkout this one is a git worktree of (a worktree lives elsewhere, its `.git` common dir does not).
- */
-function findRig(): string {
-  if (process.env.PERF_RIG) return path.resolve(process.env.PERF_RIG);
-  const repo = path.join(__dirname, '../..');
-  const candidates = [path.join(repo, '../shared/perf-rig')];
-  try {
-    const common = execFileSync('git', ['rev-parse', '--path-format=absolute', '--git-common-dir'], { cwd: repo, encoding: 'utf8' }).trim();
-    candidates.push(path.join(path.dirname(common), '../shared/perf-rig'));
-  } catch {
-    // not a git checkout: only the sibling directory
-  }
-  const found = candidates.find((dir) => fs.existsSync(path.join(dir, 'run-anchors.sh')));
-  if (!found) throw new Error(`perf rig not found (looked in ${candidates.join(', ')}): set PERF_RIG`);
-  return found;
 }
 
 /** Runs run-anchors.sh with mailwarden as the third column; every rig knob (PHASES, REPS, …) passes through. */

@@ -1,7 +1,7 @@
 // `npm run -s build && node dist/bench/store-loadfacts.js`: round-trip latency of RedisDeviceStore.loadFacts
 // (the one pipeline a login decision needs) against a real redis-server on a free loopback port.
 // Bounded: a fixed number of calls per phase and a time cap.
-import { RedisDeviceStore } from '../src/store/redis-store';
+import { RedisDeviceStore } from '../src/store/redis/store';
 import { cleanupRedis, startRedis } from '../test/harness/redis';
 
 const DEVICES = 1000;

@@ -12,6 +12,7 @@ interface BannedAppsOptions {
 
 export default defineCheck<BannedAppsOptions>({
   name: 'banned-apps',
+  codes: ['BANNED_APP', 'INVENTORY_UNAVAILABLE'],
 
   parseOptions(raw) {
     const obj = readObject(raw);

@@ -4,6 +4,7 @@ import { readObject, rejectUnknownKeys } from '../src/policy/options';
 
 export default defineCheck<Record<string, never>>({
   name: 'managed-only',
+  codes: ['UNMANAGED_DEVICE'],
 
   parseOptions(raw) {
     rejectUnknownKeys(readObject(raw, [], true), []);

@@ -34,6 +34,7 @@ function readMinimum(value: unknown, path: OptionPath): { text: string; parts: n
 
 export default defineCheck<MinOsVersionOptions>({
   name: 'min-os-version',
+  codes: ['OS_TOO_OLD', 'OS_VERSION_UNKNOWN'],
 
   parseOptions(raw) {
     const obj = readObject(raw);

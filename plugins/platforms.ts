@@ -10,6 +10,7 @@ interface PlatformsOptions {
 
 export default defineCheck<PlatformsOptions>({
   name: 'platforms',
+  codes: ['PLATFORM_NOT_ALLOWED'],
 
   parseOptions(raw) {
     const obj = readObject(raw);

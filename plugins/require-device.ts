@@ -12,6 +12,7 @@ const HOUR_MS = 3_600_000;
 
 export default defineCheck<RequireDeviceOptions>({
   name: 'require-device',
+  codes: ['UNKNOWN_DEVICE', 'MALFORMED_RECORD', 'STALE_REPORT'],
 
   parseOptions(raw) {
     const obj = readObject(raw, [], true);

@@ -1,5 +1,5 @@
 // Admin alerts: a JSON webhook when the brake trips, a reload is refused, the store is unreachable,
-// an upstream breaker opens or the blast-radius guard refuses a policy. Never throws; rate-limited
+// an upstream breaker opens, the blast-radius guard refuses a policy or a change loosens it. Never throws; rate-limited
 // per kind so an outage that fails every login does not flood the ops channel.
 import type { AlertsConfig } from '../core/config-types';
 import type { Logger } from '../core/log';
@@ -9,6 +9,8 @@ export type AlertKind =
   | 'reload-refused'
   | 'store-unreachable'
   | 'blast-radius-refused'
+  /** A policy change removed or weakened enforcing checks (details name them). */
+  | 'policy-loosened'
   /** An upstream address failed `circuitBreaker.failures` connects in a row: logins to it fail fast. */
   | 'upstream-breaker-open';
 

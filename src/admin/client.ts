@@ -2,8 +2,10 @@
 // come from the `admin` section of config/mailwarden.yaml or from --url / --token.
 import { readFile } from 'node:fs/promises';
 import YAML from 'yaml';
+import type { KillSwitchState } from '../policy/brake';
 import type { Decision } from '../policy/decision';
 import type { AuditEntry, DeviceRecord, Exemption, ExemptionScope } from '../store/device-store';
+import { CliError, EXIT, UsageError } from '../core/exit-codes';
 
 export interface AdminTarget {
   /** e.g. http://127.0.0.1:8025 */
@@ -50,7 +52,8 @@ export interface AdminClient {
   listDevices(query?: { user?: string; after?: string; limit?: number }): Promise<{ devices: DeviceRecord[]; next: string | null }>;
   showDevice(deviceId: string, protocol?: 'imap' | 'smtp'): Promise<DeviceView>;
   postReport(jws: string): Promise<ReportOutcome>;
-  issueAppPassword(deviceId: string, user: string): Promise<{ password: string; credentialId: string; user: string; deviceId: string }>;
+  /** `force`: also for a device with no matching stored report (admin tokens only). */
+  issueAppPassword(deviceId: string, user: string, options?: { force?: boolean }): Promise<{ password: string; credentialId: string; user: string; deviceId: string }>;
   removeAppPasswords(deviceId: string): Promise<{ deviceId: string; removed: number }>;
   listExemptions(): Promise<{ exemptions: Exemption[] }>;
   putExemption(scope: ExemptionScope, subject: string, request: ExemptionRequest): Promise<{ exemption: Exemption }>;
@@ -58,7 +61,8 @@ export interface AdminClient {
   /** `after` continues from a cursor; `last` reads the newest entries. */
   readAudit(query: { after?: string; last?: number; count?: number }): Promise<{ entries: AuditEntry[]; next: string }>;
   simulate(candidatePolicyYaml: string | null): Promise<unknown>;
-  setKillSwitch(on: boolean): Promise<{ on: boolean }>;
+  setKillSwitch(on: boolean, change?: { by?: string; note?: string }): Promise<KillSwitchState>;
+  killSwitch(): Promise<KillSwitchState>;
   metrics(): Promise<string>;
 }
 
@@ -111,7 +115,7 @@ export function createAdminClient(target: AdminTarget, options: { timeoutMs?: nu
     showDevice: (deviceId, protocol) => json('GET', `/v1/devices/${seg(deviceId)}${qs({ protocol })}`),
     postReport: async (jws) =>
       (await (await call('POST', '/v1/reports', { type: 'application/jose', data: jws })).json()) as ReportOutcome,
-    issueAppPassword: (deviceId, user) => json('POST', `/v1/devices/${seg(deviceId)}/app-passwords`, { user }),
+    issueAppPassword: (deviceId, user, options = {}) => json('POST', `/v1/devices/${seg(deviceId)}/app-passwords`, { user, ...(options.force ? { force: true } : {}) }),
     removeAppPasswords: (deviceId) => json('DELETE', `/v1/devices/${seg(deviceId)}/app-passwords`),
     listExemptions: () => json('GET', '/v1/exemptions'),
     putExemption: (scope, subject, request) => json('PUT', `/v1/exemptions/${scope}/${seg(subject)}`, request),
@@ -119,7 +123,8 @@ export function createAdminClient(target: AdminTarget, options: { timeoutMs?: nu
     readAudit: (query) => json('GET', `/v1/audit${qs(query)}`),
     simulate: async (yaml) =>
       (await call('POST', '/v1/policy/simulate', { type: 'application/yaml', data: yaml ?? '' })).json(),
-    setKillSwitch: (on) => json('PUT', '/v1/kill-switch', { on }),
+    setKillSwitch: (on, change = {}) => json('PUT', '/v1/kill-switch', { on, ...change }),
+    killSwitch: () => json('GET', '/v1/kill-switch'),
     metrics: async () => (await call('GET', '/metrics')).text(),
   };
 }
@@ -164,7 +169,7 @@ export async function resolveAdminTarget(options: TargetOptions, env: NodeJS.Pro
     url ??= baseUrlFor(admin.listen);
     token ??= admin.token;
   }
-  if (!/^https?:\/\/[^/]+/.test(url)) throw new Error(`--url must be an http(s) URL such as http://127.0.0.1:8025 (got "${url}")`);
+  if (!/^https?:\/\/[^/]+/.test(url)) throw new UsageError(`--url must be an http(s) URL such as http://127.0.0.1:8025 (got "${url}")`);
   return { baseUrl: url, token };
 }
 
@@ -174,23 +179,23 @@ async function readAdminSection(file: string): Promise<{ listen: { host: string;
     text = await readFile(file, 'utf8');
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new Error(`cannot read ${file}: ${reason} (give --config FILE, or --url and --token)`);
+    throw new CliError(`cannot read ${file}: ${reason} (give --config FILE, or --url and --token)`, EXIT.config);
   }
   let doc: unknown;
   try {
     doc = YAML.parse(text);
   } catch (err) {
-    throw new Error(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    throw new CliError(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`, EXIT.config);
   }
   const admin = (doc as { admin?: { listen?: { host?: unknown; port?: unknown }; tokens?: unknown } } | null)?.admin;
   const host = admin?.listen?.host;
   const port = admin?.listen?.port;
   if (typeof host !== 'string' || typeof port !== 'number') {
-    throw new Error(`${file}: admin.listen { host, port } is not set, so there is no admin API to talk to (or give --url)`);
+    throw new CliError(`${file}: admin.listen { host, port } is not set, so there is no admin API to talk to (or give --url)`, EXIT.config);
   }
   const token = Array.isArray(admin?.tokens) ? admin.tokens[0] : undefined;
   if (typeof token !== 'string' || token === '') {
-    throw new Error(`${file}: admin.tokens is empty (give --token or set MAILWARDEN_ADMIN_TOKEN)`);
+    throw new CliError(`${file}: admin.tokens is empty (give --token or set MAILWARDEN_ADMIN_TOKEN)`, EXIT.config);
   }
   return { listen: { host, port }, token };
 }

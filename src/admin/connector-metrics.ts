@@ -3,7 +3,7 @@
 // and whether the source is stale.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { FetchObserver } from '../connectors/contract';
-import type { ConnectorStatus } from '../connectors/state-port';
+import type { ConnectorStatus } from '../core/connector-state';
 import type { SyncReport } from '../connectors/sync';
 import { METRIC_PREFIX } from './metrics';
 

@@ -11,25 +11,31 @@ import { errorText } from '../core/errors';
 /** What a reporter signs: a DeviceReport without `source` (the server sets it to the key id). */
 export type ReportPayload = Omit<DeviceReport, 'source'>;
 
-/** Stable error codes of POST /v1/reports (docs/reports.md lists each with its cause). */
-export type ReportErrorCode =
-  | 'TOO_LARGE'
-  | 'MALFORMED_JWS'
-  | 'WRONG_TYPE'
-  | 'ALG_NOT_ALLOWED'
-  | 'UNKNOWN_KEY'
-  | 'BAD_SIGNATURE'
-  | 'SCHEMA_ERROR'
-  | 'REPORT_TOO_OLD'
-  | 'REPORT_IN_FUTURE'
-  | 'KEYS_UNAVAILABLE';
+/**
+ * Every code POST /v1/reports refuses a report with, and its HTTP status (docs/reports.md gives each
+ * cause; test/unit/error-codes.test.ts holds docs/errors.md to this list). 503 only for
+ * KEYS_UNAVAILABLE (a remote JWKS could not be fetched): retry later.
+ */
+export const ReportErrorCodes = {
+  MALFORMED_JWS: 400,
+  WRONG_TYPE: 401,
+  ALG_NOT_ALLOWED: 401,
+  UNKNOWN_KEY: 401,
+  BAD_SIGNATURE: 401,
+  TOO_LARGE: 413,
+  SCHEMA_ERROR: 422,
+  REPORT_TOO_OLD: 422,
+  REPORT_IN_FUTURE: 422,
+  KEYS_UNAVAILABLE: 503,
+} as const;
+
+export type ReportErrorCode = keyof typeof ReportErrorCodes;
 
 export type ReportVerifyResult =
   | { readonly ok: true; readonly record: DeviceRecord }
   | {
       readonly ok: false;
-      /** 503 only for KEYS_UNAVAILABLE (a remote JWKS could not be fetched): retry later. */
-      readonly status: 400 | 401 | 413 | 422 | 503;
+      readonly status: (typeof ReportErrorCodes)[ReportErrorCode];
       readonly code: ReportErrorCode;
       readonly message: string;
     };
@@ -48,8 +54,8 @@ const PAYLOAD_FIELDS = new Set(['deviceId', 'user', 'platform', 'osVersion', 'ma
 
 type Failure = ReportVerifyResult & { ok: false };
 
-function reject(status: Failure['status'], code: ReportErrorCode, message: string): Failure {
-  return { ok: false, status, code, message };
+function reject(code: ReportErrorCode, message: string): Failure {
+  return { ok: false, status: ReportErrorCodes[code], code, message };
 }
 
 /**
@@ -105,18 +111,18 @@ function verifyFailure(err: unknown, header: ProtectedHeaderParameters): Failure
   const message = errorText(err);
   switch (joseErrorCode(err)) {
     case 'ERR_JWKS_NO_MATCHING_KEY':
-      return reject(401, 'UNKNOWN_KEY', `no trusted reporter key has kid "${header.kid}" and alg ${header.alg}`);
+      return reject('UNKNOWN_KEY', `no trusted reporter key has kid "${header.kid}" and alg ${header.alg}`);
     case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
-      return reject(401, 'UNKNOWN_KEY', `several trusted reporter keys have kid "${header.kid}"; kids must be unique`);
+      return reject('UNKNOWN_KEY', `several trusted reporter keys have kid "${header.kid}"; kids must be unique`);
     case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
-      return reject(401, 'BAD_SIGNATURE', `signature does not verify with reporter key "${header.kid}"`);
+      return reject('BAD_SIGNATURE', `signature does not verify with reporter key "${header.kid}"`);
     case 'ERR_JOSE_ALG_NOT_ALLOWED':
-      return reject(401, 'ALG_NOT_ALLOWED', message);
+      return reject('ALG_NOT_ALLOWED', message);
     case 'ERR_JWS_INVALID':
     case 'ERR_JOSE_NOT_SUPPORTED':
-      return reject(400, 'MALFORMED_JWS', message);
+      return reject('MALFORMED_JWS', message);
     default:
-      return reject(503, 'KEYS_UNAVAILABLE', `reporter keys could not be loaded: ${message}`);
+      return reject('KEYS_UNAVAILABLE', `reporter keys could not be loaded: ${message}`);
   }
 }
 
@@ -127,13 +133,11 @@ export async function createReportVerifier(config: ReportsConfig, configDir: str
 
   async function verify(input: string, now: Date = new Date()): Promise<ReportVerifyResult> {
     if (Buffer.byteLength(input, 'utf8') > config.maxBodyBytes) {
-      return reject(413, 'TOO_LARGE', `report larger than ${config.maxBodyBytes} bytes`);
+      return reject('TOO_LARGE', `report larger than ${config.maxBodyBytes} bytes`);
     }
     const jws = input.trim();
     if (!COMPACT_JWS.test(jws)) {
-      return reject(
-        400,
-        'MALFORMED_JWS',
+      return reject('MALFORMED_JWS',
         jws.split('.').length === 5
           ? 'an encrypted JWE is not accepted; sign the report as a compact JWS'
           : 'expected a compact JWS: three base64url parts separated by dots',
@@ -143,17 +147,17 @@ export async function createReportVerifier(config: ReportsConfig, configDir: str
     try {
       header = decodeProtectedHeader(jws);
     } catch {
-      return reject(400, 'MALFORMED_JWS', 'the protected header is not base64url-encoded JSON');
+      return reject('MALFORMED_JWS', 'the protected header is not base64url-encoded JSON');
     }
     if (!isReportTyp(header.typ)) {
-      return reject(401, 'WRONG_TYPE', `header typ must be "${REPORT_TYP}" (got ${JSON.stringify(header.typ ?? null)})`);
+      return reject('WRONG_TYPE', `header typ must be "${REPORT_TYP}" (got ${JSON.stringify(header.typ ?? null)})`);
     }
     if (typeof header.alg !== 'string' || !algorithms.includes(header.alg)) {
-      return reject(401, 'ALG_NOT_ALLOWED', `header alg ${JSON.stringify(header.alg ?? null)} is not allowed; allowed: ${algorithms.join(', ')}`);
+      return reject('ALG_NOT_ALLOWED', `header alg ${JSON.stringify(header.alg ?? null)} is not allowed; allowed: ${algorithms.join(', ')}`);
     }
     const kidProblem = validateIdentifier(header.kid, 'header kid', 128);
-    if (kidProblem) return reject(401, 'UNKNOWN_KEY', kidProblem);
-    if (!keys) return reject(401, 'UNKNOWN_KEY', 'no reporter keys are configured (reports.jwksFile or reports.jwksUrl)');
+    if (kidProblem) return reject('UNKNOWN_KEY', kidProblem);
+    if (!keys) return reject('UNKNOWN_KEY', 'no reporter keys are configured (reports.jwksFile or reports.jwksUrl)');
 
     let payloadBytes: Uint8Array;
     try {
@@ -165,19 +169,17 @@ export async function createReportVerifier(config: ReportsConfig, configDir: str
     try {
       payload = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payloadBytes));
     } catch {
-      return reject(422, 'SCHEMA_ERROR', 'payload: not UTF-8 JSON');
+      return reject('SCHEMA_ERROR', 'payload: not UTF-8 JSON');
     }
     const parsed = parseReportPayload(payload);
-    if (!parsed.ok) return reject(422, 'SCHEMA_ERROR', parsed.message);
+    if (!parsed.ok) return reject('SCHEMA_ERROR', parsed.message);
 
     const ageSeconds = (now.getTime() - Date.parse(parsed.report.reportedAt)) / 1000;
     if (ageSeconds > config.maxAgeSeconds) {
-      return reject(422, 'REPORT_TOO_OLD', `reportedAt ${parsed.report.reportedAt} is older than ${config.maxAgeSeconds} s`);
+      return reject('REPORT_TOO_OLD', `reportedAt ${parsed.report.reportedAt} is older than ${config.maxAgeSeconds} s`);
     }
     if (-ageSeconds > config.maxSkewSeconds) {
-      return reject(
-        422,
-        'REPORT_IN_FUTURE',
+      return reject('REPORT_IN_FUTURE',
         `reportedAt ${parsed.report.reportedAt} is more than ${config.maxSkewSeconds} s ahead of this server's clock`,
       );
     }

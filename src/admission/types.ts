@@ -18,8 +18,24 @@ export type FrontEnd = 'imap' | 'smtp' | 'nginx' | 'dovecot' | 'postfix';
  */
 export type Verification =
   | { readonly by: 'mailwarden' }
-  | { readonly by: 'gateway'; readonly user: string }
+  | {
+      readonly by: 'gateway';
+      readonly user: string;
+      /**
+       * The device of a device-bound credential that mailwarden itself verified for the gateway
+       * (Dovecot's oauth2 passdb asking mailwarden's introspection endpoint): a strong identity,
+       * the identity sources are not asked (the Dovecot policy hook sets it).
+       */
+      readonly deviceId?: string;
+    }
   | { readonly by: 'backend' };
+
+/**
+ * The password of a credential the gateway verified (it never passes the password on): not empty,
+ * so it passes credential validation, and never of app-password shape. Never sent anywhere: hooks
+ * do not log in upstream.
+ */
+export const GATEWAY_VERIFIED = '(verified by the gateway)';
 
 /** Registration of the connection as a live session, so that revocation can reach it. */
 export interface LiveRegistration {
@@ -74,6 +90,12 @@ export interface LiveSessionHandle {
   end(): void;
 }
 
+/**
+ * The front end tells the login throttle what the upstream said about a passthrough credential:
+ * false = it refused the client's password (a failed login), true = it accepted it. At most once.
+ */
+export type UpstreamChecked = (accepted: boolean) => void;
+
 /** What the admission step answers; the front end maps each kind to its protocol's replies. */
 export type Admission =
   /** Let the login in: log in upstream with `upstream`, show `decision.warnings`. */
@@ -83,6 +105,8 @@ export type Admission =
       readonly decision: Decision;
       readonly upstream: UpstreamLogin;
       readonly session: LiveSessionHandle | null;
+      /** Present for a passthrough login: report the upstream's verdict on the client's own credential. */
+      readonly upstreamChecked?: UpstreamChecked;
     }
   /**
    * The policy (or a system fault, `decision.fault === 'system'`) refuses: show
@@ -94,6 +118,8 @@ export type Admission =
       readonly identity: AdmittedIdentity;
       readonly decision: Decision;
       readonly upstream: UpstreamLogin;
+      /** As for `allow`: the upstream judged a passthrough credential (SMTP checks it even when refused). */
+      readonly upstreamChecked?: UpstreamChecked;
     }
   /** Wrong password or token: the protocol's authentication-failed reply. `detail` is for the log. */
   | { readonly kind: 'bad-credentials'; readonly detail: string }

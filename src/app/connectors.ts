@@ -8,7 +8,7 @@ import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
 import { createConnector } from '../connectors/factory';
 import { sourceName } from '../connectors/diff';
-import type { ConnectorStatePort, ConnectorStatus } from '../connectors/state-port';
+import type { ConnectorStatePort, ConnectorStatus } from '../core/connector-state';
 import { SyncEngine, type BlastRadiusLimits, type SyncReport } from '../connectors/sync';
 import type { DeviceRecord, StoredFacts } from '../store/device-store';
 import { evaluatePolicy, groupsOf, type SourceFreshness } from '../policy/engine';

@@ -12,6 +12,8 @@ import {
   type TargetOptions,
 } from '../admin/client';
 import type { ExemptionScope, Exemption } from '../store/device-store';
+import type { KillSwitchState } from '../policy/brake';
+import { CliError, EXIT, UsageError } from '../core/exit-codes';
 
 export const DEFAULT_CONFIG = 'config/mailwarden.yaml';
 
@@ -47,7 +49,7 @@ interface ExemptOptions extends TargetOptions {
 
 /** Exactly one of a device id argument or --user. */
 function exemptionSubject(deviceId: string | undefined, user: string | undefined): { scope: ExemptionScope; subject: string } {
-  if ((deviceId === undefined) === (user === undefined)) throw new Error('give either a device id or --user USER (not both)');
+  if ((deviceId === undefined) === (user === undefined)) throw new UsageError('give either a device id or --user USER (not both)');
   return deviceId !== undefined ? { scope: 'device', subject: deviceId } : { scope: 'user', subject: user as string };
 }
 
@@ -91,11 +93,11 @@ export function registerDeviceCommands(program: Command): void {
     .argument('<file>')
     .action(async (file: string, opts: TargetOptions) => {
       const jws = (file === '-' ? await readStdin() : await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-        throw new Error(`cannot read ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+        throw new CliError(`cannot read ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, EXIT.usage);
       })).trim();
       const client = await adminClient(opts);
       const outcome = await client.postReport(jws).catch((err: unknown) => {
-        if (err instanceof AdminApiError && err.status >= 400 && err.status < 500) throw new Error(`report rejected: ${err.message}`);
+        if (err instanceof AdminApiError && err.status >= 400 && err.status < 500) throw new CliError(`report rejected: ${err.message}`, EXIT.refused);
         throw err;
       });
       if (outcome.stored) print(`stored: report for device ${outcome.deviceId}`);
@@ -107,8 +109,9 @@ export function registerDeviceCommands(program: Command): void {
     .argument('<deviceId>')
     .requiredOption('--user <user>', 'the mail login name the device uses')
     .option('--json', 'print { password, credentialId, user, deviceId } as JSON')
-    .action(async (deviceId: string, opts: TargetOptions & { user: string; json?: boolean }) => {
-      const issued = await (await adminClient(opts)).issueAppPassword(deviceId, opts.user);
+    .option('--force', 'also when the device has no stored report for that user (admin token only; audited)')
+    .action(async (deviceId: string, opts: TargetOptions & { user: string; json?: boolean; force?: boolean }) => {
+      const issued = await (await adminClient(opts)).issueAppPassword(deviceId, opts.user, { force: opts.force ?? false });
       if (opts.json) {
         print(JSON.stringify(issued));
         return;
@@ -138,10 +141,10 @@ export function registerDeviceCommands(program: Command): void {
     .option('--check <checkId>', 'only this check (repeatable)', (value: string, previous: string[]) => [...previous, value], [])
     .action(async (deviceId: string | undefined, opts: ExemptOptions) => {
       const { scope, subject } = exemptionSubject(deviceId, opts.user);
-      if ((opts.hours === undefined) === (opts.until === undefined)) throw new Error('give --hours N or --until TIME');
-      if (!opts.note) throw new Error('--note is required: say why, and who asked');
+      if ((opts.hours === undefined) === (opts.until === undefined)) throw new UsageError('give --hours N or --until TIME');
+      if (!opts.note) throw new UsageError('--note is required: say why, and who asked');
       const hours = opts.hours === undefined ? undefined : Number(opts.hours);
-      if (hours !== undefined && !(hours > 0)) throw new Error(`--hours must be a positive number (got "${opts.hours}")`);
+      if (hours !== undefined && !(hours > 0)) throw new UsageError(`--hours must be a positive number (got "${opts.hours}")`);
       const { exemption } = await (await adminClient(opts)).putExemption(scope, subject, {
         ...(hours !== undefined ? { hours } : { expiresAt: opts.until }),
         note: opts.note,
@@ -163,12 +166,29 @@ export function registerDeviceCommands(program: Command): void {
 
   // Top-level, not under `device`: registered here so src/cli/index.ts needs no change.
   withAdminOptions(program.command('kill-switch'))
-    .description('every check in report mode on every instance within seconds (on), or back to the policy (off)')
-    .addArgument(new Argument('<state>', 'on or off').choices(['on', 'off']))
-    .action(async (state: 'on' | 'off', opts: TargetOptions) => {
-      const { on } = await (await adminClient(opts)).setKillSwitch(state === 'on');
+    .description('every check in report mode on every instance within seconds (on), back to the policy (off), or show which it is (status)')
+    .addArgument(new Argument('<state>', 'on, off or status').choices(['on', 'off', 'status']))
+    .option('--note <text>', 'why (shown by status, kept in the audit log)')
+    .option('--json', 'status: print the API answer')
+    .action(async (state: 'on' | 'off' | 'status', opts: TargetOptions & { note?: string; json?: boolean }) => {
+      const client = await adminClient(opts);
+      if (state === 'status') {
+        const now = await client.killSwitch();
+        print(opts.json ? JSON.stringify(now) : describeKillSwitch(now));
+        return;
+      }
+      const { on } = await client.setKillSwitch(state === 'on', { by: operatorName(), ...(opts.note !== undefined && { note: opts.note }) });
       print(on ? 'kill switch ON: every check is in report mode on every instance' : 'kill switch off: the policy is enforced as configured');
     });
+}
+
+/** One line: the state, since when and by whom, and the note. */
+export function describeKillSwitch(s: KillSwitchState): string {
+  const head = s.on ? 'kill switch ON: every check is in report mode on every instance' : 'kill switch off: the policy is enforced as configured';
+  const when = s.since ? ` since ${s.since}` : '';
+  const who = s.by ? ` by ${s.by}` : '';
+  const note = s.note ? `: "${s.note}"` : '';
+  return `${head}${when || who ? ` (${`${when}${who}`.trim()}${note})` : note}`;
 }
 
 function operatorName(): string {
@@ -205,7 +225,11 @@ function printDeviceView(view: DeviceView): void {
   if (!d) return;
   print();
   print(`decision now (${d.protocol} login): ${d.action.toUpperCase()} ${d.reasonCode}${d.decidedBy ? ` by check ${d.decidedBy}` : ''}, policy ${d.policyVersion}`);
-  if (d.message) print(`user sees: ${d.message}`);
+  if (d.message) {
+    print(`user sees: ${d.message}`);
+    // This dry run made a fresh reference id: label it, so nobody takes it for the one the user quotes.
+    if (d.refId) print(`           (${d.refId} is a preview id from this dry run; find the user's own with: mailwarden audit search --ref MW-…)`);
+  }
   d.warnings.forEach((w) => print(`warning: ${w}`));
   if (d.checks.length === 0) return;
   print();

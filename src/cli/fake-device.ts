@@ -15,6 +15,7 @@ import {
 } from '../kit';
 import { print, withAdminOptions } from './device';
 import { resolveAdminTarget, type TargetOptions } from '../admin/client';
+import { CliError, EXIT, UsageError } from '../core/exit-codes';
 
 interface KeysOptions {
   out: string;
@@ -94,7 +95,7 @@ export function registerFakeDeviceCommands(program: Command): void {
     .option('--token <token>', 'admin token for --push (default: $MAILWARDEN_ADMIN_TOKEN)')
     .option('--out <file>', 'write the compact JWS to this file')
     .action(async (opts: ReportOptions) => {
-      if (opts.push !== undefined && opts.out !== undefined) throw new Error('give --push or --out, not both');
+      if (opts.push !== undefined && opts.out !== undefined) throw new UsageError('give --push or --out, not both');
       const report = buildReport({
         deviceId: opts.device,
         user: opts.user,
@@ -107,9 +108,9 @@ export function registerFakeDeviceCommands(program: Command): void {
       const jws = await signReport(report, await readPrivateJwk(opts.key));
       if (opts.push !== undefined) {
         const token = opts.token ?? process.env.MAILWARDEN_ADMIN_TOKEN;
-        if (!token) throw new Error('--push needs --token TOKEN (or $MAILWARDEN_ADMIN_TOKEN)');
+        if (!token) throw new UsageError('--push needs --token TOKEN (or $MAILWARDEN_ADMIN_TOKEN)');
         const result = await pushReport(opts.push, token, jws);
-        if (!result.ok) throw new Error(`report rejected: ${result.message}`);
+        if (!result.ok) throw new CliError(`report rejected: ${result.message}`, EXIT.refused);
         print(result.stored ? `stored: report for device ${result.deviceId}` : `not stored: a newer report for ${result.deviceId} is already stored`);
         print('next:');
         print(`  mailwarden fake-device enroll --url ${opts.push} --token TOKEN --device ${opts.device} --user ${opts.user}`);

@@ -11,6 +11,7 @@ import { createStore } from '../store/create-store';
 import { createAdminClient, resolveAdminTarget } from '../admin/client';
 import type { MailwardenConfig } from '../core/config-types';
 import { DEFAULT_CONFIG_FILE } from './config';
+import { UsageError } from '../core/exit-codes';
 
 export interface SimulateOptions {
   readonly config: string;
@@ -103,7 +104,7 @@ export function registerPolicyCommands(program: Command): void {
     .option('--max-devices <n>', 'list at most this many changed devices', (v) => Number.parseInt(v, 10), 20)
     .action(async (file: string | undefined, opts: { config: string; policy?: string; json?: boolean; maxDevices: number }) => {
       if (file !== undefined && opts.policy !== undefined && file !== opts.policy) {
-        throw new Error('give the candidate policy either as FILE or as --policy, not both');
+        throw new UsageError('give the candidate policy either as FILE or as --policy, not both');
       }
       try {
         const out = await runSimulate({ config: opts.config, policy: file ?? opts.policy, maxDevices: opts.maxDevices });

@@ -2,9 +2,9 @@
 // changed, withdrawn (listed but unusable) or removed (absent from enough complete syncs in a row),
 // and the bookkeeping that goes with it. Pure: inventory + what the connector owns → diff.
 import { createHash } from 'node:crypto';
-import type { DeviceRecord } from '../store/device-store';
+import type { DeviceRecord } from '../core/device-record';
 import type { Inventory, SkippedItem, SourceDevice } from './contract';
-import type { OwnedDevice } from './state-port';
+import type { OwnedDevice } from '../core/connector-state';
 
 export interface SyncDiff {
   readonly connector: string;

@@ -3,10 +3,10 @@
 // inventories within their shares), then apply it as one diff — or hold it, alert, and write nothing.
 import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
-import type { DeviceRecord } from '../store/device-store';
+import type { DeviceRecord } from '../core/device-record';
 import type { Connector, FetchObserver } from './contract';
 import { computeDiff, diffFromJson, diffToJson, type SyncDiff } from './diff';
-import type { ConnectorStatePort, ConnectorStatus } from './state-port';
+import type { ConnectorStatePort, ConnectorStatus } from '../core/connector-state';
 
 export interface SyncSettings {
   readonly removeAfterAbsentSyncs: number;

@@ -35,7 +35,9 @@ const SECURITY_HEADERS = {
   // Same-origin script only (the audit page's one file), no framing, forms only to the console.
   'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
+  // same-origin, not no-referrer: under no-referrer Chromium sends `Origin: null` on the console's own
+  // form posts (Fetch: a non-CORS request's origin is serialised as null then), which sameOrigin refuses.
+  'referrer-policy': 'same-origin',
   'x-frame-options': 'DENY',
   'cache-control': 'no-store',
 };
@@ -56,6 +58,13 @@ class PageError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** No (valid) session: a page view is sent to the sign-in page. */
+class SignInNeeded extends PageError {
+  constructor() {
+    super(401, 'Sign in', 'sign in first');
   }
 }
 
@@ -95,7 +104,7 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
   const redirect = (r: Request, location: string, headers: Record<string, string | string[]> = {}) =>
     send(r, 303, '', { location, ...headers });
 
-  const secure = (r: Request) => isSecure(r.req, services.config().publicUrl);
+  const secure = (r: Request) => isSecure(r.req, services.config().publicUrl, services.config().secureCookies);
   const sessionCookie = (r: Request, s: ConsoleSession | null) =>
     cookieHeader(SESSION_COOKIE, s ? keeper.seal(s) : '', { secure: secure(r), maxAgeSeconds: s ? (s.expires - Date.now()) / 1000 : 0 });
 
@@ -117,7 +126,7 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
 
   function staffSession(r: Request, permission: Permission): ConsoleSession & { role: Role } {
     const s = currentSession(r);
-    if (!s || s.role === 'self') throw new PageError(401, 'Sign in', 'sign in first');
+    if (!s || s.role === 'self') throw new SignInNeeded();
     if (!roleAllows(s.role, permission)) {
       throw new PageError(403, 'Not allowed', `your role (${s.role}) may not do this; it needs ${permission}`);
     }
@@ -355,7 +364,7 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
     const form = await checkedForm(r, s);
     const on = form.get('on') === 'on';
     if (form.get('confirm') !== 'yes') return render(r, 'Confirm the kill switch', killSwitchConfirm(on, keeper.csrfToken(s)), s);
-    await services.setKillSwitch(on);
+    await services.setKillSwitch(on, `${s.name} (console)`);
     await audit('kill-switch', s, { on });
     redirect(r, `/console/policy?done=${on ? 'kill-on' : 'kill-off'}`);
   }
@@ -489,7 +498,7 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
           }
         })();
         const frame = { session: s, csrf: s ? keeper.csrfToken(s) : undefined };
-        if (err instanceof PageError && err.status === 401 && !url.pathname.startsWith('/my')) {
+        if (err instanceof SignInNeeded) {
           if (r.method === 'GET') redirect(r, `/console/login?next=${encodeURIComponent(url.pathname + url.search)}`);
           else send(r, 401, errorPage('Sign in', 'sign in first', frame));
         } else if (err instanceof PageError) {

@@ -73,7 +73,8 @@ export interface ConsoleServices {
 
   policy(): PolicyView;
   killSwitch(): Promise<boolean>;
-  setKillSwitch(on: boolean): Promise<void>;
+  /** `by` is recorded with the switch (shown by `mailwarden kill-switch status`). */
+  setKillSwitch(on: boolean, by: string): Promise<void>;
   /** Throws CandidateInvalidError for a candidate that does not validate. */
   simulate(candidateYaml: string): Promise<Simulation>;
   sources(): Promise<SourceView[]>;

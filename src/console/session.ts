@@ -79,9 +79,9 @@ export function readCookie(req: http.IncomingMessage, name: string): string | un
   return undefined;
 }
 
-/** Whether cookies get the Secure attribute: TLS on this hop, or a public https address in front. */
-export function isSecure(req: http.IncomingMessage, publicUrl: string | undefined): boolean {
-  return (req.socket as TLSSocket).encrypted === true || (publicUrl?.startsWith('https://') ?? false);
+/** Whether cookies get the Secure attribute: TLS on this hop, a public https address in front, or configured always. */
+export function isSecure(req: http.IncomingMessage, publicUrl: string | undefined, mode: 'auto' | 'always' = 'auto'): boolean {
+  return mode === 'always' || (req.socket as TLSSocket).encrypted === true || (publicUrl?.startsWith('https://') ?? false);
 }
 
 export function cookieHeader(name: string, value: string, opts: { secure: boolean; maxAgeSeconds: number; path?: string }): string {

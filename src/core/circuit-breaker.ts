@@ -83,6 +83,16 @@ export class CircuitBreakers {
     return breaker;
   }
 
+  /** Every address used so far, tripped or not; after a reload that changed settings, the newest breaker. */
+  states(): BreakerChange[] {
+    const byAddress = new Map<string, BreakerChange>();
+    for (const [key, breaker] of this.breakers) {
+      const [service, upstream] = key.split(' ');
+      byAddress.set(`${service} ${upstream}`, { service: service!, upstream: upstream!, tripped: breaker.tripped });
+    }
+    return [...byAddress.values()];
+  }
+
   /** Told of every trip and close (metrics, alerts). Returns the removal function. */
   onChange(listener: (change: BreakerChange) => void): () => void {
     this.listeners.add(listener);

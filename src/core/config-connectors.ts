@@ -17,7 +17,7 @@ const url: Schema = { type: 'string', pattern: '^https?://\\S+$' };
 const withDefault = (schema: Schema, value: unknown): Schema => ({ ...schema, default: value });
 
 /** `{file: path}` or `{env: NAME}`: an inline string is refused by the schema (it would end up in backups and diffs). */
-const secret: Schema = {
+export const secret: Schema = {
   type: 'object',
   additionalProperties: false,
   properties: { file: text, env: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' } },

@@ -1,7 +1,8 @@
 // JSON Schemas (ajv 8) for config/mailwarden.yaml and config/policy.yaml, with their defaults, and the
 // translation of ajv errors into sentences an operator can act on. Shapes: src/core/config-types.ts.
 import Ajv, { type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
-import { connectorsSchema } from './config-connectors';
+import { connectorsSchema, secret as secretSource } from './config-connectors';
+import { INSECURE_ALLOWANCES } from './config-production';
 
 type Schema = SchemaObject;
 
@@ -96,6 +97,7 @@ const store = withDefault(
     auditMaxLen: int(1, 100000),
     cache: withDefault(object({ maxEntries: int(0, 50000), maxAgeMs: int(0, 30000) }), {}),
     outageLastKnownMaxSeconds: int(0, 300),
+    auditBufferMax: int(0, 10000, 1000000),
   }),
   {},
 );
@@ -134,6 +136,7 @@ const adminConsole = withDefault(
     enabled: bool(true),
     sessionMinutes: int(1, 480, 7 * 24 * 60),
     publicUrl: matching(PATTERNS.httpUrl),
+    secureCookies: oneOf(['auto', 'always'], 'auto'),
     auditScanEntries: int(100, 20000, 1000000),
     selfService: bool(true),
     oidc: consoleOidc,
@@ -207,6 +210,12 @@ const imap = object(
     maxLiteralBytes: int(1, 65536),
     maxBadCommands: int(1, 3),
     preAuthTimeoutMs: int(1000, 60000),
+    // RFC 9051 §5.4: the autologout timer after login is at least 30 minutes (clients re-IDLE every 29).
+    idleTimeoutMs: int(1000, 31 * 60_000),
+    // Each proxied session holds two descriptors (client and upstream): keep the sum of all listeners'
+    // maxConnections × 2 well under the process's open-file limit.
+    maxConnections: int(1, 4000),
+    maxConnectionsPerAddress: int(1, 100),
     drainMs: int(0, 10000),
   },
   ['listeners', 'upstream'],
@@ -218,6 +227,11 @@ const smtp = object(
     upstream: object({ ...upstreamProperties, xclient: bool(false) }, ['host', 'port']),
     maxMessageBytes: int(1, 52428800),
     hostname: text,
+    maxConnections: int(1, 1000),
+    // Postfix smtpd_client_connection_count_limit.
+    maxConnectionsPerAddress: int(1, 50),
+    preAuthTimeoutMs: int(1000, 60000),
+    lineTimeoutMs: int(1000, 60000),
     // smtp-server waits 100 ms before its greeting to catch clients that talk first (spam bots on
     // port 25); a submission client must AUTH before it may send anything, so 0 there.
     greetingDelayMs: int(0, 0, 10000),
@@ -229,20 +243,127 @@ const smtp = object(
   ['listeners', 'upstream'],
 );
 
+const httpHookLimits = withDefault(
+  object({
+    maxConnections: int(1, 1024),
+    maxHeaderBytes: int(1024, 8192, 65536),
+    maxBodyBytes: int(256, 16384),
+    requestTimeoutMs: int(100, 5000),
+    idleTimeoutMs: int(100, 30000),
+  }),
+  {},
+);
+
+/**
+ * A secret given inline, or read at load time from a file (`{ file: path }`, relative to the config
+ * file, trimmed) or an environment variable (`{ env: NAME }`); resolved by
+ * src/core/config.ts, so the rest of the code sees a string.
+ */
+const secretValue: Schema = { ...secretSource, type: ['string', 'object'], minLength: 1 };
+
+const nginxBackend = object(
+  {
+    host: text,
+    port: int(1, undefined, 65535),
+    login: oneOf(['passthrough', 'master'], 'passthrough'),
+    masterUser: text,
+    masterPassword: secretValue,
+    masterSeparator: withDefault(text, '*'),
+  },
+  ['host', 'port'],
+);
+
+const hooks = withDefault(
+  object({
+    nginx: object(
+      {
+        enabled: bool(true),
+        listen: listenAddress,
+        secretHeader: withDefault(text, 'X-Mailwarden-Key'),
+        secret: secretValue,
+        backends: object({ imap: nginxBackend, smtp: nginxBackend }),
+        // nginx docs: answer without Auth-Wait after 10-20 attempts (memory is freed at session end).
+        maxWaitAttempts: int(1, 10, 20),
+        tempfailWaitSeconds: int(1, 3, 60),
+        maxFailedLoginWaitSeconds: int(1, 16, 60),
+        limits: httpHookLimits,
+      },
+      ['listen', 'secret', 'backends'],
+    ),
+    dovecot: object(
+      {
+        enabled: bool(true),
+        listen: listenAddress,
+        apiKeyHeader: withDefault(text, 'X-API-Key'),
+        apiKey: secretValue,
+        passdb: object({ clientId: text, clientSecret: secretValue }, ['clientId', 'clientSecret']),
+        doveadm: object(
+          {
+            url: matching(PATTERNS.httpUrl),
+            apiKey: secretValue,
+            timeoutMs: int(1, 2000),
+            kick: oneOf(['user-and-address', 'user'], 'user-and-address'),
+          },
+          ['url', 'apiKey'],
+        ),
+        sessionTtlHours: hours(24, 0.01),
+        maxSessions: int(1, 100000),
+        limits: httpHookLimits,
+      },
+      ['listen', 'apiKey'],
+    ),
+    postfix: object(
+      {
+        enabled: bool(true),
+        listen: listenAddress,
+        allowFrom: withDefault(textList, ['127.0.0.1', '::1']),
+        limits: withDefault(
+          object({
+            maxConnections: int(1, 256),
+            maxLineBytes: int(256, 2048, 65536),
+            maxAttributes: int(8, 64, 1024),
+            idleTimeoutMs: int(100, 300000),
+          }),
+          {},
+        ),
+      },
+      ['listen'],
+    ),
+  }),
+  {},
+);
+
+/** mailwarden's own failed-login delay (src/admission/login-throttle.ts); Dovecot's auth penalty: 2 s doubling to 15 s. */
+const loginThrottle = withDefault(
+  object({
+    enabled: bool(true),
+    baseDelayMs: int(1, 2000, 60000),
+    maxDelayMs: int(1, 15000, 60000),
+    windowSeconds: int(1, 900, 86400),
+    knownAddressDays: { type: 'number', minimum: 0, maximum: 365, default: 30 },
+  }),
+  {},
+);
+
 export const mailwardenSchema: Schema = object({
   instanceName: text,
+  workers: int(1, 1, 64),
   policyFile: withDefault(text, 'policy.yaml'),
   pluginDirs: withDefault(textList, []),
+  // true, or the production footguns to allow (src/core/config-production.ts).
+  insecure: { anyOf: [{ type: 'boolean' }, { type: 'array', items: oneOf(INSECURE_ALLOWANCES), uniqueItems: true }], default: false },
   tls: object({ cert: text, key: text, clientCa: text }, ['cert', 'key']),
   store,
   reports,
   admin,
   identity: withDefault(object({ sources: withDefault(list(identitySource), []) }), {}),
+  loginThrottle,
   groups: { type: 'object', propertyNames: { type: 'string', minLength: 1 }, additionalProperties: textList, default: {} },
   imap,
   smtp,
+  hooks,
   logging: withDefault(
-    object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), format: oneOf(['json', 'text'], 'json'), file: text }),
+    object({ level: oneOf(['error', 'warn', 'info', 'debug'], 'info'), format: oneOf(['auto', 'json', 'text'], 'auto'), file: text }),
     {},
   ),
   alerts: withDefault(object({ webhookUrl: matching(PATTERNS.httpUrl), timeoutMs: int(1, 3000) }), {}),
@@ -305,7 +426,15 @@ export const policySchema: Schema = object(
       }),
       {},
     ),
-    blastRadius: withDefault(object({ maxNewlyDeniedPercent: percent(20), maxNewlyDeniedCount: int(0, 500) }), {}),
+    blastRadius: withDefault(
+      object({
+        maxNewlyDeniedPercent: percent(20),
+        maxNewlyDeniedCount: int(0, 500),
+        minNewlyDeniedCount: int(0, 0),
+        inForceWindowHours: hours(24),
+      }),
+      {},
+    ),
     brake: withDefault(
       object({
         enabled: bool(true),
@@ -322,7 +451,8 @@ export const policySchema: Schema = object(
 
 // ---------------------------------------------------------------- validation
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, discriminator: true, verbose: true, strict: true });
+// allowUnionTypes: a secret is a string or a { file } / { env } mapping (secretValue).
+const ajv = new Ajv({ allErrors: true, useDefaults: true, discriminator: true, verbose: true, strict: true, allowUnionTypes: true });
 export const validateMailwarden: ValidateFunction = ajv.compile(mailwardenSchema);
 export const validatePolicy: ValidateFunction = ajv.compile(policySchema);
 
@@ -347,7 +477,7 @@ export function schemaProblems(validate: ValidateFunction, data: unknown): Schem
 }
 
 /** Keys whose values are never echoed back in an error message. */
-const SECRET_KEY = /password|token|secret/i;
+const SECRET_KEY = /password|token|secret|apikey/i;
 
 function describeError(error: ErrorObject, data: unknown): SchemaProblem {
   const path = pointerToPath(error.instancePath, data);
@@ -385,6 +515,8 @@ function describeError(error: ErrorObject, data: unknown): SchemaProblem {
       return at('must not be empty');
     case 'minItems':
       return at(`must list at least ${String(params.limit)} entr${params.limit === 1 ? 'y' : 'ies'}`);
+    case 'maxProperties':
+      return at('set one of file: or env:, not both');
     case 'minProperties':
       return at(`must set at least one of ${Object.keys(error.parentSchema?.properties ?? {}).join(', ')}`);
     case 'uniqueItems':
@@ -403,6 +535,7 @@ const TYPE_NAMES: Record<string, string> = {
   integer: 'a whole number',
   number: 'a number',
   boolean: 'true or false',
+  'string,object': 'a string, or a mapping with file: or env:',
 };
 
 /** A short rendering of a value for "(got …)". */

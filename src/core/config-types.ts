@@ -1,7 +1,13 @@
 // The shape of config/mailwarden.yaml and config/policy.yaml after validation and defaults.
 // The JSON schemas in src/core/config-schema.ts must accept exactly this; keys are camelCase.
-import type { Action, CheckMode } from '../policy/decision';
-import type { Protocol } from '../policy/contract';
+import type { InsecureAllowance } from './config-production';
+
+/** What a decision does with a login: let it in, refuse it, or ask the client to try again later. */
+export type Action = 'allow' | 'deny' | 'tempfail';
+/** How a check is applied: not at all, logged only, shown as a warning, or enforced. */
+export type CheckMode = 'off' | 'report' | 'warn' | 'enforce';
+/** The mail protocols a policy can be scoped to. */
+export type Protocol = 'imap' | 'smtp';
 
 export interface ListenAddress {
   readonly host: string;
@@ -44,6 +50,8 @@ export interface StoreConfig {
   readonly cache: { readonly maxEntries: number; readonly maxAgeMs: number };
   /** When the store cannot answer: use last-known state for at most this long, then tempfail. 0 = tempfail at once. */
   readonly outageLastKnownMaxSeconds: number;
+  /** Audit events kept in memory while the store is unreachable, written when it is back; the rest is counted. */
+  readonly auditBufferMax: number;
 }
 
 export interface ReportsConfig {
@@ -92,6 +100,11 @@ export interface ConsoleConfig {
    * `{myUrl}` in user sentences and of the OIDC redirect URI. Cookies are Secure when it is https.
    */
   readonly publicUrl?: string;
+  /**
+   * auto: cookies are Secure when the console is reached over TLS or publicUrl is https;
+   * always: Secure on every response (a TLS proxy in front whose address publicUrl does not give).
+   */
+  readonly secureCookies: 'auto' | 'always';
   /** How many of the newest audit entries a filtered audit view or a reference-id search reads. */
   readonly auditScanEntries: number;
   /** The /my/ page where a blocked person signs in with their own mail credentials. */
@@ -165,6 +178,12 @@ export interface ImapConfig {
   readonly maxLiteralBytes: number;
   readonly maxBadCommands: number;
   readonly preAuthTimeoutMs: number;
+  /** After login: a session with no traffic either way for this long is logged out (RFC 9051 §5.4: ≥ 30 min). */
+  readonly idleTimeoutMs: number;
+  /** Open connections per listener; more are refused at once (`* BYE`). */
+  readonly maxConnections: number;
+  /** Open connections per client address (IPv6: per /64) on one listener. */
+  readonly maxConnectionsPerAddress: number;
   readonly drainMs: number;
 }
 
@@ -173,6 +192,14 @@ export interface SmtpConfig {
   readonly upstream: UpstreamConfig & { readonly xclient: boolean };
   readonly maxMessageBytes: number;
   readonly hostname: string;
+  /** Open connections per listener; more get `421` and are closed. */
+  readonly maxConnections: number;
+  /** Open connections per client address (IPv6: per /64) on one listener. */
+  readonly maxConnectionsPerAddress: number;
+  /** From connect to a successful AUTH, whatever the client sends meanwhile (trickling does not extend it). */
+  readonly preAuthTimeoutMs: number;
+  /** Minimum progress: a command or message line, once begun, must end within this time. */
+  readonly lineTimeoutMs: number;
   /** Wait before the 220 greeting (smtp-server's early-talker check); 0 = greet at once. */
   readonly greetingDelayMs: number;
   readonly notifyUser?: {
@@ -184,10 +211,101 @@ export interface SmtpConfig {
   };
 }
 
+/** Limits of an HTTP gateway hook listener (src/hooks/http-listener.ts). */
+export interface HttpHookLimitsConfig {
+  readonly maxConnections: number;
+  readonly maxHeaderBytes: number;
+  readonly maxBodyBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+/** Where nginx sends an allowed login (Auth-Server must be an IP address: nginx parses it as one). */
+export interface NginxBackendConfig {
+  readonly host: string;
+  readonly port: number;
+  /** passthrough = the client's own password goes on; master = app-password logins use the master user. */
+  readonly login: 'passthrough' | 'master';
+  /** Dovecot master user for logins whose password the backend never saw (app passwords). */
+  readonly masterUser?: string;
+  readonly masterPassword?: string;
+  /** Dovecot auth_master_user_separator. */
+  readonly masterSeparator: string;
+}
+
+export interface NginxHookConfig {
+  /** false: the section is kept (and checked) but the hook does not listen. Default true. */
+  readonly enabled: boolean;
+  readonly listen: ListenAddress;
+  /** The header nginx adds with `auth_http_header` (shared secret, compared in constant time). */
+  readonly secretHeader: string;
+  readonly secret: string;
+  readonly backends: { readonly imap?: NginxBackendConfig; readonly smtp?: NginxBackendConfig };
+  /** Auth-Wait is sent for attempts below this; from it on nginx ends the session (it keeps per-session memory). */
+  readonly maxWaitAttempts: number;
+  readonly tempfailWaitSeconds: number;
+  readonly maxFailedLoginWaitSeconds: number;
+  readonly limits: HttpHookLimitsConfig;
+}
+
+export interface DoveadmConfig {
+  /** The doveadm HTTP API, e.g. http://127.0.0.1:8080/doveadm/v1. */
+  readonly url: string;
+  /** doveadm_api_key. */
+  readonly apiKey: string;
+  readonly timeoutMs: number;
+  /**
+   * Dovecot cannot kick by device: `user-and-address` kicks the user's sessions from the address
+   * the device logged in from; `user` kicks every session of the user.
+   */
+  readonly kick: 'user-and-address' | 'user';
+}
+
+export interface DovecotHookConfig {
+  /** false: the section is kept (and checked) but the hook does not listen. Default true. */
+  readonly enabled: boolean;
+  readonly listen: ListenAddress;
+  /** auth_policy_server_api_header sends `Name: value`; a value alone is sent as X-API-Key. */
+  readonly apiKeyHeader: string;
+  readonly apiKey: string;
+  /** The oauth2 passdb's introspection client (client_id / client_secret): app passwords verified by mailwarden. */
+  readonly passdb?: { readonly clientId: string; readonly clientSecret: string };
+  readonly doveadm?: DoveadmConfig;
+  /** Allowed Dovecot logins are remembered this long for revocation (Dovecot reports no logout). */
+  readonly sessionTtlHours: number;
+  readonly maxSessions: number;
+  readonly limits: HttpHookLimitsConfig;
+}
+
+export interface PostfixHookConfig {
+  /** false: the section is kept (and checked) but the hook does not listen. Default true. */
+  readonly enabled: boolean;
+  readonly listen: ListenAddress;
+  /** The policy protocol has no secret: connections from other addresses are closed at once. */
+  readonly allowFrom: readonly string[];
+  readonly limits: {
+    readonly maxConnections: number;
+    readonly maxLineBytes: number;
+    readonly maxAttributes: number;
+    readonly idleTimeoutMs: number;
+  };
+}
+
+/**
+ * Gateway hooks (docs/hooks.md): each one runs when its section is present and enabled. Secrets
+ * (secret, apiKey, clientSecret, masterPassword) may be given as `{ file }` or `{ env }` in the
+ * file; they are read at load and are plain strings here.
+ */
+export interface HooksConfig {
+  readonly nginx?: NginxHookConfig;
+  readonly dovecot?: DovecotHookConfig;
+  readonly postfix?: PostfixHookConfig;
+}
+
 export interface LoggingConfig {
   readonly level: 'error' | 'warn' | 'info' | 'debug';
-  /** stdout: json (default, for services and log shippers) or text (one readable line per event). */
-  readonly format: 'json' | 'text';
+  /** stdout: auto (default: text on a terminal, else json), json (services, log shippers) or text. */
+  readonly format: 'auto' | 'json' | 'text';
   /** Optional file for JSON lines in addition to stdout. */
   readonly file?: string;
 }
@@ -197,13 +315,33 @@ export interface AlertsConfig {
   readonly timeoutMs: number;
 }
 
+/** Failed-login throttling: a delay doubling per failure, per address, user and app-password device. */
+export interface LoginThrottleConfig {
+  readonly enabled: boolean;
+  /** Delay after the first failure; each further failure doubles it (Dovecot: 2 s). */
+  readonly baseDelayMs: number;
+  /** The largest delay (Dovecot: 15 s). */
+  readonly maxDelayMs: number;
+  /** How long a failure counts. */
+  readonly windowSeconds: number;
+  /** An address a user logged in from is spared the user-wide delay for this long. */
+  readonly knownAddressDays: number;
+}
+
 export interface MailwardenConfig {
   /** Absolute path of the file this was loaded from; relative paths inside resolve against its folder. */
   readonly configFile: string;
   readonly instanceName: string;
+  /**
+   * Processes that serve the listeners (node:cluster; src/app/workers.ts): 1 (default) is this
+   * process alone; one per core uses the whole machine. More than one needs the Redis store.
+   */
+  readonly workers: number;
   readonly policyFile: string;
   /** Extra folders searched for plugins before the built-in ones. */
   readonly pluginDirs: readonly string[];
+  /** Production footguns allowed anyway: true = all (src/core/config-production.ts). */
+  readonly insecure: boolean | readonly InsecureAllowance[];
   /**
    * Certificate and key for every listener with tls implicit or starttls (IMAP and SMTP), and the
    * client CA for certificate identities. Required when any listener uses TLS. (Added by config.)
@@ -213,10 +351,12 @@ export interface MailwardenConfig {
   readonly reports: ReportsConfig;
   readonly admin?: AdminConfig;
   readonly identity: { readonly sources: readonly IdentitySourceConfig[] };
+  readonly loginThrottle: LoginThrottleConfig;
   /** user → groups, for check scopes and staged rollout by group. */
   readonly groups: Readonly<Record<string, readonly string[]>>;
   readonly imap?: ImapConfig;
   readonly smtp?: SmtpConfig;
+  readonly hooks: HooksConfig;
   readonly logging: LoggingConfig;
   readonly alerts: AlertsConfig;
   /** MDM inventory connectors (docs/connectors.md). */
@@ -267,7 +407,14 @@ export interface PolicyConfig {
   /** Rule for logins that carry no device identity at all. */
   readonly unidentified: { readonly action: Action; readonly message: string };
   readonly messages: { readonly tempfail: string; readonly warnPrefix: string };
-  readonly blastRadius: { readonly maxNewlyDeniedPercent: number; readonly maxNewlyDeniedCount: number };
+  readonly blastRadius: {
+    readonly maxNewlyDeniedPercent: number;
+    readonly maxNewlyDeniedCount: number;
+    /** Fewer newly denied devices than this are accepted whatever their share (small sites), unless it is every device. */
+    readonly minNewlyDeniedCount: number;
+    /** A policy in force within this window may always come back; the baseline at start stayed in force this long. */
+    readonly inForceWindowHours: number;
+  };
   readonly brake: {
     readonly enabled: boolean;
     readonly windowSeconds: number;

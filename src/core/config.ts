@@ -7,9 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { MailwardenConfig, PolicyConfig, UpstreamConfig } from './config-types';
-import { ConfigError, formatKeyPath, type ConfigIssue } from './errors';
+import { ConfigError, errorText, formatKeyPath, type ConfigIssue } from './errors';
 import { schemaProblems, validateMailwarden, validatePolicy, type SchemaProblem } from './config-schema';
-import { connectorRules, resolveConnectorPaths } from './config-connectors';
+import { connectorRules, readSecret, resolveConnectorPaths } from './config-connectors';
+import { productionProblems } from './config-production';
 
 type KeyPath = readonly (string | number)[];
 
@@ -227,6 +228,10 @@ async function readConfig(file: string): Promise<Result<MailwardenConfig> & { po
   const raw = data as unknown as RawConfig;
   const crossIssues = toIssues(source, configRules(raw));
   if (crossIssues.length > 0) return { issues: byLine(crossIssues), policyFile };
+  const secretIssues = resolveSecrets(data, dir, source);
+  if (secretIssues.length > 0) return { issues: byLine(secretIssues), policyFile };
+  const productionIssues = toIssues(source, productionProblems(raw));
+  if (productionIssues.length > 0) return { issues: byLine(productionIssues), policyFile };
   return { value: deepFreeze(finishConfig(raw, file)), issues: [], policyFile };
 }
 
@@ -252,6 +257,8 @@ function configRules(c: RawConfig): SchemaProblem[] {
       }
     }
   }
+  // Each worker is its own process: with the embedded store each would hold devices of its own.
+  if (c.workers !== 1 && c.store.type === 'memory') problem(['workers'], 'more than one worker needs store.type redis (the embedded store lives inside one process)');
   if (c.reports.jwksFile !== undefined && c.reports.jwksUrl !== undefined) {
     problem(['reports', 'jwksUrl'], 'set either jwksFile or jwksUrl, not both');
   }
@@ -273,7 +280,7 @@ function configRules(c: RawConfig): SchemaProblem[] {
     if (tokenNames.has(t.name)) problem(['admin', 'accessTokens', i, 'name'], `"${t.name}" is used by another token; names must be unique`);
     tokenNames.add(t.name);
   });
-  // App passwords are never shown to the upstream (SPEC "Device identity"): such logins use the
+  // App passwords are never shown to the upstream (docs/identity.md, "Upstream login"): such logins use the
   // master/proxy credential, so every upstream needs one even when others pass through.
   const appPasswords = c.identity.sources.some((s) => s.type === 'app-password');
   for (const protocol of ['imap', 'smtp'] as const) {
@@ -301,6 +308,45 @@ function upstreamRules(
     if (u.login === 'master') problem([...at, key], 'required when login is master', [...at, 'login']);
     else if (appPasswords) problem([...at, key], 'required with an app-password identity source (the upstream never sees app passwords)', [...at, 'login']);
   }
+}
+
+/** Where secrets may be `{ file }` / `{ env }` (config-schema.ts secretValue): `*` = every key. */
+const SECRET_PATHS: readonly (readonly string[])[] = [
+  ['hooks', 'nginx', 'secret'],
+  ['hooks', 'nginx', 'backends', '*', 'masterPassword'],
+  ['hooks', 'dovecot', 'apiKey'],
+  ['hooks', 'dovecot', 'passdb', 'clientSecret'],
+  ['hooks', 'dovecot', 'doveadm', 'apiKey'],
+];
+
+/**
+ * Replaces each `{ file }` / `{ env }` secret in `data` by its value (read as the connectors read
+ * theirs: trimmed, never empty). Only enabled hooks are read, so a disabled example may name a
+ * variable that is not set. A missing file or variable is an issue at the key.
+ */
+function resolveSecrets(data: Record<string, unknown>, dir: string, source: YamlSource): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const visit = (node: unknown, rest: readonly string[], at: KeyPath): void => {
+    if (node === null || typeof node !== 'object') return;
+    const record = node as Record<string, unknown>;
+    if (at.length === 2 && at[0] === 'hooks' && record.enabled === false) return;
+    const [head, ...tail] = rest;
+    for (const key of head === '*' ? Object.keys(record) : [head!]) {
+      const keyPath = [...at, key];
+      const value = record[key] as { file?: string; env?: string } | string | undefined;
+      if (tail.length > 0) visit(value, tail, keyPath);
+      else if (value !== undefined && typeof value !== 'string') {
+        const what = formatKeyPath(keyPath);
+        try {
+          record[key] = readSecret(value.env !== undefined ? { env: value.env } : { file: path.resolve(dir, value.file!) }, what);
+        } catch (err) {
+          issues.push(issueAt(source, keyPath, errorText(err).replace(`${what}: `, '')));
+        }
+      }
+    }
+  };
+  for (const secretPath of SECRET_PATHS) visit(data, secretPath, []);
+  return issues;
 }
 
 function finishConfig(raw: RawConfig, file: string): MailwardenConfig {
@@ -357,9 +403,14 @@ function policyFromText(text: string, file: string): Result<{ policy: PolicyConf
   const checks = raw.checks.map((c, i) => ({ ...c, id: c.id ?? c.plugin, line: source.lineOf(['checks', i]) ?? 1 }));
   const issues = duplicateIds(checks, source);
   if (issues.length > 0) return { issues };
-  const version = createHash('sha256').update(text).digest('hex').slice(0, 12);
+  const version = policyVersion(text);
   const policy: PolicyConfig = { ...raw, file, version, text, checks };
   return { value: { policy: deepFreeze(policy), source }, issues: [] };
+}
+
+/** A policy's version: a hash of its text, so every instance names the same file alike. */
+export function policyVersion(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 12);
 }
 
 function duplicateIds(checks: readonly { id: string; line: number }[], source: YamlSource): ConfigIssue[] {

@@ -9,9 +9,10 @@ export type Logger = winston.Logger;
  * `admin.tokens`). The one-letter names are the private parts of a JWK (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
  */
 const SECRET_KEYS =
-  /^(password|pass|secret|token|accesstoken|refreshtoken|authorization|apppassword|masterpassword|credential|jws|privatekey|passphrase)s?$|^(d|p|q|dp|dq|qi|k)$/i;
+  /^(password|pass|secret|token|accesstoken|refreshtoken|authorization|apppassword|masterpassword|apikey|clientsecret|credential|jws|privatekey|passphrase)s?$|^(d|p|q|dp|dq|qi|k)$/i;
 
-function redact(value: unknown, depth = 0): unknown {
+/** A copy of `value` with every secret-named field replaced by "[redacted]" (logs, `config show`). */
+export function redact(value: unknown, depth = 0): unknown {
   if (depth > 6 || value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
   const out: Record<string, unknown> = {};
@@ -29,8 +30,17 @@ const redactFormat = winston.format((info) => {
   return info;
 });
 
-/** json: one JSON object per line (services, log shippers); text: `time level message key=value …`. */
-export type LogFormat = 'json' | 'text';
+/**
+ * json: one JSON object per line (services, log shippers); text: `time level message key=value …`;
+ * auto (the default): text when stdout is a terminal, JSON otherwise (systemd, Docker, a pipe).
+ */
+export type LogFormat = 'auto' | 'json' | 'text';
+
+/** The format the console gets: `auto` decided by whether stdout is a terminal. */
+export function consoleFormat(format: LogFormat | undefined, stdoutIsTerminal: boolean = process.stdout.isTTY === true): 'json' | 'text' {
+  if (format === 'text' || format === 'json') return format;
+  return format === 'auto' && stdoutIsTerminal ? 'text' : 'json';
+}
 
 /** The key winston's transports write (triple-beam's MESSAGE, a registered symbol). */
 const MESSAGE = Symbol.for('message');
@@ -62,6 +72,8 @@ export interface LoggerOptions {
   level?: string;
   /** What the console (stdout) gets; the log file is always JSON lines. Default json. */
   format?: LogFormat;
+  /** Where the console lines go instead of stdout (`mailwarden start` holds them behind its banner). */
+  consoleStream?: NodeJS.WritableStream;
   file?: string;
   /** Extra transports (tests capture everything logged to grep it for secrets). */
   transports?: winston.transport[];
@@ -69,11 +81,12 @@ export interface LoggerOptions {
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
+  const text = consoleFormat(options.format) === 'text';
+  const consoleOptions = { silent: options.silent ?? false, ...(text && { format: textFormat() }) };
   const transports: winston.transport[] = [
-    new winston.transports.Console({
-      silent: options.silent ?? false,
-      ...(options.format === 'text' && { format: textFormat() }),
-    }),
+    options.consoleStream
+      ? new winston.transports.Stream({ ...consoleOptions, stream: options.consoleStream })
+      : new winston.transports.Console(consoleOptions),
     ...(options.file ? [new winston.transports.File({ filename: options.file })] : []),
     ...(options.transports ?? []),
   ];
@@ -82,6 +95,27 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     format: winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json()),
     transports,
   });
+}
+
+/**
+ * The fields every line about one connection carries, under the same names for IMAP, SMTP and the
+ * admin API: protocol, sessionId and remoteAddress from the start; user and deviceId once the login
+ * is known (withUser).
+ */
+export interface ConnectionFields {
+  readonly protocol: 'imap' | 'smtp' | 'admin';
+  readonly sessionId?: string;
+  readonly remoteAddress?: string;
+}
+
+/** A logger for one connection: each line carries `fields` (a field a call passes wins). */
+export function connectionLogger(log: Logger, fields: ConnectionFields): Logger {
+  return log.child({ ...fields });
+}
+
+/** The connection's logger once its login named the user (and the device, or null). */
+export function withUser(log: Logger, user: string, deviceId: string | null): Logger {
+  return log.child({ user, deviceId });
 }
 
 /** A logger that writes nothing (unit tests, CLI commands that print their own output). */

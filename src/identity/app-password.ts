@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../core/log';
 import type { IdentitySourceConfig } from '../core/config-types';
-import type { AppPasswordCredential, DeviceStore } from '../store/device-store';
+import type { AppPasswordCredential, AppPasswords } from '../store/device-store';
 import type { CredentialContext, IdentityResult } from './types';
 import { badCredentials, unavailable, type IdentitySourceHandler } from './source';
 import { InvalidIdentifierError, sameUser, validateIdentifier } from './validate';
@@ -80,7 +80,7 @@ export async function loadAppPasswordKey(hmacKeyFile: string | undefined, config
  * StoreUnavailableError when the store is down.
  */
 export async function issueAppPassword(
-  store: DeviceStore,
+  store: AppPasswords,
   subject: { user: string; deviceId: string },
   hmacKey: Buffer,
   now: Date = new Date(),
@@ -103,45 +103,57 @@ export async function issueAppPassword(
   throw new Error('could not find an unused app password id after 5 attempts');
 }
 
+/**
+ * Who an app password belongs to, from the password alone: null when it is not of app-password
+ * shape, otherwise the verified user and device or the failure. Used by the source below (which
+ * also checks the login name) and by Dovecot's passdb introspection, which sends only the password
+ * and compares the user name itself.
+ */
+export async function appPasswordOwner(store: Pick<AppPasswords, 'getAppPassword'>, hmacKey: Buffer, password: string): Promise<IdentityResult | null> {
+  const parsed = parseAppPassword(password);
+  if (!parsed) return null;
+  const id = parsed.credentialId;
+  let stored: AppPasswordCredential | null;
+  try {
+    stored = await store.getAppPassword(id);
+  } catch (err) {
+    return unavailable(`app password ${id}: store unavailable: ${errorText(err)}`);
+  }
+  if (!stored) return badCredentials(`app password ${id}: unknown id`);
+  if (!/^[0-9a-f]{64}$/.test(stored.hash)) return badCredentials(`app password ${id}: stored hash is malformed`);
+  const expected = Buffer.from(hashAppPasswordSecret(hmacKey, parsed.secret), 'hex');
+  if (!timingSafeEqual(expected, Buffer.from(stored.hash, 'hex'))) {
+    return badCredentials(`app password ${id}: secret does not match`);
+  }
+  // A record written straight to Redis by an integration is checked like any other input.
+  const problem = validateIdentifier(stored.user, 'stored user') ?? validateIdentifier(stored.deviceId, 'stored deviceId');
+  if (problem) return badCredentials(`app password ${id}: ${problem}`);
+  return {
+    ok: true,
+    user: stored.user,
+    deviceId: stored.deviceId,
+    source: 'app-password',
+    strength: 'strong',
+    // The upstream has never seen this password: log in with the master credential as the user.
+    upstream: { mode: 'master', username: stored.user },
+  };
+}
+
 export async function createAppPasswordSource(
   config: AppPasswordSourceConfig,
-  deps: { store: DeviceStore; log: Logger; configDir: string },
+  deps: { store: Pick<AppPasswords, 'getAppPassword'>; log: Logger; configDir: string },
 ): Promise<IdentitySourceHandler> {
   const hmacKey = await loadAppPasswordKey(config.hmacKeyFile, deps.configDir, deps.log);
 
   async function resolve(context: CredentialContext): Promise<IdentityResult | null> {
     const { credential } = context;
     if (credential.kind !== 'password') return null;
-    const parsed = parseAppPassword(credential.password);
-    if (!parsed) return null;
-    const id = parsed.credentialId;
-    let stored: AppPasswordCredential | null;
-    try {
-      stored = await deps.store.getAppPassword(id);
-    } catch (err) {
-      return unavailable(`app password ${id}: store unavailable: ${errorText(err)}`);
-    }
-    if (!stored) return badCredentials(`app password ${id}: unknown id`);
-    if (!/^[0-9a-f]{64}$/.test(stored.hash)) return badCredentials(`app password ${id}: stored hash is malformed`);
-    const expected = Buffer.from(hashAppPasswordSecret(hmacKey, parsed.secret), 'hex');
-    if (!timingSafeEqual(expected, Buffer.from(stored.hash, 'hex'))) {
-      return badCredentials(`app password ${id}: secret does not match`);
-    }
-    if (!sameUser(credential.username, stored.user)) {
+    const owner = await appPasswordOwner(deps.store, hmacKey, credential.password);
+    if (owner?.ok && !sameUser(credential.username, owner.user)) {
+      const id = parseAppPassword(credential.password)!.credentialId;
       return badCredentials(`app password ${id}: login name is not the user it was issued to`);
     }
-    // A record written straight to Redis by an integration is checked like any other input.
-    const problem = validateIdentifier(stored.user, 'stored user') ?? validateIdentifier(stored.deviceId, 'stored deviceId');
-    if (problem) return badCredentials(`app password ${id}: ${problem}`);
-    return {
-      ok: true,
-      user: stored.user,
-      deviceId: stored.deviceId,
-      source: 'app-password',
-      strength: 'strong',
-      // The upstream has never seen this password: log in with the master credential as the user.
-      upstream: { mode: 'master', username: stored.user },
-    };
+    return owner;
   }
 
   return { type: 'app-password', resolve };

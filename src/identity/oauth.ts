@@ -18,7 +18,7 @@ export async function createOauthSource(
   if (config.algorithms.length === 0) throw new Error(`${deps.field}.algorithms: list at least one algorithm`);
   const keys = await loadKeySet(config, deps.configDir, deps.field, deps.log);
   const options = {
-    // Pinned: jose otherwise accepts every algorithm the key allows (failure catalogue §2).
+    // Pinned: jose otherwise accepts every algorithm the key allows (RFC 8725 §3.1: the verifier chooses the algorithm, never the token).
     algorithms: [...config.algorithms],
     issuer: config.issuer,
     audience: config.audience,

@@ -2,7 +2,7 @@
 // the configured sources in order; the first that recognises the credential decides.
 import type { Logger } from '../core/log';
 import type { IdentitySourceConfig } from '../core/config-types';
-import type { DeviceStore } from '../store/device-store';
+import type { AppPasswords } from '../store/device-store';
 import type { Credential, CredentialContext, IdentityResolver, IdentityResult } from './types';
 import { badCredentials, passthrough, unavailable, type IdentitySourceHandler } from './source';
 import { createOauthSource } from './oauth';
@@ -13,7 +13,8 @@ import { MAX_PASSWORD_BYTES, MAX_TOKEN_BYTES, validateIdentifier, validateSecret
 import { errorText } from '../core/errors';
 
 export interface IdentityResolverDeps {
-  readonly store: DeviceStore;
+  /** Only app-password sources read the store. */
+  readonly store: Pick<AppPasswords, 'getAppPassword'>;
   readonly log: Logger;
   /** Folder of the config file: relative key-file paths resolve against it. */
   readonly configDir: string;
@@ -34,9 +35,9 @@ function createSource(config: IdentitySourceConfig, index: number, deps: Identit
 }
 
 /**
- * Checked before any source sees the credential: CR/LF/NUL in a name could inject commands
- * upstream (failure catalogue §1.6), and bounding the token keeps JWE/PBES2 bombs and huge
- * headers away from jose (§2).
+ * Checked before any source sees the credential: CR/LF/NUL in a name could inject commands into
+ * the upstream login (IMAP and SMTP commands end at CRLF: RFC 9051 §2.2, RFC 5321 §2.3.8), and
+ * bounding the token keeps JWE/PBES2 bombs and huge headers away from jose.
  */
 function validateCredential(credential: Credential): string | null {
   if (credential.kind === 'password') {

@@ -42,11 +42,6 @@ export class CommandReader {
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
   }
 
-  /** Octets received but not consumed yet. */
-  get buffered(): number {
-    return this.buffer.length;
-  }
-
   /** Hand over (and forget) every byte not consumed yet: used when the relay takes over. */
   takeRemaining(): Buffer {
     const rest = this.buffer;

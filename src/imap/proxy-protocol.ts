@@ -10,7 +10,7 @@ export interface ProxiedAddress {
 }
 
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
-/** v1 lines are at most 107 octets including CRLF (spec §2.1). */
+/** v1 lines are at most 107 octets including CRLF (HAProxy's PROXY protocol specification, proxy-protocol.txt §2.1). */
 const V1_MAX = 107;
 /** v2: 16-octet header plus at most 216 octets of addresses and TLVs we care to read. */
 const V2_MAX = 16 + 65535;

@@ -15,44 +15,46 @@ export function responseText(text: string | undefined, fallback: string): string
 
 export const TEXT = {
   authFailed: 'Authentication failed.',
+  notBeforeLogin: 'Command not allowed before login',
   unavailable: 'Service temporarily unavailable, try again later.',
   deniedFallback: 'Mail access from this device is blocked by company policy. Contact your IT helpdesk.',
   revokedFallback: 'Mail access from this device has been suspended by company policy.',
   privacyRequired: 'Use STARTTLS or the implicit-TLS port before logging in.',
   shutdown: 'Server shutting down, reconnect shortly.',
   timeout: 'Disconnected for inactivity.',
+  autologout: 'Autologout; idle for too long.',
   tooManyBad: 'Too many invalid IMAP commands.',
   tooManyFailures: 'Too many failed logins.',
 } as const;
 
-/** What the login path does with a decision. */
-export type LoginOutcome =
-  /** Log in upstream; send `lines` (warnings) before the tagged OK. */
-  | { readonly kind: 'proceed'; readonly lines: readonly string[] }
-  /** Refuse: send `lines` (the last one tagged) and stay not-authenticated. */
+/** What the login path does with a refused login. */
+export type Refusal =
+  /** Send `lines` (the last one tagged) and stay not-authenticated. */
   | { readonly kind: 'refuse'; readonly lines: readonly string[]; readonly result: 'deny' | 'tempfail' }
   /** Quarantine block style: log in to the local explanation mailbox. */
-  | { readonly kind: 'quarantine'; readonly lines: readonly string[]; readonly sentence: string };
+  | { readonly kind: 'quarantine'; readonly sentence: string };
 
 /**
  * deny → `* OK [ALERT] sentence` + `NO [CONTACTADMIN] sentence` (CONTACTADMIN, not
- * AUTHENTICATIONFAILED, so clients do not re-prompt for the password); tempfail →
- * `NO [UNAVAILABLE]`; allow with warnings (warn mode, grace period) → `* OK [ALERT] warning` each.
+ * AUTHENTICATIONFAILED, so clients do not re-prompt for the password), or the quarantine mailbox;
+ * tempfail → `NO [UNAVAILABLE]` with the sentence.
  */
-export function loginOutcome(tag: string, decision: Decision, blockStyle: 'refuse' | 'quarantine'): LoginOutcome {
-  if (decision.action === 'allow') {
-    return { kind: 'proceed', lines: decision.warnings.map((w) => `* OK [ALERT] ${responseText(w, '')}`) };
-  }
-  if (decision.action === 'tempfail') {
-    return { kind: 'refuse', result: 'tempfail', lines: [unavailable(tag, decision.message)] };
-  }
+export function refusal(tag: string, decision: Decision, blockStyle: 'refuse' | 'quarantine'): Refusal {
+  const result = decision.action === 'deny' ? 'deny' : 'tempfail';
+  if (result === 'deny' && blockStyle === 'quarantine') return { kind: 'quarantine', sentence: responseText(decision.message, TEXT.deniedFallback) };
+  return { kind: 'refuse', result, lines: refusedLines(tag, decision) };
+}
+
+/** The lines that refuse a login in the `refuse` block style. */
+export function refusedLines(tag: string, decision: Decision): string[] {
+  if (decision.action !== 'deny') return [unavailable(tag, decision.message)];
   const sentence = responseText(decision.message, TEXT.deniedFallback);
-  if (blockStyle === 'quarantine') return { kind: 'quarantine', lines: [], sentence };
-  return {
-    kind: 'refuse',
-    result: 'deny',
-    lines: [`* OK [ALERT] ${sentence}`, `${tag} NO [CONTACTADMIN] ${sentence}`],
-  };
+  return [`* OK [ALERT] ${sentence}`, `${tag} NO [CONTACTADMIN] ${sentence}`];
+}
+
+/** An allowed login's warnings (warn mode, grace period): `* OK [ALERT] warning` each, before the OK. */
+export function warnings(decision: Decision): string[] {
+  return decision.warnings.map((w) => `* OK [ALERT] ${responseText(w, '')}`);
 }
 
 export function unavailable(tag: string, message?: string): string {

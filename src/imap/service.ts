@@ -6,7 +6,9 @@ import path from 'node:path';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { ImapConfig, MailwardenConfig, ProtocolListener } from '../core/config-types';
-import type { Gate, ProtocolService } from '../core/gate';
+import type { Gate, ProtocolService } from '../app/gate';
+import { addressKey } from '../core/client-address';
+import { ConnectionLimits, type ConnectionSlot } from '../core/connection-limits';
 import { isTrusted, readProxyHeader, trustedProxies, type ProxiedAddress } from './proxy-protocol';
 import { ImapConnection, type ConnectionContext } from './session';
 import { HANDSHAKE_MS, serverTls } from './tls';
@@ -65,7 +67,7 @@ function prepend(socket: net.Socket, head: Buffer): Duplex {
 
 export async function startImapService(gate: Gate, config: ImapConfig): Promise<ProtocolService> {
   const secure = secureContextFor(gate.config(), config.listeners);
-  const upstream = new Upstream(config.upstream);
+  const upstream = new Upstream(config.upstream, gate.breakers, gate.metrics);
   const connections = new Set<ImapConnection>();
   const sockets = new Set<net.Socket>();
   const servers: net.Server[] = [];
@@ -79,6 +81,15 @@ export async function startImapService(gate: Gate, config: ImapConfig): Promise<
 
   for (const listener of config.listeners) {
     const proxies = trustedProxies(listener.proxyProtocolFrom);
+    const limits = new ConnectionLimits(config);
+    /** Refused at once: a plaintext BYE where the client reads plaintext; a TLS client is just closed. */
+    const refuse = (socket: net.Socket, slot: Exclude<ConnectionSlot, { ok: true }>): void => {
+      if (listener.tls !== 'implicit') {
+        const from = slot.reason === 'address-full' ? ' from your address' : '';
+        socket.end(`* BYE [UNAVAILABLE] Too many connections${from}, try again later.\r\n`);
+        setTimeout(() => socket.destroy(), 1000).unref();
+      } else socket.destroy();
+    };
     const ctx: ConnectionContext = {
       gate,
       config,
@@ -89,10 +100,15 @@ export async function startImapService(gate: Gate, config: ImapConfig): Promise<
       track,
     };
 
-    const open = (socket: net.Socket, proxied: ProxiedAddress | null, head: Buffer): void => {
+    const open = (socket: net.Socket, proxied: ProxiedAddress | null, head: Buffer, listenerSlot: () => void): void => {
       const peer = proxied?.address
         ? proxied
         : { address: socket.remoteAddress, port: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort };
+      // Counted against the client's own address, known only now behind a balancer.
+      listenerSlot();
+      const slot = limits.acquire(addressKey(peer.address) ?? undefined);
+      if (!slot.ok) return refuse(socket, slot);
+      socket.once('close', slot.release);
       if (listener.tls !== 'implicit') {
         if (head.length > 0) socket.unshift(head);
         new ImapConnection(ctx, socket, peer).start();
@@ -108,10 +124,14 @@ export async function startImapService(gate: Gate, config: ImapConfig): Promise<
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
       socket.on('error', () => socket.destroy());
-      if (!isTrusted(proxies, socket.remoteAddress)) return open(socket, null, Buffer.alloc(0));
+      if (!isTrusted(proxies, socket.remoteAddress)) return open(socket, null, Buffer.alloc(0), () => {});
+      // A balancer's connection holds a listener slot while its PROXY header is read.
+      const pending = limits.acquire(undefined);
+      if (!pending.ok) return refuse(socket, pending);
+      socket.once('close', pending.release);
       // From a configured balancer the header is mandatory: without it the real client is unknown.
       readProxyHeader(socket, HANDSHAKE_MS).then(
-        ({ header, rest }) => open(socket, header, rest),
+        ({ header, rest }) => open(socket, header, rest, pending.release),
         (err: Error) => {
           gate.log.warn('imap: PROXY header refused', { remoteAddress: socket.remoteAddress, error: err.message });
           socket.destroy();

@@ -4,8 +4,9 @@ import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { ImapConfig, ProtocolListener } from '../core/config-types';
-import type { Gate } from '../core/gate';
-import type { LiveSession } from '../core/sessions';
+import { plainAddress } from '../core/client-address';
+import { connectionLogger, withUser, type Logger } from '../core/log';
+import type { Gate } from '../app/gate';
 import {
   decodeOauthbearer,
   decodePlain,
@@ -19,7 +20,8 @@ import type { Credential } from '../identity/types';
 import type { Decision } from '../policy/decision';
 import { CommandReader, hasControlChars, parseCommand, ImapSyntaxError, tokenText, type Segment, type Token } from './parser';
 import { startQuarantine } from './quarantine';
-import { filterCapabilities, Relay } from './relay';
+import { filterCapabilities } from './framing';
+import { Relay } from './relay';
 import { serverTls } from './tls';
 import * as replies from './replies';
 import type { Upstream } from './upstream';
@@ -54,19 +56,37 @@ const ID_MAX_VALUE = 1024;
 const MECHANISMS = ['PLAIN', 'LOGIN', 'XOAUTH2', 'OAUTHBEARER'] as const;
 type Mechanism = (typeof MECHANISMS)[number];
 
-/** `::ffff:192.0.2.1` → `192.0.2.1`, so logs, policy and Dovecot see plain IPv4. */
-export function plainAddress(address: string | undefined): string | undefined {
-  return address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-}
+/**
+ * Where one client connection is, in the spirit of nginx's ngx_imap_state_e. Only
+ * `not-authenticated` reads commands (RFC 9051 §3.1); `authenticating` reads only the SASL lines of
+ * the login in progress; in `tls-handshake` nothing is read; once `relaying` or `quarantined` the
+ * relay or the quarantine mailbox owns the socket.
+ */
+export type ConnectionState = 'not-authenticated' | 'authenticating' | 'tls-handshake' | 'relaying' | 'quarantined' | 'closed';
+
+type CommandHandler = (connection: ImapConnection, tag: string, args: readonly Token[]) => void;
 
 export class ImapConnection {
+  /** The commands each state answers; any other command, or a state with no table, gets BAD. */
+  private static readonly COMMANDS: Readonly<Partial<Record<ConnectionState, Readonly<Record<string, CommandHandler>>>>> = {
+    'not-authenticated': {
+      CAPABILITY: (c, tag) => c.send(`* CAPABILITY ${c.capabilities().join(' ')}`, `${tag} OK CAPABILITY completed`),
+      NOOP: (c, tag) => c.send(`${tag} OK NOOP completed`),
+      LOGOUT: (c, tag) => c.finish(`* BYE Logging out\r\n${tag} OK LOGOUT completed\r\n`),
+      ID: (c, tag, args) => c.idCommand(tag, args),
+      STARTTLS: (c, tag, args) => c.starttls(tag, args),
+      LOGIN: (c, tag, args) => c.run(() => c.loginCommand(tag, args)),
+      AUTHENTICATE: (c, tag, args) => c.run(() => c.authenticate(tag, args)),
+    },
+  };
+
   readonly id = randomBytes(8).toString('hex');
   private reader: CommandReader;
+  /** Carries protocol, sessionId, remoteAddress; user and deviceId once the login named them. */
+  private log: Logger;
   private tlsActive: boolean;
-  private busy = false;
-  /** Between STARTTLS and the end of the handshake: nothing is read. */
-  private upgrading = false;
-  private closed = false;
+  /** The one value that says where the connection is; see ConnectionState for what each reads. */
+  private state: ConnectionState = 'not-authenticated';
   private badCommands = 0;
   private commands = 0;
   private failedLogins = 0;
@@ -75,7 +95,6 @@ export class ImapConnection {
   private preAuthTimer: NodeJS.Timeout | null = null;
   private relay: Relay | null = null;
   private quarantine: { end(text: string): void } | null = null;
-  private revokedWith: Decision | null = null;
   private untrack: () => void = () => {};
   private readonly onData = (chunk: Buffer): void => {
     this.reader.push(chunk);
@@ -89,6 +108,7 @@ export class ImapConnection {
   ) {
     this.tlsActive = socket instanceof tls.TLSSocket;
     this.reader = this.newReader();
+    this.log = connectionLogger(ctx.gate.log, { protocol: 'imap', sessionId: this.id, remoteAddress: plainAddress(peer.address) });
   }
 
   start(): void {
@@ -123,7 +143,7 @@ export class ImapConnection {
    */
   private finish(last: string | null | 'relay-closed'): void {
     if (this.closed) return;
-    this.closed = true;
+    this.state = 'closed';
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.lineWaiter?.(null);
     this.lineWaiter = null;
@@ -134,6 +154,10 @@ export class ImapConnection {
       setTimeout(() => this.socket.destroy(), 1000).unref();
     }
     this.untrack();
+  }
+
+  private get closed(): boolean {
+    return this.state === 'closed';
   }
 
   private get loginAllowed(): boolean {
@@ -161,11 +185,10 @@ export class ImapConnection {
   }
 
   private pump(): void {
-    while (!this.closed && !this.upgrading && this.relay === null && this.quarantine === null) {
-      if (this.busy && !this.lineWaiter) {
-        this.socket.pause();
-        return;
-      }
+    for (;;) {
+      // Commands are read while not authenticated; while a login runs, only its SASL lines.
+      if (this.state === 'authenticating' && !this.lineWaiter) return void this.socket.pause();
+      if (this.state !== 'not-authenticated' && this.state !== 'authenticating') return;
       const event = this.reader.next();
       if (!event) return;
       if (event.type === 'fatal') {
@@ -211,39 +234,22 @@ export class ImapConnection {
       return;
     }
     const { tag, name, args } = command;
-    switch (name) {
-      case 'CAPABILITY':
-        this.send(`* CAPABILITY ${this.capabilities().join(' ')}`, `${tag} OK CAPABILITY completed`);
-        return;
-      case 'NOOP':
-        this.send(`${tag} OK NOOP completed`);
-        return;
-      case 'LOGOUT':
-        this.finish(`* BYE Logging out\r\n${tag} OK LOGOUT completed\r\n`);
-        return;
-      case 'ID':
-        return this.idCommand(tag, args);
-      case 'STARTTLS':
-        return this.starttls(tag, args);
-      case 'LOGIN':
-        return this.run(this.loginCommand(tag, args));
-      case 'AUTHENTICATE':
-        return this.run(this.authenticate(tag, args));
-      default:
-        this.bad(tag, 'Command not allowed before login');
-    }
+    // Names are upper-case (parseCommand), so no Object.prototype member can match.
+    const handler = ImapConnection.COMMANDS[this.state]?.[name];
+    if (!handler) return this.bad(tag, replies.TEXT.notBeforeLogin);
+    handler(this, tag, args);
   }
 
-  private run(work: Promise<void>): void {
-    this.busy = true;
-    work
-      .catch((err: unknown) => this.ctx.gate.log.error('imap: login failed unexpectedly', { session: this.id, error: String(err) }))
+  /** LOGIN and AUTHENTICATE: authenticating until the login ends, back to not-authenticated unless it moved on. */
+  private run(login: () => Promise<void>): void {
+    this.state = 'authenticating';
+    login()
+      .catch((err: unknown) => this.log.error('imap: login failed unexpectedly', { error: String(err) }))
       .finally(() => {
-        this.busy = false;
-        if (!this.closed && this.relay === null && this.quarantine === null) {
-          this.socket.resume();
-          this.pump();
-        }
+        if (this.state !== 'authenticating') return;
+        this.state = 'not-authenticated';
+        this.socket.resume();
+        this.pump();
       });
   }
 
@@ -284,7 +290,7 @@ export class ImapConnection {
     this.socket.off('data', this.onData);
     this.reader.discard();
     this.socket.write(`${tag} OK Begin TLS negotiation now\r\n`);
-    this.upgrading = true;
+    this.state = 'tls-handshake';
     const secure = serverTls(this.socket, context, this.ctx.requestCert, () => {
       // Everything learnt before TLS is forgotten (RFC 3207 §4.2 spirit; RFC 9051 §6.2.1).
       this.tlsActive = true;
@@ -292,7 +298,7 @@ export class ImapConnection {
       this.hints = {};
       this.badCommands = 0;
       this.failedLogins = 0;
-      this.upgrading = false;
+      if (this.state === 'tls-handshake') this.state = 'not-authenticated';
       secure.on('data', this.onData);
     });
     this.socket = secure;
@@ -382,66 +388,64 @@ export class ImapConnection {
     return cert && Object.keys(cert).length > 0 ? cert : undefined;
   }
 
-  /** Credential → identity → decision → reply, and on allow the upstream login and relay. */
+  /** The admission step, its outcome as replies, and on allow the upstream login and relay. */
   private async login(tag: string, credential: Credential, mech: Mechanism | null): Promise<void> {
     const { gate } = this.ctx;
     const remoteAddress = plainAddress(this.peer.address);
-    const log = { session: this.id, remoteAddress, mechanism: mech ?? 'LOGIN-command' };
-    let identity;
-    try {
-      identity = await gate.identity.resolve({
-        credential,
-        peerCertificate: this.peerCertificate(),
-        remoteAddress,
-        upstreamLogin: this.ctx.config.upstream.login,
-      });
-    } catch (err) {
-      gate.log.error('imap: identity resolver failed', { ...log, error: String(err) });
-      identity = { ok: false as const, failure: 'unavailable' as const, detail: String(err) };
+    const mechanism = mech ?? 'LOGIN-command';
+    const admission = await gate.admit({
+      protocol: 'imap',
+      frontEnd: 'imap',
+      sessionId: this.id,
+      credential,
+      peerCertificate: this.peerCertificate(),
+      remoteAddress,
+      hints: { ...this.hints },
+      upstreamLogin: this.ctx.config.upstream.login,
+      live: { revoke: (decision) => this.revoke(decision) },
+    });
+    if (this.closed) {
+      if (admission.kind === 'allow') admission.session?.end();
+      return;
     }
-    if (this.closed) return;
-    if (!identity.ok) {
-      gate.log.info('imap: login refused by identity', { ...log, failure: identity.failure, detail: identity.detail });
-      gate.metrics?.onLogin('imap', identity.failure === 'unavailable' ? 'tempfail' : 'bad-credentials');
-      if (identity.failure === 'unavailable') return void this.send(replies.unavailable(tag));
+    if (admission.kind === 'bad-credentials') {
+      this.log.info('imap: login refused by identity', { mechanism, failure: 'bad-credentials', detail: admission.detail });
+      gate.metrics?.onLogin('imap', 'bad-credentials');
       if (credential.kind === 'bearer' && (mech === 'XOAUTH2' || mech === 'OAUTHBEARER')) return this.oauthFailure(tag, mech);
       return this.loginFailed(tag, replies.authenticationFailed(tag));
     }
-    const decision = await gate.decide({
-      user: identity.user,
-      deviceId: identity.deviceId,
-      protocol: 'imap',
-      identitySource: identity.source,
-      identityStrength: identity.strength,
-      hints: this.hints,
-      remoteAddress,
-      trigger: 'login',
-    });
-    if (this.closed) return;
-    const outcome = replies.loginOutcome(tag, decision, this.ctx.config.blockStyle);
-    if (outcome.kind === 'refuse') {
-      gate.metrics?.onLogin('imap', outcome.result);
-      return void this.send(...outcome.lines);
+    if (admission.kind === 'unavailable') {
+      if (!admission.decision) this.log.info('imap: login refused by identity', { mechanism, failure: 'unavailable', detail: admission.detail });
+      gate.metrics?.onLogin('imap', 'tempfail');
+      return void this.send(replies.unavailable(tag, admission.decision?.message));
     }
-    if (outcome.kind === 'quarantine') {
+    this.log = withUser(this.log, admission.identity.user, admission.identity.deviceId);
+    if (admission.kind === 'refuse') {
+      const refused = replies.refusal(tag, admission.decision, this.ctx.config.blockStyle);
+      if (refused.kind === 'refuse') {
+        gate.metrics?.onLogin('imap', refused.result);
+        return void this.send(...refused.lines);
+      }
       gate.metrics?.onLogin('imap', 'quarantine');
-      gate.log.info('imap: quarantined', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
-      this.enterAuthenticated();
+      this.log.info('imap: quarantined', { mechanism, refId: admission.decision.refId });
+      this.enterAuthenticated('quarantined');
       this.quarantine = startQuarantine({
         socket: this.socket,
         tag,
-        user: identity.user,
-        sentence: outcome.sentence,
+        user: admission.identity.user,
+        sentence: refused.sentence,
         pipelined: this.reader.takeRemaining(),
         onClose: () => this.finish('relay-closed'),
       });
       return;
     }
 
-    // Registered before the upstream login so a revocation in that window is not lost.
-    const unregister = gate.sessions.add(this.liveSession(identity, remoteAddress));
+    // The admission step registered the live session before this upstream login, so a revocation
+    // in that window is not lost: confirm() below reports it.
+    const { decision } = admission;
+    const live = admission.session!;
     const result = await this.ctx.upstream.login({
-      login: identity.upstream,
+      login: admission.upstream,
       clientId: this.hints,
       remoteAddress,
       remotePort: this.peer.port,
@@ -450,25 +454,27 @@ export class ImapConnection {
       sessionId: this.id,
       secure: this.tlsActive,
     });
+    // A passthrough password is judged by the upstream: the login throttle counts its verdict.
+    if (result.ok || result.failure === 'bad-credentials') admission.upstreamChecked?.(result.ok);
     if (!result.ok) {
-      unregister();
-      gate.log.warn('imap: upstream login failed', { ...log, user: identity.user, failure: result.failure, detail: result.detail });
+      live.end();
+      this.log.warn('imap: upstream login failed', { mechanism, failure: result.failure, reason: result.reason, detail: result.detail });
       gate.metrics?.onLogin('imap', result.failure === 'bad-credentials' ? 'bad-credentials' : 'upstream-error');
-      if (result.failure === 'unavailable') gate.metrics?.onUpstreamError('imap');
       if (result.failure === 'bad-credentials') return this.loginFailed(tag, replies.authenticationFailed(tag));
       return void this.send(replies.unavailable(tag));
     }
     const upstreamSocket = result.session.socket;
-    if (this.closed || this.revokedWith) {
-      unregister();
+    const now = this.closed ? null : await live.confirm();
+    if (this.closed || !now || now.action !== 'allow') {
+      live.end();
       upstreamSocket.destroy();
-      if (this.revokedWith) this.send(...replies.loginOutcome(tag, this.revokedWith, 'refuse').lines);
+      if (now && now.action !== 'allow') this.send(...replies.refusedLines(tag, now));
       return;
     }
     // winston formats an entry before its transports drop it by level: skip the work when info is off.
-    if (gate.log.isInfoEnabled()) gate.log.info('imap: logged in', { ...log, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
-    this.enterAuthenticated();
-    this.send(...outcome.lines, replies.loggedIn(tag, filterCapabilities(result.session.capabilities)));
+    if (this.log.isInfoEnabled()) this.log.info('imap: logged in', { mechanism, refId: decision.refId });
+    this.enterAuthenticated('relaying');
+    this.send(...replies.warnings(decision), replies.loggedIn(tag, filterCapabilities(result.session.capabilities)));
     gate.metrics?.onLogin('imap', 'allow');
     gate.metrics?.sessionDelta('imap', 1);
     this.relay = new Relay({
@@ -478,38 +484,26 @@ export class ImapConnection {
       upstreamBytes: result.session.leftover,
       upstreamReads: result.session.reads,
       onClose: () => {
-        unregister();
+        live.end();
         gate.metrics?.sessionDelta('imap', -1);
         this.finish('relay-closed');
       },
     });
+    // RFC 9051 §5.4 autologout: no traffic either way for idleTimeoutMs (≥ 30 min; clients re-IDLE every 29).
+    this.socket.setTimeout(this.ctx.config.idleTimeoutMs, () => this.relay?.end(replies.bye(replies.TEXT.autologout)));
   }
 
-  private enterAuthenticated(): void {
+  /** A live re-evaluation now refuses this session: BYE at a response boundary once relaying. */
+  private revoke(decision: Decision): void {
+    this.log.info('imap: session revoked', { refId: decision.refId });
+    this.relay?.end(replies.revoked(decision));
+  }
+
+  private enterAuthenticated(next: 'relaying' | 'quarantined'): void {
+    this.state = next;
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.preAuthTimer = null;
     this.socket.off('data', this.onData);
     this.lineWaiter = null;
-  }
-
-  private liveSession(
-    identity: { user: string; deviceId: string | null; source: LiveSession['identitySource']; strength: 'strong' | 'weak' },
-    remoteAddress: string | undefined,
-  ): LiveSession {
-    return {
-      id: this.id,
-      protocol: 'imap',
-      user: identity.user,
-      deviceId: identity.deviceId,
-      identitySource: identity.source,
-      identityStrength: identity.strength,
-      hints: { ...this.hints },
-      remoteAddress,
-      revoke: (decision: Decision) => {
-        this.ctx.gate.log.info('imap: session revoked', { session: this.id, user: identity.user, deviceId: identity.deviceId, refId: decision.refId });
-        if (this.relay) this.relay.end(replies.revoked(decision));
-        else this.revokedWith = decision;
-      },
-    };
   }
 }

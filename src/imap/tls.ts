@@ -3,7 +3,7 @@
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 
-/** Bound on a TLS handshake (Node's default is 120 s; failure catalogue §3.1 proposes 15 s). */
+/** Bound on a TLS handshake (Node's default is 120 s: a client that never finishes its handshake would hold the socket that long). */
 export const HANDSHAKE_MS = 15000;
 
 /**

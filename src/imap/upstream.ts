@@ -7,7 +7,9 @@ import { CircuitBreakers, type CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamConfig } from '../core/config-types';
 import type { Credential, UpstreamLogin } from '../identity/types';
 import { quote } from './parser';
-import { UpstreamReads } from './relay';
+import { UpstreamReads } from './read-buffer';
+import { upstreamTlsOptions } from '../core/upstream-tls';
+import { reportUpstreamAttempt, socketFailureReason, UpstreamError, type UpstreamErrorReason, type UpstreamObserver } from '../core/upstream-failure';
 
 export interface UpstreamSession {
   readonly socket: net.Socket;
@@ -25,6 +27,8 @@ export type UpstreamResult =
       readonly ok: false;
       /** bad-credentials only in passthrough mode: the upstream said the client's password is wrong. */
       readonly failure: 'unavailable' | 'bad-credentials';
+      /** Why, for metrics and logs (bad-credentials: always 'login-refused'). */
+      readonly reason: UpstreamErrorReason;
       readonly detail: string;
     };
 
@@ -40,16 +44,7 @@ export interface UpstreamLoginRequest {
   readonly secure: boolean;
 }
 
-class UpstreamError extends Error {
-  constructor(
-    message: string,
-    readonly failure: 'unavailable' | 'bad-credentials' = 'unavailable',
-  ) {
-    super(message);
-  }
-}
-
-const asUpstreamError = (err: unknown): UpstreamError => (err instanceof UpstreamError ? err : new UpstreamError((err as Error).message));
+const asUpstreamError = (err: unknown): UpstreamError => (err instanceof UpstreamError ? err : new UpstreamError('protocol', (err as Error).message));
 
 /** One response line from the upstream (login phase only: no literals expected). */
 interface Line {
@@ -64,11 +59,11 @@ class LineChannel {
   private error: Error | null = null;
   private readonly onData = (chunk: Buffer): void => {
     this.buffer = Buffer.concat([this.buffer, chunk]);
-    if (this.buffer.length > 65536) this.fail(new UpstreamError('upstream sent an over-long line during login'));
+    if (this.buffer.length > 65536) this.fail(new UpstreamError('protocol', 'upstream sent an over-long line during login'));
     this.pump();
   };
-  private readonly onClose = (): void => this.fail(new UpstreamError('upstream closed the connection during login'));
-  private readonly onError = (err: Error): void => this.fail(new UpstreamError(`upstream connection error: ${err.message}`));
+  private readonly onClose = (): void => this.fail(new UpstreamError('protocol', 'upstream closed the connection during login'));
+  private readonly onError = (err: Error): void => this.fail(new UpstreamError('connect', `upstream connection error: ${err.message}`));
 
   constructor(readonly socket: net.Socket) {
     socket.on('data', this.onData);
@@ -109,7 +104,7 @@ class LineChannel {
     if (lf < 0) return;
     const text = this.buffer.toString('utf8', 0, lf).replace(/\r$/, '');
     this.buffer = this.buffer.subarray(lf + 1);
-    if (/\{\d+\+?\}$/.test(text)) return this.fail(new UpstreamError('upstream sent a literal during login'));
+    if (/\{\d+\+?\}$/.test(text)) return this.fail(new UpstreamError('protocol', 'upstream sent a literal during login'));
     const sp = text.indexOf(' ');
     const line = { tag: sp < 0 ? text : text.slice(0, sp), rest: sp < 0 ? '' : text.slice(sp + 1) };
     const w = this.waiter;
@@ -132,7 +127,7 @@ function saslPlain(authzid: string, authcid: string, password: string): string {
 async function within<T>(ms: number, message: string, work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new UpstreamError(message)), ms);
+    timer = setTimeout(() => reject(new UpstreamError('timeout', message)), ms);
   });
   try {
     return await Promise.race([work, deadline]);
@@ -148,6 +143,8 @@ export class Upstream {
     private readonly config: UpstreamConfig,
     /** Shared with the rest of the process (metrics, alerts); a private set when absent (tests). */
     breakers?: CircuitBreakers,
+    /** Told of every login attempt: its time and, on failure, why (the runtime's metrics). */
+    private readonly observer?: UpstreamObserver,
   ) {
     this.breakers = breakers ?? new CircuitBreakers();
   }
@@ -164,13 +161,20 @@ export class Upstream {
    * address), a sign that the upstream is alive, and must not refuse everyone else.
    */
   async login(request: UpstreamLoginRequest): Promise<UpstreamResult> {
+    const started = performance.now();
+    const result = await this.attempt(request);
+    reportUpstreamAttempt(this.observer, 'imap', started, result.ok ? result : { ok: false, badCredentials: result.failure === 'bad-credentials', reason: result.reason });
+    return result;
+  }
+
+  private async attempt(request: UpstreamLoginRequest): Promise<UpstreamResult> {
     let target: { address: string; breaker: CircuitBreaker } | null;
     try {
       target = await this.pickAddress();
     } catch (err) {
-      return { ok: false, failure: 'unavailable', detail: `cannot resolve upstream ${this.config.host}: ${(err as Error).message}` };
+      return { ok: false, failure: 'unavailable', reason: 'connect', detail: `cannot resolve upstream ${this.config.host}: ${(err as Error).message}` };
     }
-    if (!target) return { ok: false, failure: 'unavailable', detail: 'upstream circuit breaker open' };
+    if (!target) return { ok: false, failure: 'unavailable', reason: 'breaker-open', detail: 'upstream circuit breaker open' };
     const { address, breaker } = target;
     let socket: net.Socket | null = null;
     let channel: LineChannel | null = null;
@@ -193,7 +197,7 @@ export class Upstream {
       const e = asUpstreamError(err);
       cleanUp(e);
       breaker.failure();
-      return { ok: false, failure: e.failure, detail: e.message };
+      return { ok: false, failure: e.badCredentials ? 'bad-credentials' : 'unavailable', reason: e.reason, detail: e.message };
     }
     breaker.success();
     try {
@@ -208,7 +212,7 @@ export class Upstream {
     } catch (err) {
       const e = asUpstreamError(err);
       cleanUp(e);
-      return { ok: false, failure: e.failure, detail: e.message };
+      return { ok: false, failure: e.badCredentials ? 'bad-credentials' : 'unavailable', reason: e.reason, detail: e.message };
     }
   }
 
@@ -230,12 +234,13 @@ export class Upstream {
       const reads = this.config.tls === 'none' ? new UpstreamReads() : undefined;
       const socket =
         this.config.tls === 'implicit'
-          ? tls.connect({ host: address, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: this.config.rejectUnauthorized })
+          ? tls.connect({ ...upstreamTlsOptions(this.config), host: address, port })
           : net.connect({ host: address, port, ...(reads ? { onread: reads.onread } : {}) });
       reads?.attach(socket);
       socket.setNoDelay(true);
       const ready = this.config.tls === 'implicit' ? 'secureConnect' : 'connect';
-      const onError = (err: Error): void => reject(new UpstreamError(`cannot connect to upstream ${address}:${port}: ${err.message}`));
+      const onError = (err: Error): void =>
+        reject(new UpstreamError(socketFailureReason(err, this.config.tls === 'implicit'), `cannot connect to upstream ${address}:${port}: ${err.message}`));
       socket.once('error', onError);
       socket.once(ready, () => {
         socket.off('error', onError);
@@ -248,7 +253,7 @@ export class Upstream {
   private async greeting(channel: LineChannel): Promise<string[]> {
     const line = await channel.next();
     if (line.tag !== '*' || !/^OK\b/i.test(line.rest)) {
-      throw new UpstreamError(`upstream greeting is not "* OK": ${line.tag} ${line.rest.slice(0, 80)}`);
+      throw new UpstreamError('protocol', `upstream greeting is not "* OK": ${line.tag} ${line.rest.slice(0, 80)}`);
     }
     return capabilitiesInCode(line.rest) ?? [];
   }
@@ -256,15 +261,14 @@ export class Upstream {
   private async starttls(channel: LineChannel): Promise<{ socket: net.Socket; channel: LineChannel }> {
     channel.socket.write('S STARTTLS\r\n');
     const line = await this.tagged(channel, 'S');
-    if (!/^OK\b/i.test(line.rest)) throw new UpstreamError(`upstream refused STARTTLS: ${line.rest.slice(0, 80)}`);
+    if (!/^OK\b/i.test(line.rest)) throw new UpstreamError('tls', `upstream refused STARTTLS: ${line.rest.slice(0, 80)}`);
     // Bytes after the OK and before the handshake would be a response-injection attempt (NO STARTTLS paper).
     const early = channel.detach();
-    if (early.length > 0) throw new UpstreamError('upstream sent data after its STARTTLS response');
-    const { host } = this.config;
+    if (early.length > 0) throw new UpstreamError('tls', 'upstream sent data after its STARTTLS response');
     const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
-      const s = tls.connect({ socket: channel.socket, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: this.config.rejectUnauthorized });
+      const s = tls.connect({ socket: channel.socket, ...upstreamTlsOptions(this.config) });
       s.once('secureConnect', () => resolve(s));
-      s.once('error', (err) => reject(new UpstreamError(`upstream TLS handshake failed: ${err.message}`)));
+      s.once('error', (err) => reject(new UpstreamError(socketFailureReason(err, true), `upstream TLS handshake failed: ${err.message}`)));
     });
     return { socket: secure, channel: new LineChannel(secure) };
   }
@@ -274,7 +278,7 @@ export class Upstream {
       const line = await channel.next();
       if (line.tag === tag) return line;
       if (line.tag === '*') {
-        if (/^BYE\b/i.test(line.rest)) throw new UpstreamError(`upstream said BYE: ${line.rest.slice(0, 80)}`);
+        if (/^BYE\b/i.test(line.rest)) throw new UpstreamError('protocol', `upstream said BYE: ${line.rest.slice(0, 80)}`);
         untagged?.(line.rest);
       }
     }
@@ -307,7 +311,7 @@ export class Upstream {
       }
       if (line.tag === 'L') break;
       if (line.tag === '*') {
-        if (/^BYE\b/i.test(line.rest)) throw new UpstreamError(`upstream said BYE: ${line.rest.slice(0, 80)}`);
+        if (/^BYE\b/i.test(line.rest)) throw new UpstreamError('protocol', `upstream said BYE: ${line.rest.slice(0, 80)}`);
         onUntagged(line.rest);
       }
     }
@@ -316,9 +320,9 @@ export class Upstream {
       // Upstream AUTHENTICATIONFAILED is the client's fault only when we replayed the client's secret;
       // with the master user it is our configuration, so the client gets UNAVAILABLE (details in the log).
       if (passthrough && /^NO \[AUTHENTICATIONFAILED\]/i.test(line.rest)) {
-        throw new UpstreamError('upstream rejected the client credentials', 'bad-credentials');
+        throw new UpstreamError('login-refused', 'upstream rejected the client credentials', { badCredentials: true });
       }
-      throw new UpstreamError(`upstream refused the login: ${line.rest.slice(0, 120)}`);
+      throw new UpstreamError('login-refused', `upstream refused the login: ${line.rest.slice(0, 120)}`);
     }
     const fromOk = capabilitiesInCode(line.rest);
     if (fromOk) return fromOk;
@@ -331,7 +335,7 @@ export class Upstream {
   private saslFor(login: UpstreamLogin): [string, string] {
     if (login.mode === 'master') {
       const { masterUser, masterPassword } = this.config;
-      if (!masterUser || !masterPassword) throw new UpstreamError('upstream.login is master but masterUser/masterPassword are not set');
+      if (!masterUser || !masterPassword) throw new UpstreamError('login-refused', 'upstream.login is master but masterUser/masterPassword are not set');
       // RFC 4616 authzid = the user, authcid = the master user (Dovecot master passdb).
       return ['PLAIN', saslPlain(login.username, masterUser, masterPassword)];
     }

@@ -15,15 +15,17 @@ export type BlastRadiusResult =
 
 /**
  * Compares a simulation with the limits: refused when the newly denied devices are more than
- * `maxNewlyDeniedCount`, or more than `maxNewlyDeniedPercent` of the known devices. With no known
- * device there is nothing to compare, so the policy is accepted.
+ * `maxNewlyDeniedCount`, or more than `maxNewlyDeniedPercent` of the known devices — the share only
+ * from `minNewlyDeniedCount` devices on (3 of 6 devices is already 50%), but always when it is every
+ * known device. With no known device there is nothing to compare, so the policy is accepted.
  */
 export function checkBlastRadius(sim: SimulationResult, limits: PolicyConfig['blastRadius']): BlastRadiusResult {
   const newlyDenied = sim.total.newlyDenied;
   const devices = sim.devices;
   if (devices === 0) return { ok: true, newlyDenied, devices };
   const percent = (newlyDenied / devices) * 100;
-  if (newlyDenied <= limits.maxNewlyDeniedCount && percent <= limits.maxNewlyDeniedPercent) return { ok: true, newlyDenied, devices };
+  const handful = newlyDenied < limits.minNewlyDeniedCount && newlyDenied < devices;
+  if (newlyDenied <= limits.maxNewlyDeniedCount && (handful || percent <= limits.maxNewlyDeniedPercent)) return { ok: true, newlyDenied, devices };
 
   const byCheck = sim.byCheck
     .filter((r) => r.newlyDenied > 0)

@@ -1,11 +1,53 @@
 // The plugin contract: facts in, a verdict out. The only module a plugin in plugins/ may import
 // (besides src/policy/options.ts). Plugins detect; the engine and config decide what a failure does.
-import type { DeviceRecord } from '../store/device-store';
-import { CoreReasonCodes } from './decision';
+// Self-contained: it imports nothing, so a plugin sees only what is written here
+// (test/unit/architecture.test.ts holds it to that).
 
 export type Protocol = 'imap' | 'smtp';
 
-/** How the login proved which device it comes from (SPEC "Device identity"). */
+/** Reason codes the core itself produces; plugins add their own (BANNED_APP, OS_TOO_OLD, ...). */
+export const CoreReasonCodes = {
+  OK: 'OK',
+  UNKNOWN_DEVICE: 'UNKNOWN_DEVICE',
+  STALE_REPORT: 'STALE_REPORT',
+  MALFORMED_RECORD: 'MALFORMED_RECORD',
+  UNIDENTIFIED: 'UNIDENTIFIED',
+  STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
+  CHECK_ERROR: 'CHECK_ERROR',
+  CHECK_TIMEOUT: 'CHECK_TIMEOUT',
+  /** A bug or unexpected failure inside the decision itself (logged): tempfail, never allow. */
+  INTERNAL_ERROR: 'INTERNAL_ERROR',
+  /** A live session an administrator ended from the console. */
+  ENDED_BY_ADMIN: 'ENDED_BY_ADMIN',
+} as const;
+
+/**
+ * The device record as a check sees it: the report a posture source sent, plus when the store took
+ * it. The store's record (src/core/device-record.ts) has this shape; tsc checks it where the engine
+ * hands a record to a check.
+ */
+export interface DeviceFacts {
+  readonly deviceId: string;
+  readonly user: string;
+  /** Lower-case platform id: ios, ipados, android, macos, windows, linux, ... */
+  readonly platform: string;
+  readonly osVersion: string;
+  readonly managed: boolean;
+  /** Installed app ids (bundle ids / package names). Absent = inventory not visible to the reporter. */
+  readonly apps?: readonly string[];
+  /** Display names of the installed apps as the MDM shows them; absent when `apps` is. */
+  readonly appNames?: readonly string[];
+  /** Ownership as the MDM reports it; absent from reports that do not say. */
+  readonly ownership?: 'company' | 'personal' | 'unknown';
+  /** ISO-8601 time the device state was observed. */
+  readonly reportedAt: string;
+  /** Who sent it: the reporter key id, or "cli". */
+  readonly source: string;
+  /** ISO-8601 time the store accepted the report. */
+  readonly receivedAt: string;
+}
+
+/** How the login proved which device it comes from (docs/identity.md). */
 export type IdentitySource = 'oauth' | 'certificate' | 'app-password' | 'asserted' | 'none';
 
 /** What the engine knows about the device, already classified. */
@@ -26,7 +68,7 @@ export interface CheckFacts {
   readonly deviceId: string | null;
   readonly deviceStatus: DeviceStatus;
   /** The record when status is current or stale, otherwise null. */
-  readonly device: DeviceRecord | null;
+  readonly device: DeviceFacts | null;
   readonly identitySource: IdentitySource;
   /** `weak` for asserted identities (typed by the user, not bound to a credential). */
   readonly identityStrength: 'strong' | 'weak';
@@ -58,6 +100,11 @@ export type Verdict =
 export interface CheckPlugin<Options = unknown> {
   /** kebab-case; equals the file name in plugins/. */
   readonly name: string;
+  /**
+   * The reason codes this check's `fail` and `unknown` verdicts can carry, beside the core's
+   * (CoreReasonCodes). The built-ins' are listed in docs/errors.md (test/unit/error-codes.test.ts).
+   */
+  readonly codes?: readonly string[];
   /**
    * Validate and compile the check's `options` from policy.yaml. Throw an Error whose message names
    * the offending option (e.g. "apps.ios[0]: expected a string"); the loader adds file and line.

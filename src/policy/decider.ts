@@ -2,8 +2,8 @@
 // marks, writes one audit event, feeds the brake. Never throws: an outage or a bug is a tempfail.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../core/log';
-import type { MailwardenConfig } from '../core/config-types';
-import { StoreUnavailableError, type DeviceStore, type StoredFacts } from '../store/device-store';
+import type { MailwardenConfig, PolicyConfig } from '../core/config-types';
+import { StoreUnavailableError, type AuditLog, type DecisionFacts, type StoredFacts } from '../store/device-store';
 import { CoreReasonCodes, type Decision, type DecisionRequest } from './decision';
 import type { CompiledPolicy } from './compile';
 import { evaluatePolicy, groupsOf, tempfailDecision, type SourceFreshness } from './engine';
@@ -32,7 +32,7 @@ export function newRefId(): string {
 }
 
 export interface DeciderOptions {
-  readonly store: DeviceStore;
+  readonly store: DecisionFacts & AuditLog;
   readonly log: Logger;
   readonly getPolicy: () => CompiledPolicy;
   readonly getConfig: () => MailwardenConfig;
@@ -61,9 +61,9 @@ export class Decider {
       new Brake({ log: options.log, alert: options.alert, onTrip: () => options.metrics?.onBrakeTrip?.() });
   }
 
-  /** The runtime calls this after a reload swapped the policy (arms the brake). */
-  policyChanged(previous: CompiledPolicy | null, next: CompiledPolicy): void {
-    this.brake.policyChanged(previous, next, this.now());
+  /** The runtime calls this after a reload swapped the policy (arms the brake; `recent`: see Brake.policyChanged). */
+  policyChanged(previous: CompiledPolicy | null, next: CompiledPolicy, recent: readonly PolicyConfig[] = []): void {
+    this.brake.policyChanged(previous, next, this.now(), recent);
   }
 
   async decide(request: DecisionRequest): Promise<Decision> {
@@ -105,6 +105,7 @@ export class Decider {
         groups: groupsOf(config.groups, request.user),
         brakeReportOnly: this.brake.reportOnly(),
         sourceFreshness: this.options.sourceFreshness,
+        myUrl: myUrlOf(config),
       });
       return {
         decision: result.decision,
@@ -168,6 +169,7 @@ export class Decider {
       refId: decision.refId,
       policyVersion: decision.policyVersion,
       trigger: request.trigger ?? 'login',
+      ...(request.frontEnd ? { frontEnd: request.frontEnd } : {}),
       ...(request.sessionId ? { sessionId: request.sessionId } : {}),
       ...(request.remoteAddress ? { remoteAddress: request.remoteAddress } : {}),
       ...(decision.warnings.length > 0 ? { warnings: decision.warnings } : {}),
@@ -210,4 +212,10 @@ export class Decider {
       // The logger itself is broken: nothing left to tell.
     }
   }
+}
+
+/** `{myUrl}` for sentences: where the blocked person signs in to see why (empty when not configured). */
+export function myUrlOf(config: MailwardenConfig): string | undefined {
+  const base = config.admin?.console.enabled && config.admin.console.selfService ? config.admin.console.publicUrl : undefined;
+  return base ? `${base.replace(/\/$/, '')}/my/` : undefined;
 }

@@ -1,23 +1,11 @@
 // What the engine returns for one login: an action, a stable reason code, the sentence the user
 // sees, and the per-check results that go to the audit log. Protocol code turns this into replies.
+import type { Action, CheckMode } from '../core/config-types';
 import type { IdentitySource, Protocol } from './contract';
 
-export type Action = 'allow' | 'deny' | 'tempfail';
-export type CheckMode = 'off' | 'report' | 'warn' | 'enforce';
+export type { Action, CheckMode } from '../core/config-types';
 
-/** Reason codes the core itself produces; plugins add their own (BANNED_APP, OS_TOO_OLD, ...). */
-export const CoreReasonCodes = {
-  OK: 'OK',
-  UNKNOWN_DEVICE: 'UNKNOWN_DEVICE',
-  STALE_REPORT: 'STALE_REPORT',
-  MALFORMED_RECORD: 'MALFORMED_RECORD',
-  UNIDENTIFIED: 'UNIDENTIFIED',
-  STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
-  CHECK_ERROR: 'CHECK_ERROR',
-  CHECK_TIMEOUT: 'CHECK_TIMEOUT',
-  /** A bug or unexpected failure inside the decision itself (logged): tempfail, never allow. */
-  INTERNAL_ERROR: 'INTERNAL_ERROR',
-} as const;
+export { CoreReasonCodes } from './contract';
 
 /** A login (or a live session being re-evaluated) asking for a decision. */
 export interface DecisionRequest {
@@ -30,6 +18,8 @@ export interface DecisionRequest {
   readonly remoteAddress?: string;
   /** Set when a live session is re-evaluated (revocation), for the audit event. */
   readonly sessionId?: string;
+  /** Which front end asked (imap, smtp, nginx, dovecot, postfix), for the audit event. */
+  readonly frontEnd?: string;
   /** 'login' or the trigger of a re-evaluation ('device', 'policy', 'exemption', 'reconnect', ...). */
   readonly trigger?: string;
 }

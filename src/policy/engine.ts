@@ -18,6 +18,8 @@ export interface EngineContext {
   readonly refId: string;
   /** Freshness of the sources connectors write (absent: every record by its own reportedAt). */
   readonly sourceFreshness?: (source: string) => SourceFreshness | undefined;
+  /** The blocked person's console page (`{myUrl}` in sentences): admin.console.publicUrl + /my/. */
+  readonly myUrl?: string;
 }
 
 export interface EngineResult {
@@ -268,7 +270,7 @@ export async function evaluatePolicy(
   const firstSeenToMark: string[] = [];
   const firstSeenToClear: string[] = [];
   const done = (decision: Decision): EngineResult => ({ decision, firstSeenToMark, firstSeenToClear });
-  const commonVars = { user: request.user, deviceId: request.deviceId ?? '', refId: ctx.refId, helpdesk: policy.helpdesk };
+  const commonVars = { user: request.user, deviceId: request.deviceId ?? '', refId: ctx.refId, helpdesk: policy.helpdesk, myUrl: ctx.myUrl ?? '' };
 
   // No device identity at all: the policy's `unidentified` rule. `allow` lets the checks decide
   // (with no device, require-device and friends see "missing").

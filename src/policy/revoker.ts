@@ -1,15 +1,15 @@
 // Re-evaluates live sessions when what they were allowed on changes (a device report, an exemption,
 // the policy, the kill switch, a lost change channel) and ends the ones that are now denied.
 import type { Logger } from '../core/log';
-import type { LiveSession, SessionRegistry } from '../core/sessions';
+import type { LiveSessions, LiveSession } from './live-session';
 import type { Protocol } from './contract';
 import type { Decision, DecisionRequest } from './decision';
-import type { ChangeEvent, DeviceStore } from '../store/device-store';
+import type { ChangeEvent, ChangeFeed } from '../store/device-store';
 import { errorText } from '../core/errors';
 
 export interface RevokerOptions {
-  readonly store: DeviceStore;
-  readonly sessions: SessionRegistry;
+  readonly store: ChangeFeed;
+  readonly sessions: LiveSessions;
   readonly decider: { decide(request: DecisionRequest): Promise<Decision> };
   readonly log: Logger;
   readonly metrics?: { onRevocation(protocol: Protocol): void };

@@ -1,6 +1,6 @@
 // `policy simulate`: every known device evaluated under the policy in force and under a candidate,
 // as an IMAP login with a strong identity, counted per check and per platform.
-import type { DeviceRecord, DeviceStore, Exemption, StoredFacts } from '../store/device-store';
+import type { DeviceRecord, Exemption, Exemptions, StoredFacts } from '../store/device-store';
 import type { DecisionRequest, Decision } from './decision';
 import type { CompiledPolicy } from './compile';
 import { evaluatePolicy, groupsOf, type SourceFreshness } from './engine';
@@ -11,7 +11,7 @@ export interface SimulationContext {
   readonly maxReportAgeHours: number;
   /** Exemptions to consider (expired ones are ignored); read from `store` when not given. */
   readonly exemptions?: readonly Exemption[];
-  readonly store?: Pick<DeviceStore, 'listExemptions'>;
+  readonly store?: Pick<Exemptions, 'listExemptions'>;
   /** config `groups`: user → groups. */
   readonly groups?: Readonly<Record<string, readonly string[]>>;
   /** How current connector-written records are (as the decider sees them). */

@@ -6,6 +6,9 @@ import type tls from 'node:tls';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { ProtocolListener } from '../core/config-types';
 import type { Logger } from '../core/log';
+import { addressKey } from '../core/client-address';
+import { ConnectionLimits } from '../core/connection-limits';
+import { LineDeadline } from './deadlines';
 import type { Credential } from '../identity/types';
 import { Replies, type SmtpReply } from './replies';
 
@@ -39,6 +42,20 @@ export interface ListenerOptions {
   readonly greetingDelayMs?: number;
   /** Certificate, key and optional client CA; required unless the listener is plaintext. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
+  /** Connection caps and deadlines (smtp.maxConnections, …PerAddress, preAuthTimeoutMs, lineTimeoutMs). */
+  readonly limits: {
+    readonly maxConnections: number;
+    readonly maxConnectionsPerAddress: number;
+    readonly preAuthTimeoutMs: number;
+    readonly lineTimeoutMs: number;
+  };
+}
+
+/** What the listener holds per accepted connection until it closes. */
+interface Guard {
+  readonly release: () => void;
+  readonly lines: LineDeadline;
+  preAuth: NodeJS.Timeout | null;
 }
 
 export interface RunningListener {
@@ -51,6 +68,14 @@ export interface RunningListener {
 const SOCKET_TIMEOUT_MS = 5 * 60_000;
 /** Postfix smtpd_recipient_limit; smtp-server answers the excess with 452 (RFC 5321 §4.5.3.1.8). */
 const MAX_RECIPIENTS = 1000;
+
+/** The parts of smtp-server's (untyped) connection object this file uses. */
+interface SmtpConnection {
+  readonly _socket: net.Socket;
+  readonly session: SMTPServerSession;
+  send(code: number, text: string): void;
+  close(): void;
+}
 
 function smtpError(reply: SmtpReply): Error & { responseCode: number } {
   return Object.assign(new Error(reply.text), { responseCode: reply.code });
@@ -100,16 +125,33 @@ export async function startListener(options: ListenerOptions, handlers: SmtpHand
   // socket write is a syscall plus a segment the client must read. Each reply is still the upstream's
   // reply to that same command, and nothing is held once no command of ours is waiting behind it.
   const held = new WeakMap<SMTPServerSession, { readonly socket: () => net.Socket | null; entered: boolean }>();
+  const connectionOf = (session: SMTPServerSession): SmtpConnection | undefined => {
+    for (const c of server.connections) if (c.session === session) return c;
+    return undefined;
+  };
   const pipelined = (session: SMTPServerSession): { readonly socket: () => net.Socket | null; entered: boolean } => {
     let state = held.get(session);
     if (!state) {
-      let connection: { _socket: net.Socket; session: SMTPServerSession } | undefined;
-      for (const c of server.connections) if (c.session === session) connection = c;
+      const connection = connectionOf(session);
       // The socket is read at each use: STARTTLS replaces it with the TLS socket.
       state = { socket: () => connection?._socket ?? null, entered: false };
       held.set(session, state);
     }
     return state;
+  };
+  const limits = new ConnectionLimits(options.limits);
+  const guards = new Map<string, Guard>();
+  /** Say `reply` and close: smtp-server's close() ends the socket and destroys it 5 s later at most. */
+  const cut = (session: SMTPServerSession, reply: SmtpReply): void => {
+    const connection = connectionOf(session);
+    if (!connection) return;
+    connection.send(reply.code, reply.text);
+    connection.close();
+  };
+  const endPreAuth = (session: SMTPServerSession): void => {
+    const guard = guards.get(session.id);
+    if (guard?.preAuth) clearTimeout(guard.preAuth);
+    if (guard) guard.preAuth = null;
   };
   /** Hands a MAIL/RCPT reply to smtp-server; holds it while a later MAIL/RCPT of ours is pending. */
   const reply = (session: SMTPServerSession, deliver: () => void): void => {
@@ -153,11 +195,25 @@ export async function startListener(options: ListenerOptions, handlers: SmtpHand
     maxRecipients: MAX_RECIPIENTS,
     logger: false,
     onConnect(session, callback) {
+      const slot = limits.acquire(addressKey(session.remoteAddress) ?? undefined);
+      if (!slot.ok) return callback(smtpError(Replies.tooManyConnections(slot.reason === 'address-full')));
+      const { preAuthTimeoutMs, lineTimeoutMs } = options.limits;
+      const guard: Guard = {
+        release: slot.release,
+        lines: new LineDeadline(lineTimeoutMs, () => cut(session, Replies.lineTimeout)),
+        // Absolute, like Dovecot's pre-login timeout: trickled commands do not extend it.
+        preAuth: setTimeout(() => cut(session, Replies.preAuthTimeout), preAuthTimeoutMs),
+      };
+      guard.preAuth!.unref();
+      guards.set(session.id, guard);
+      const socket = connectionOf(session)?._socket;
+      if (socket) guard.lines.watch(socket);
       // RFC 4954 §3: do not advertise AUTH where it is not permitted (before STARTTLS).
       if (listener.tls === 'starttls') session.disabledCommands = ['AUTH'];
       callback();
     },
     onSecure(socket: net.Socket | tls.TLSSocket, session, callback) {
+      guards.get(session.id)?.lines.watch(socket);
       session.disabledCommands = undefined;
       handlers.secure(socket as tls.TLSSocket, session);
       callback();
@@ -169,7 +225,10 @@ export async function startListener(options: ListenerOptions, handlers: SmtpHand
         () => handlers.auth(credential, session),
         (err, outcome) => {
           if (err || !outcome) return callback(err ?? smtpError(Replies.localError));
-          if (outcome.ok) return callback(null, { user: outcome.user });
+          if (outcome.ok) {
+            endPreAuth(session);
+            return callback(null, { user: outcome.user });
+          }
           callback(smtpError(outcome.reply));
         },
       );
@@ -199,6 +258,13 @@ export async function startListener(options: ListenerOptions, handlers: SmtpHand
       );
     },
     onClose(session) {
+      const guard = guards.get(session.id);
+      if (guard) {
+        guards.delete(session.id);
+        endPreAuth(session);
+        guard.lines.stop();
+        guard.release();
+      }
       handlers.close(session);
     },
   });

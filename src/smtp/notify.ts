@@ -6,15 +6,18 @@ import type { SmtpConfig } from '../core/config-types';
 import type { Logger } from '../core/log';
 import type { UpstreamLogin } from '../identity/types';
 import type { Decision } from '../policy/decision';
-import type { DeviceStore } from '../store/device-store';
-import type { Relay } from './relay';
+import type { Upstream } from './upstream';
 
 export type NotifySettings = NonNullable<SmtpConfig['notifyUser']>;
-export type NotifyStore = Pick<DeviceStore, 'getFlag' | 'setFlag'>;
+/** The shared flags the last-sent time lives in (the store's getFlag/setFlag). */
+export interface NotifyStore {
+  getFlag(name: string): Promise<string | null>;
+  setFlag(name: string, value: string | null): Promise<void>;
+}
 export type NotifyResult = 'sent' | 'skipped' | 'failed';
 
 export interface NotifierDeps {
-  readonly relay: Pick<Relay, 'deliver'>;
+  readonly upstream: Pick<Upstream, 'deliver'>;
   readonly store: NotifyStore;
   readonly log: Logger;
   /** Read at each denial, so a reload applies. */
@@ -60,7 +63,7 @@ export class Notifier {
     }
     try {
       const message = await this.compose(settings, decision);
-      const reply = await this.deps.relay.deliver(upstream, settings.from, user, message);
+      const reply = await this.deps.upstream.deliver(upstream, settings.from, user, message);
       if (reply.code >= 200 && reply.code < 300) {
         log.info('user notified of blocked device', { event: 'smtp.notify', user, deviceId, refId: decision.refId });
         return 'sent';

@@ -14,7 +14,6 @@ const MAX_TEXT = 480;
 
 /** Collapse to one printable line (a sentence from the policy must never split the reply). */
 export function oneLine(text: string): string {
-  // eslint-disable-next-line no-control-regex
   const flat = text.replace(/[\x00-\x1f\x7f]+/g, ' ').replace(/\s+/g, ' ').trim();
   return flat.length > MAX_TEXT ? `${flat.slice(0, MAX_TEXT - 3)}...` : flat;
 }
@@ -53,12 +52,15 @@ export const Replies = {
   localError: { code: 451, text: '4.3.0 Local error in processing, try again later' },
   /** RFC 3463 X.3.2 "system not accepting network messages". */
   shuttingDown: { code: 421, text: '4.3.2 Service shutting down, try again later' },
+  /** RFC 3463 X.7.0: the listener's or this address's connection cap (Postfix answers 421 4.7.0 too). */
+  tooManyConnections: (fromAddress: boolean): SmtpReply => ({
+    code: 421,
+    text: `4.7.0 Too many connections${fromAddress ? ' from your address' : ''}, try again later`,
+  }),
+  /** RFC 3463 X.4.2 "bad connection": no AUTH within the pre-auth deadline, or a line that never ends. */
+  preAuthTimeout: { code: 421, text: '4.4.2 Timeout: no authentication in time, closing connection' },
+  lineTimeout: { code: 421, text: '4.4.2 Timeout: command or line not completed in time, closing connection' },
 } as const;
-
-/** True when a tempfail decision is a system fault, answered at AUTH (454) rather than at MAIL FROM. */
-export function isSystemFault(decision: Decision): boolean {
-  return decision.action === 'tempfail' && decision.fault === 'system';
-}
 
 /**
  * The reply at MAIL FROM for a session whose device is refused. AUTH succeeded (so the client does

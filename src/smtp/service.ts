@@ -1,12 +1,12 @@
 // The SMTP submission front end as the runtime drives it: one smtp-server listener per configured
-// address, all sharing one proxy (policy at AUTH, relay upstream), the notifier and graceful shutdown.
+// address, all sharing one set of session handlers (admission at AUTH, then the upstream), the notifier and graceful shutdown.
 import fs from 'node:fs';
 import type { SmtpConfig } from '../core/config-types';
-import type { Gate, ProtocolService } from '../core/gate';
+import type { Gate, ProtocolService } from '../app/gate';
 import { startListener, type ListenerOptions, type RunningListener } from './listener';
 import { Notifier, type NotifyStore } from './notify';
-import { SmtpProxy } from './proxy';
-import { Relay } from './relay';
+import { SmtpSessions } from './session';
+import { Upstream } from './upstream';
 
 export interface SmtpServiceOptions {
   /**
@@ -32,17 +32,17 @@ export async function startSmtpService(gate: Gate, config: SmtpConfig, options: 
   // Upstream and notification settings are read per session, so a reload applies to new sessions;
   // listeners and the size limit (advertised in EHLO) stay as started.
   const current = (): SmtpConfig => gate.config().smtp ?? config;
-  const relay = new Relay(gate.log, () => ({ upstream: current().upstream, hostname: current().hostname }));
+  const upstream = new Upstream(gate.log, () => ({ upstream: current().upstream, hostname: current().hostname }), gate.breakers, gate.metrics);
   if (config.notifyUser?.enabled && !options.store) gate.log.warn('smtp.notifyUser is enabled but no store was given; no notification will be sent');
   const notifier = options.store
-    ? new Notifier({ relay, store: options.store, log: gate.log, settings: () => current().notifyUser, helpdesk: () => gate.policy().helpdesk })
+    ? new Notifier({ upstream, store: options.store, log: gate.log, settings: () => current().notifyUser, helpdesk: () => gate.policy().helpdesk })
     : null;
-  const proxy = new SmtpProxy({ gate, relay, notifier, maxMessageBytes: config.maxMessageBytes, upstreamLogin: () => current().upstream.login });
+  const proxy = new SmtpSessions({ gate, upstream, notifier, maxMessageBytes: config.maxMessageBytes, upstreamLogin: () => current().upstream.login });
   const tls = listenerTls(gate, config);
   const running: RunningListener[] = [];
   try {
     for (const listener of config.listeners) {
-      running.push(await startListener({ listener, hostname: config.hostname, maxMessageBytes: config.maxMessageBytes, greetingDelayMs: config.greetingDelayMs, tls }, proxy, gate.log));
+      running.push(await startListener({ listener, hostname: config.hostname, maxMessageBytes: config.maxMessageBytes, greetingDelayMs: config.greetingDelayMs, tls, limits: config }, proxy, gate.log));
     }
   } catch (err) {
     await Promise.all(running.map((l) => l.close(0)));

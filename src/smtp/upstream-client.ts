@@ -4,6 +4,8 @@
 // re-EHLO after XCLIENT, and cannot stop a message without its final dot — so the relay uses this.
 import net from 'node:net';
 import tls from 'node:tls';
+import { UpstreamError } from '../core/upstream-failure';
+import { upstreamTlsOptions } from '../core/upstream-tls';
 
 export interface UpstreamReply {
   readonly code: number;
@@ -16,24 +18,14 @@ export function replyText(reply: UpstreamReply): string {
   return reply.lines.join(' ');
 }
 
-export type UpstreamErrorKind = 'connect' | 'timeout' | 'closed' | 'protocol' | 'tls';
-
-export class UpstreamError extends Error {
-  constructor(
-    readonly kind: UpstreamErrorKind,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'UpstreamError';
-  }
-}
-
 export interface UpstreamClientOptions {
   readonly host: string;
   readonly port: number;
   readonly tls: 'none' | 'implicit' | 'starttls';
   readonly rejectUnauthorized: boolean;
+  /** CA bundle and certificate name (config upstream.caFile, upstream.servername); see src/core/upstream-tls.ts. */
+  readonly caFile?: string;
+  readonly servername?: string;
   /** TCP connect + TLS handshake + greeting. */
   readonly connectTimeoutMs: number;
   /** Name sent with EHLO. */
@@ -55,7 +47,6 @@ export class UpstreamClient {
   private readonly replies: UpstreamReply[] = [];
   private waiter: { resolve: (r: UpstreamReply) => void; reject: (e: Error) => void } | null = null;
   private failure: UpstreamError | null = null;
-  private readonly closeListeners: (() => void)[] = [];
 
   private constructor(
     socket: net.Socket,
@@ -84,12 +75,6 @@ export class UpstreamClient {
 
   get closed(): boolean {
     return this.failure !== null;
-  }
-
-  /** Called once when the connection ends for any reason. */
-  onClose(listener: () => void): void {
-    if (this.failure) listener();
-    else this.closeListeners.push(listener);
   }
 
   /** Sends one command line and waits for its reply (error messages never contain the command). */
@@ -133,7 +118,7 @@ export class UpstreamClient {
       };
       const onClose = (): void => {
         cleanup();
-        reject(this.failure ?? new UpstreamError('closed', 'upstream closed the connection'));
+        reject(this.failure ?? new UpstreamError('connect', 'upstream closed the connection'));
       };
       const cleanup = (): void => {
         socket.off('drain', onDrain);
@@ -180,7 +165,7 @@ export class UpstreamClient {
 
   /** Ends the connection at once (an unfinished DATA is then discarded by the upstream). */
   close(): void {
-    this.fail(new UpstreamError('closed', 'upstream connection closed'));
+    this.fail(new UpstreamError('connect', 'upstream connection closed'));
   }
 
   private writeRaw(bytes: Buffer): void {
@@ -201,7 +186,7 @@ export class UpstreamClient {
     plain.removeAllListeners('close');
     plain.removeAllListeners('error');
     const secured = await handshake(
-      { socket: plain, servername: tlsServerName(this.options.host), rejectUnauthorized: this.options.rejectUnauthorized },
+      { socket: plain, ...upstreamTlsOptions(this.options) },
       this.options.connectTimeoutMs,
     );
     this.socket = secured;
@@ -214,8 +199,8 @@ export class UpstreamClient {
     // One command, then wait for its reply: Nagle + delayed ACK would add ~40 ms to each step.
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(new UpstreamError('closed', `upstream connection error: ${err.message}`, { cause: err })));
-    socket.on('close', () => this.fail(new UpstreamError('closed', 'upstream closed the connection')));
+    socket.on('error', (err) => this.fail(new UpstreamError('connect', `upstream connection error: ${err.message}`, { cause: err })));
+    socket.on('close', () => this.fail(new UpstreamError('connect', 'upstream closed the connection')));
   }
 
   private onData(chunk: Buffer): void {
@@ -251,18 +236,13 @@ export class UpstreamClient {
     this.waiter = null;
     waiter?.reject(error);
     this.socket.destroy();
-    for (const listener of this.closeListeners.splice(0)) listener();
   }
-}
-
-function tlsServerName(host: string): string | undefined {
-  return net.isIP(host) ? undefined : host;
 }
 
 function openSocket(options: UpstreamClientOptions): Promise<net.Socket> {
   if (options.tls === 'implicit') {
     return handshake(
-      { host: options.host, port: options.port, servername: tlsServerName(options.host), rejectUnauthorized: options.rejectUnauthorized },
+      { ...upstreamTlsOptions(options), port: options.port },
       options.connectTimeoutMs,
     );
   }

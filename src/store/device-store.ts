@@ -1,40 +1,10 @@
 // The device store port: what mailwarden keeps about devices, and the one interface every adapter
 // (in-memory, Redis) implements. The Redis layout behind it is a public interface: docs/redis-layout.md.
 
-/** A device report as a posture source sends it (the payload of the signed JWS). */
-export interface DeviceReport {
-  readonly deviceId: string;
-  readonly user: string;
-  /** Lower-case platform id: ios, ipados, android, macos, windows, linux, ... */
-  readonly platform: string;
-  readonly osVersion: string;
-  readonly managed: boolean;
-  /** Installed app ids (bundle ids / package names). Absent = inventory not visible to the reporter. */
-  readonly apps?: readonly string[];
-  /** Display names of the installed apps as the MDM shows them (Intune gives only these); absent when `apps` is. */
-  readonly appNames?: readonly string[];
-  /** Ownership as the MDM reports it (connectors); absent from reports that do not say. */
-  readonly ownership?: 'company' | 'personal' | 'unknown';
-  /** ISO-8601 time the device state was observed. */
-  readonly reportedAt: string;
-  /** Who sent it: the reporter key id, or "cli". */
-  readonly source: string;
-}
+import type { DeviceLookup, DeviceRecord } from '../core/device-record';
+import type { FailureCounters } from './failure-counters';
 
-/** A stored device record: the report plus what the store added. */
-export interface DeviceRecord extends DeviceReport {
-  /** ISO-8601 time the store accepted the report. */
-  readonly receivedAt: string;
-}
-
-/**
- * The outcome of one device lookup. `malformed` means something is stored under the key that does
- * not parse as a record: it counts as unknown, never as compliant.
- */
-export type DeviceLookup =
-  | { readonly state: 'found'; readonly record: DeviceRecord }
-  | { readonly state: 'missing' }
-  | { readonly state: 'malformed'; readonly detail: string };
+export type { DeviceLookup, DeviceRecord, DeviceReport } from '../core/device-record';
 
 export type ExemptionScope = 'device' | 'user';
 
@@ -105,12 +75,25 @@ export interface StoredFacts {
 /** The flag (getFlag/setFlag) holding the kill switch; "1", "true" or "on" mean on. */
 export const KILL_SWITCH_FLAG = 'kill-switch';
 
-export interface DeviceStore {
-  readonly kind: 'memory' | 'redis';
+/**
+ * The store's ports, one per kind of thing kept; each consumer depends only on the ones it uses
+ * (the decider: DecisionFacts and AuditLog; the revoker: ChangeFeed; app passwords: AppPasswords; …).
+ * Every adapter (memory, Redis, the cache in front of either) implements them all: DeviceStore.
+ */
 
+/** What one decision reads, and the grace-period marks it writes. */
+export interface DecisionFacts {
   /** The facts for one decision in one round trip (Redis: one pipeline). */
   loadFacts(deviceId: string | null, user: string, checkIds: readonly string[]): Promise<StoredFacts>;
+  /** First time check `checkId` saw this device non-compliant (ms epoch), or null. */
+  getFirstSeenNoncompliant(deviceId: string, checkId: string): Promise<number | null>;
+  /** Set only if not already set (SET NX); returns the value now stored. */
+  markFirstSeenNoncompliant(deviceId: string, checkId: string, atMs: number): Promise<number>;
+  clearFirstSeenNoncompliant(deviceId: string, checkId: string): Promise<void>;
+}
 
+/** Device records as reports and connectors write them. */
+export interface DeviceRecords {
   getDevice(deviceId: string): Promise<DeviceLookup>;
   /** Many at once (one round trip for Redis); same order as the ids. */
   getDevices(deviceIds: readonly string[]): Promise<DeviceLookup[]>;
@@ -124,37 +107,31 @@ export interface DeviceStore {
   listUserDevices(user: string): Promise<string[]>;
   /** Every stored device record (for simulate and the blast-radius guard). */
   listDevices(): Promise<DeviceRecord[]>;
+}
 
+export interface Exemptions {
   getExemptions(deviceId: string, user: string): Promise<Exemption[]>;
   putExemption(exemption: Exemption): Promise<void>;
   removeExemption(scope: ExemptionScope, subject: string): Promise<void>;
   listExemptions(): Promise<Exemption[]>;
+}
 
-  /** First time check `checkId` saw this device non-compliant (ms epoch), or null. */
-  getFirstSeenNoncompliant(deviceId: string, checkId: string): Promise<number | null>;
-  /** Set only if not already set (SET NX); returns the value now stored. */
-  markFirstSeenNoncompliant(deviceId: string, checkId: string, atMs: number): Promise<number>;
-  clearFirstSeenNoncompliant(deviceId: string, checkId: string): Promise<void>;
-
+export interface AppPasswords {
   putAppPassword(credential: AppPasswordCredential): Promise<void>;
   getAppPassword(credentialId: string): Promise<AppPasswordCredential | null>;
   removeAppPasswords(deviceId: string): Promise<number>;
+}
 
+export interface AuditLog {
   /** Append to the capped audit stream. */
   appendAudit(event: Record<string, unknown>): Promise<string>;
   /** Entries after `afterId` (exclusive; '0' = from the start), oldest first, at most `count`. */
   readAudit(afterId: string, count: number): Promise<AuditEntry[]>;
-  /**
-   * Optional (added for `audit tail`): the newest `count` entries, oldest first (Redis: XREVRANGE).
-   * Without it the admin API pages through readAudit.
-   */
+  /** Optional: the newest `count` entries, oldest first (Redis: XREVRANGE); else page through readAudit. */
   readAuditLast?(count: number): Promise<AuditEntry[]>;
-  /**
-   * Optional: false while the adapter knows it cannot reach its backend (connection lost). Lets the
-   * cache stop serving entries older than the outage bound at once, before a lookup has failed.
-   */
-  isConnected?(): boolean;
+}
 
+export interface ChangeFeed {
   publish(event: ChangeEvent): Promise<void>;
   /** Subscribe to the change channel; returns an unsubscribe function. */
   subscribe(listener: (event: ChangeEvent) => void): Promise<() => Promise<void>>;
@@ -163,12 +140,31 @@ export interface DeviceStore {
    * callers revalidate everything. Returns an unsubscribe function.
    */
   onReconnect(listener: () => void): () => void;
+}
 
-  /** Get/set a shared flag (the kill switch lives here so every instance sees it). */
+/** Shared flags (the kill switch lives here so every instance sees it). */
+export interface Flags {
   getFlag(name: string): Promise<string | null>;
   setFlag(name: string, value: string | null): Promise<void>;
+}
 
+export interface Health {
+  readonly kind: 'memory' | 'redis';
   /** Throws StoreUnavailableError when the store cannot answer. */
   ping(): Promise<void>;
+  /**
+   * Optional: false while the adapter knows it cannot reach its backend (connection lost). Lets the
+   * cache stop serving entries older than the outage bound at once, before a lookup has failed.
+   */
+  isConnected?(): boolean;
   close(): Promise<void>;
 }
+
+/** Failed-login counters for the login throttle, kept where the store keeps its data (shared by instances on Redis). */
+export interface LoginFailures {
+  /** Counters whose failures count for `windowSeconds`; build once per process. */
+  loginFailureCounters(windowSeconds: number): FailureCounters;
+}
+
+/** Every port: what each adapter implements. */
+export interface DeviceStore extends DecisionFacts, DeviceRecords, Exemptions, AppPasswords, AuditLog, ChangeFeed, Flags, Health, LoginFailures {}

@@ -14,6 +14,16 @@ export interface PostfixOptions {
   readonly saslSocket?: string;
   /** Clients allowed to send XCLIENT (smtpd_authorized_xclient_hosts). */
   readonly xclientHosts?: readonly string[];
+  /** Server certificate and key (PEM files) for STARTTLS. */
+  readonly tls?: { readonly cert: string; readonly key: string };
+  /** Lines for main.cf (a documented block); a parameter set here replaces the harness's own line. */
+  readonly extraMainCf?: string;
+  /** Entries appended to master.cf (a documented service). */
+  readonly extraMasterCf?: string;
+  /** Start is complete when this port accepts too (an extra master.cf service). */
+  readonly waitForPort?: number;
+  /** Runs once the private folder (queue in `dir`/queue) exists, before Postfix starts (e.g. a SASL socket in it). */
+  readonly beforeStart?: (dir: string) => Promise<void>;
 }
 
 export interface PostfixServer {
@@ -68,6 +78,7 @@ virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 `;
 
 /** The queue layout `postfix check` would create (postfix-files), made directly: much faster. */
@@ -116,7 +127,7 @@ virtual_mailbox_maps = inline:{ ${mailboxes.map((m) => `${m}=${m}/`).join(', ')}
 virtual_uid_maps = static:${pf.uid}
 virtual_gid_maps = static:${pf.gid}
 smtpd_authorized_xclient_hosts = ${(options.xclientHosts ?? []).join(', ')}
-${sasl}smtputf8_enable = yes
+${sasl}${options.tls ? `smtpd_tls_cert_file = ${options.tls.cert}\nsmtpd_tls_key_file = ${options.tls.key}\n` : ''}smtputf8_enable = yes
 message_size_limit = 104857600
 virtual_mailbox_limit = 0
 maillog_file = ${dir}/maillog
@@ -124,6 +135,13 @@ maillog_file_prefixes = ${dir}
 alias_maps =
 alias_database =
 `;
+}
+
+/** Appends `extra` to main.cf, dropping the harness's lines for parameters `extra` sets (Postfix warns about a parameter set twice). */
+function withExtraMainCf(base: string, extra: string): string {
+  const names = new Set([...extra.matchAll(/^([a-z_0-9]+)\s*=/gm)].map((m) => m[1]));
+  const kept = base.split('\n').filter((line) => !names.has(/^([a-z_0-9]+)\s*=/.exec(line)?.[1] ?? ''));
+  return `${kept.join('\n')}${extra}`;
 }
 
 export async function startPostfix(options: PostfixOptions = {}): Promise<PostfixServer> {
@@ -142,10 +160,11 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     fs.chownSync(path.join(dir, sub), pf.uid, pf.gid);
   }
   makeQueue(path.join(dir, 'queue'));
-  fs.writeFileSync(path.join(conf, 'main.cf'), mainCf(dir, options, mailboxes));
-  fs.writeFileSync(path.join(conf, 'master.cf'), `127.0.0.1:${port} inet n - n - - smtpd\n${MASTER_CF}`);
+  fs.writeFileSync(path.join(conf, 'main.cf'), withExtraMainCf(mainCf(dir, options, mailboxes), options.extraMainCf ?? ''));
+  fs.writeFileSync(path.join(conf, 'master.cf'), `127.0.0.1:${port} inet n - n - - smtpd\n${MASTER_CF}${options.extraMasterCf ?? ''}`);
   const logFile = path.join(dir, 'maillog');
   let child: ChildProcess | null = null;
+  await options.beforeStart?.(dir);
 
   const start = async (): Promise<void> => {
     // -d: stay in the foreground, so the harness owns the PID and stops exactly this instance.
@@ -155,7 +174,9 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     try {
       await Promise.race([
-        waitForPort(port, '127.0.0.1', 15000),
+        waitForPort(port, '127.0.0.1', 15000).then(async () => {
+          if (options.waitForPort) await waitForPort(options.waitForPort, '127.0.0.1', 15000);
+        }),
         new Promise((_, reject) => c.once('exit', (code) => reject(new Error(`postfix master exited ${code}: ${stderr}`)))),
       ]);
     } catch (err) {

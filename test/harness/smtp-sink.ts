@@ -46,6 +46,8 @@ export interface SmtpSink {
   readonly connections: number;
   /** Refuse RCPT TO for this address with the given reply (default 550 5.1.1). */
   rejectRecipient(address: string, code?: number, text?: string): void;
+  /** Hold the greeting of later connections for `ms` (a slow upstream: its login takes that long (under the rig's 1 s connect timeout)). */
+  delayGreeting(ms: number): void;
   /** Apply `fault` to the next `count` messages. */
   failNext(count: number, fault: SinkFault): void;
   /** Resolves once at least `count` messages were accepted. */
@@ -67,6 +69,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   let transactions = 0;
   let abortedData = 0;
   let connections = 0;
+  let greetingDelayMs = 0;
 
   const socketOf = (session: SMTPServerSession): net.Socket | undefined =>
     [...server.connections].find((c) => c.session.id === session.id)?._socket;
@@ -83,7 +86,8 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     logger: false,
     onConnect(_session, callback) {
       connections += 1;
-      callback();
+      if (greetingDelayMs > 0) setTimeout(callback, greetingDelayMs);
+      else callback();
     },
     onAuth(auth, session, callback) {
       const users = options.auth?.users ?? {};
@@ -158,6 +162,9 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     },
     rejectRecipient(address, code = 550, text = `5.1.1 <${address}>: Recipient address rejected: User unknown`) {
       rejected.set(address.toLowerCase(), { code, text });
+    },
+    delayGreeting(ms) {
+      greetingDelayMs = ms;
     },
     failNext(count, fault) {
       for (let i = 0; i < count; i++) faults.push(fault);

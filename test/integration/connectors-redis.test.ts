@@ -1,8 +1,8 @@
 // The connectors' Redis bookkeeping against a real redis-server: the lease lets one holder at a
 // time, owned-device entries survive a round trip through HSCAN, status and held diff are shared.
 import { Redis } from 'ioredis';
-import { RedisDeviceStore } from '../../src/store/redis-store';
-import { RedisConnectorState } from '../../src/store/redis-connector-state';
+import { RedisDeviceStore } from '../../src/store/redis/store';
+import { RedisConnectorState } from '../../src/store/redis/connector-state';
 import type { RedisConfig } from '../../src/core/config-types';
 import { startRedis, cleanupRedis, type RedisServer } from '../harness/redis';
 

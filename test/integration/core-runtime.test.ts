@@ -5,12 +5,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
-import { startRuntime, type Runtime } from '../../src/core/runtime';
+import { startRuntime, type Runtime } from '../../src/app/runtime';
 import { createLogger } from '../../src/core/log';
 import type { DecisionRequest } from '../../src/policy/decision';
 import { buildReport, makeReporterKeys, signReport, pushReport, enrollDevice } from '../../src/kit';
 import { startRedis, cleanupRedis, type RedisServer } from '../harness/redis';
 import { tempDir } from '../harness/ports';
+import { writeAppPasswordKey } from '../harness/app-password-key';
 
 const ADMIN_TOKEN = 'core-test-admin-token-5f1c2b';
 const TIKTOK = 'com.zhiliaoapp.musically';
@@ -69,6 +70,7 @@ admin:
 identity:
   sources:
     - type: app-password
+      hmacKeyFile: app-password.key
 logging: { level: debug }
 `;
 }
@@ -113,6 +115,7 @@ describe('core runtime with a real redis-server', () => {
     privateJwk = keys.privateJwk;
     fs.writeFileSync(path.join(dir, 'reporters.jwks.json'), JSON.stringify(keys.publicJwks));
     fs.writeFileSync(path.join(dir, 'mailwarden.yaml'), configYaml(redis, 2));
+    writeAppPasswordKey(dir);
     fs.writeFileSync(path.join(dir, 'policy.yaml'), policyYaml());
     runtime = await startRuntime({
       configFile: path.join(dir, 'mailwarden.yaml'),
@@ -246,11 +249,13 @@ describe('core runtime with a real redis-server', () => {
   });
 
   test('blast-radius guard: a policy that would newly deny too many devices is not activated unless forced', async () => {
-    for (let i = 0; i < 5; i++) await report(`blast-${i}`, 'android', [TIKTOK], `user${i}@example.com`);
-    fs.writeFileSync(path.join(dir, 'policy.yaml'), policyYaml({ mode: 'enforce', maxNewlyDeniedPercent: 1 }));
+    for (let i = 0; i < 5; i++) await report(`blast-${i}`, 'android', [], `user${i}@example.com`);
+    // A check no policy in force lately had (going back to one is never blocked: see policy-file-safety).
+    const noAndroid = '  - id: no-android\n    plugin: platforms\n    mode: enforce\n    options: { deny: [android] }\n    message: "No Android. Ref {refId}."\n';
+    fs.writeFileSync(path.join(dir, 'policy.yaml'), policyYaml({ mode: 'enforce', maxNewlyDeniedPercent: 1 }) + noAndroid);
     const refused = await runtime.reload();
     expect(refused.result).toBe('blast-radius');
-    expect(refused.result === 'blast-radius' && refused.error).toMatch(/no-tiktok/);
+    expect(refused.result === 'blast-radius' && refused.error).toMatch(/no-android/);
     expect(runtime.policy().checks.find((c) => c.id === 'no-tiktok')!.config.mode).toBe('report');
     expect((await runtime.gate.decide(login('blast-0', 'user0@example.com'))).action).toBe('allow');
 
@@ -262,6 +267,7 @@ describe('core runtime with a real redis-server', () => {
   test('kill switch on one instance puts every check in report on another instance sharing Redis', async () => {
     const dir2 = tempDir('core-b');
     fs.copyFileSync(path.join(dir, 'reporters.jwks.json'), path.join(dir2, 'reporters.jwks.json'));
+    fs.copyFileSync(path.join(dir, 'app-password.key'), path.join(dir2, 'app-password.key'));
     fs.writeFileSync(path.join(dir2, 'mailwarden.yaml'), configYaml(redis, 2));
     fs.writeFileSync(path.join(dir2, 'policy.yaml'), policyYaml());
     const other = await startRuntime({ configFile: path.join(dir2, 'mailwarden.yaml'), logger: createLogger({ silent: true, transports: [capture.transport] }), listeners: false, watch: false });
@@ -279,6 +285,10 @@ describe('core runtime with a real redis-server', () => {
       expect(relaxed.action).toBe('allow');
       expect(Date.now() - t0).toBeLessThan(2000);
       expect(relaxed.checks.find((c) => c.checkId === 'no-tiktok')).toMatchObject({ outcome: 'fail', effectiveMode: 'report' });
+      // Readable on the other instance too: its gauge, read from the shared store at scrape time.
+      expect(await other.metrics.text()).toMatch(/^mailwarden_kill_switch_enabled 1$/m);
+      const state = await fetch(`${adminUrl}/v1/kill-switch`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      expect(await state.json()).toMatchObject({ on: true, by: 'admin.tokens[0]', since: expect.any(String) });
       await fetch(`${adminUrl}/v1/kill-switch`, {
         method: 'PUT',
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },

@@ -67,6 +67,16 @@ test('alice’s macOS laptop with TikTok logs in; SELECT and FETCH work (imapflo
   expect(out).toMatch(/^OK 3 Subject: hello 1$/);
 });
 
+test('the logins above show in the metrics: upstream login time against the real Dovecot, its breaker closed, logins by result', async () => {
+  const text = await rig.runtime.metrics.text();
+  const count = /^mailwarden_upstream_login_seconds_count\{protocol="imap",result="ok"\} (\d+)$/m.exec(text);
+  expect(Number(count?.[1])).toBeGreaterThanOrEqual(2);
+  expect(text).toMatch(/^mailwarden_upstream_breaker_open\{service="imap",upstream="127\.0\.0\.1:\d+"\} 0$/m);
+  expect(text).toMatch(/^mailwarden_logins_total\{protocol="imap",result="allow"\} [1-9]/m);
+  expect(text).toMatch(/^mailwarden_logins_total\{protocol="imap",result="deny"\} [1-9]/m);
+  expect(text).toMatch(/^mailwarden_store_up 1$/m);
+});
+
 test('the iOS device reports again without TikTok and logs in', async () => {
   await rig.report('alice-iphone-2', 'ios', [TIKTOK]);
   await expect(loginError(imapClient(rig.ports.plain, { user: `${ALICE.user}+alice-iphone-2`, pass: ALICE.password }))).resolves.toMatchObject({

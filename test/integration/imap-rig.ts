@@ -4,13 +4,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { JWK } from 'jose';
 import { ImapFlow } from 'imapflow';
-import { startRuntime, type Runtime } from '../../src/core/runtime';
+import { startRuntime, type Runtime } from '../../src/app/runtime';
 import { silentLogger } from '../../src/core/log';
 import { buildReport, makeIdpKeys, makeOauthToken, makeReporterKeys, pushReport, signReport } from '../../src/kit';
 import { startDovecot, makeMessage, type DovecotOptions, type DovecotServer } from '../harness/dovecot';
 import { startRedis, cleanupRedis, type RedisServer } from '../harness/redis';
 import { tempDir } from '../harness/ports';
 import { makeTestPki, type TestPki } from '../harness/tls';
+import { writeAppPasswordKey } from '../harness/app-password-key';
 
 export const ADMIN_TOKEN = 'imap-test-admin-token';
 export const ISSUER = 'https://idp.example.test';
@@ -35,6 +36,8 @@ export interface RigOptions {
   readonly upstream?: Record<string, unknown>;
   /** Merged over the rig's imap section (limits, timeouts). */
   readonly imap?: Record<string, unknown>;
+  /** Merged into the `store` section (auditBufferMax, ...). */
+  readonly store?: Record<string, unknown>;
   /** Extra top-level config sections (alerts, throttle, ...). */
   readonly extraConfig?: Record<string, unknown>;
 }
@@ -113,6 +116,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
       type: 'redis',
       redis: { mode: 'standalone', host: redis.host, port: redis.port, keyPrefix: 'mwt:', commandTimeoutMs: 100, connectTimeoutMs: 500 },
       outageLastKnownMaxSeconds: options.outageLastKnownMaxSeconds ?? 300,
+      ...options.store,
     },
     reports: { jwksFile: 'reporters.jwks.json', algorithms: ['ES256'] },
     admin: { listen: { host: '127.0.0.1', port: 0 }, tokens: [ADMIN_TOKEN], ...options.admin },
@@ -120,7 +124,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
       sources: [
         ...(options.clientCertificates ? [{ type: 'certificate', deviceField: 'CN' }] : []),
         { type: 'oauth', jwksFile: 'idp.jwks.json', issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'], userClaim: 'email', deviceClaim: 'deviceid' },
-        { type: 'app-password' },
+        { type: 'app-password', hmacKeyFile: writeAppPasswordKey(dir) },
         { type: 'asserted', separator: '+' },
       ],
     },

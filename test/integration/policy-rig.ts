@@ -2,7 +2,7 @@
 // writes, hostile records): the config files in a temp dir, a reporter key, decisions and reports.
 import fs from 'node:fs';
 import path from 'node:path';
-import { startRuntime, type Runtime, type RuntimeOptions } from '../../src/core/runtime';
+import { startRuntime, type Runtime, type RuntimeOptions } from '../../src/app/runtime';
 import { createLogger, type Logger } from '../../src/core/log';
 import type { Decision, DecisionRequest } from '../../src/policy/decision';
 import { buildReport, makeReporterKeys, pushReport, signReport, type ReportInput } from '../../src/kit';
@@ -36,7 +36,7 @@ export function policyYaml(opts: PolicyOptions = {}): string {
 `;
   return `reportOnly: false
 helpdesk: "helpdesk@example.com"
-blastRadius: { maxNewlyDeniedPercent: ${opts.maxNewlyDeniedPercent ?? 20}, maxNewlyDeniedCount: ${opts.maxNewlyDeniedCount ?? 0} }
+blastRadius: { maxNewlyDeniedPercent: ${opts.maxNewlyDeniedPercent ?? 20}, maxNewlyDeniedCount: ${opts.maxNewlyDeniedCount ?? 500} }
 brake: ${opts.brake ?? '{ enabled: false }'}
 ${opts.extra ?? ''}
 checks:
@@ -77,6 +77,7 @@ export interface Rig {
   /** Signs and pushes a report; returns the admin API's answer. */
   report(input: Partial<ReportInput> & { deviceId: string }): Promise<Awaited<ReturnType<typeof pushReport>>>;
   decide(deviceId: string, user?: string): Promise<Decision>;
+  reload(): ReturnType<Runtime['reload']>;
   stop(): Promise<void>;
 }
 
@@ -124,6 +125,7 @@ export async function startRig(
       return pushReport(adminUrl, ADMIN_TOKEN, await signReport(report, privateJwk));
     },
     decide: (deviceId, user = 'alice@example.com') => runtime.gate.decide(request(deviceId, user)),
+    reload: () => runtime.reload(),
     async stop() {
       await runtime.stop(0);
     },

@@ -39,6 +39,13 @@ test("a compliant iPhone's message arrives byte-identical, the upstream told who
   expect(got.xclient).toMatchObject({ ADDR: '127.0.0.1', LOGIN: ALICE.user });
 });
 
+test('that login shows in the metrics: an SMTP allow, its upstream login timed, the upstream address breaker closed', async () => {
+  const text = await rig.runtime.metrics.text();
+  expect(text).toMatch(/^mailwarden_logins_total\{protocol="smtp",result="allow"\} [1-9]/m);
+  expect(text).toMatch(/^mailwarden_upstream_login_seconds_count\{protocol="smtp",result="ok"\} [1-9]/m);
+  expect(text).toMatch(/^mailwarden_upstream_breaker_open\{service="smtp",upstream="127\.0\.0\.1:\d+"\} 0$/m);
+});
+
 test('the upstream dies in the middle of DATA: the client gets a 4xx, and its retry delivers exactly once', async () => {
   const raw = Buffer.concat([Buffer.from('Subject: retried\r\n\r\n'), Buffer.alloc(40 * 50_000, 'retry body, line of forty bytes.......\r\n')]);
   const transport = smtpClient(rig.ports.plain, { user: ALICE.user, pass: iphonePass });
@@ -98,5 +105,26 @@ test('a device report that makes a live session non-compliant refuses its next M
     await new Promise((r) => setTimeout(r, 50));
   }
   expect(reply).toMatch(/^550 5\.7\.1 Company mail is blocked on this iOS device because TikTok is installed/);
+  c.close();
+});
+
+test('a deny report landing while the upstream login is still running refuses the session (issue 8.2)', async () => {
+  await rig.report('racing-iphone', 'ios', []);
+  const pass = await rig.enroll('racing-iphone');
+  const c = await RawClient.connect(rig.ports.plain);
+  const connectionsBefore = rig.sink!.connections;
+  // A slow upstream: its greeting, and so mailwarden's upstream login, takes 0.8 s (the rig's connect timeout is 1 s).
+  rig.sink!.delayGreeting(800);
+  try {
+    const login = c.login(ALICE.user, pass);
+    // The decision (allow) is made and the upstream connection opened; the login is now in the gap.
+    for (let i = 0; i < 100 && rig.sink!.connections === connectionsBefore; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(rig.sink!.connections).toBe(connectionsBefore + 1);
+    await rig.report('racing-iphone', 'ios', [TIKTOK]);
+    expect(await login).toMatch(/^235 /);
+  } finally {
+    rig.sink!.delayGreeting(0);
+  }
+  expect(await c.command(`MAIL FROM:<${ALICE.user}>`)).toMatch(/^550 5\.7\.1 Company mail is blocked on this iOS device because TikTok is installed/);
   c.close();
 });

@@ -7,7 +7,7 @@ import { createLogger } from '../../src/core/log';
 import { CachedDeviceStore } from '../../src/store/cached-store';
 import { createStore } from '../../src/store/create-store';
 import { StoreUnavailableError } from '../../src/store/device-store';
-import { RedisDeviceStore } from '../../src/store/redis-store';
+import { RedisDeviceStore } from '../../src/store/redis/store';
 import { freePort } from '../harness/ports';
 import { cleanupRedis, startRedis, type RedisServer } from '../harness/redis';
 import { nextEvent, record, subscribed, waitUntil } from './store-contract';
@@ -41,6 +41,7 @@ function storeConfig(keyPrefix: string, port = server.port): StoreConfig {
     auditMaxLen: 100,
     cache: { maxEntries: 100, maxAgeMs: 60_000 },
     outageLastKnownMaxSeconds: 300,
+    auditBufferMax: 10000,
   };
 }
 

@@ -2,7 +2,7 @@
 // writes, the one-round-trip loadFacts across slots, SCAN over every master, and change events.
 import { KILL_SWITCH_FLAG, type ChangeEvent } from '../../src/store/device-store';
 import { Redis } from 'ioredis';
-import { RedisDeviceStore } from '../../src/store/redis-store';
+import { RedisDeviceStore } from '../../src/store/redis/store';
 import { startRedisCluster, type RedisCluster } from '../harness/redis-cluster';
 import { record, subscribed, waitUntil } from './store-contract';
 

@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import type { RedisConfig } from '../../src/core/config-types';
 import { StoreUnavailableError, type DeviceStore } from '../../src/store/device-store';
-import { RedisDeviceStore, redisKeys } from '../../src/store/redis-store';
+import { RedisDeviceStore } from '../../src/store/redis/store';
+import { redisKeys } from '../../src/store/redis/layout';
 import { cleanupRedis, startRedis, type RedisServer } from '../harness/redis';
 import { findProgram } from '../harness/ports';
 import { describeStoreContract, nextEvent, record, subscribed, waitUntil } from './store-contract';
@@ -121,6 +122,20 @@ describe('RedisDeviceStore: the documented layout', () => {
     const id = await store.appendAudit({ action: 'deny', reasonCode: 'BANNED_APP' });
     const entries = await raw.xrange('layout:audit', id, id);
     expect(entries).toEqual([[id, ['event', JSON.stringify({ action: 'deny', reasonCode: 'BANNED_APP' })]]]);
+  });
+
+  test('audit events appended concurrently (batched while one batch is in flight) keep call order and each get their own id', async () => {
+    const ids = await Promise.all(Array.from({ length: 300 }, (_, n) => store.appendAudit({ n })));
+    expect(new Set(ids).size).toBe(300);
+    const order = (id: string): [number, number] => id.split('-').map(Number) as [number, number];
+    for (let i = 1; i < ids.length; i++) {
+      const [[ms0, seq0], [ms1, seq1]] = [order(ids[i - 1]!), order(ids[i]!)];
+      expect(ms1 > ms0 || (ms1 === ms0 && seq1 > seq0)).toBe(true);
+    }
+    // The stream is capped (MAXLEN ~ 10 here): at least the newest 10 are there, in call order.
+    const entries = await raw.xrevrange('layout:audit', '+', '-', 'COUNT', 10);
+    expect(entries.map(([id]) => id).reverse()).toEqual(ids.slice(-10));
+    expect(entries.map(([, fields]) => JSON.parse(fields[1]!).n).reverse()).toEqual(Array.from({ length: 10 }, (_, n) => 290 + n));
   });
 
   test('bad data at documented keys: ignored exemption, wrong Redis type, garbled first-seen and kill switch', async () => {

@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { RedisDeviceStore } from '../../src/store/redis-store';
+import { RedisDeviceStore } from '../../src/store/redis/store';
 import { findProgram, freePort, waitForPort } from '../harness/ports';
 import { cleanupRedis, startRedis, type RedisServer } from '../harness/redis';
 import { record } from './store-contract';

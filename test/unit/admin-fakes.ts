@@ -3,13 +3,19 @@
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import { createLogger } from '../../src/core/log';
-import { AdminError, startAdminServer, type AdminServer, type AdminServices } from '../../src/admin/http';
+import { AdminError } from '../../src/admin/errors';
+import { startAdminServer, type AdminServer } from '../../src/admin/server';
+import type { AdminServices } from '../../src/admin/services';
 import { createMetrics } from '../../src/admin/metrics';
+import { ROLES, hashToken, principalFor } from '../../src/admin/roles';
 import { MemoryDeviceStore } from '../../src/store/memory-store';
-import { KILL_SWITCH_FLAG, type DeviceRecord, type DeviceReport } from '../../src/store/device-store';
+import type { DeviceRecord, DeviceReport } from '../../src/store/device-store';
+import { readKillSwitch, setKillSwitch } from '../../src/policy/brake';
 import type { Decision } from '../../src/policy/decision';
 
 export const TOKEN = 'test-admin-token-0123456789';
+/** One hashed token per role (admin.accessTokens), for the role tests. */
+export const ROLE_TOKENS = ROLES.map((role) => ({ name: `${role}-token`, role, token: `test-role-${role}-0123456789` }));
 export const TIKTOK = 'com.zhiliaoapp.musically';
 
 export function report(overrides: Partial<DeviceReport> = {}): DeviceReport {
@@ -85,14 +91,14 @@ export function fakeServices(overrides: Partial<AdminServices> = {}): Fake {
   const log = createLogger({ silent: true, level: 'debug', transports: [new winston.transports.Stream({ stream: sink })] });
   const calls: Fake['calls'] = { killSwitch: [], simulate: [], verified: [] };
   const services: AdminServices = {
-    tokens: () => [TOKEN, 'second-token'],
+    principalFor: (token) => principalFor(token, ROLE_TOKENS.map(({ name, role, token: t }) => ({ name, role, sha256: hashToken(t) })), [TOKEN, 'second-token']),
     store,
     ready: async () => ({ ready: true, checks: { config: 'ok', store: 'ok' } }),
     verifyReport: async (jws) => {
       calls.verified.push(jws);
       const [, payload, signature] = jws.split('.');
       if (signature !== 'good') {
-        return { ok: false, status: 400, code: 'REPORT_BAD_SIGNATURE', message: 'the signature does not verify with key mdm-key-1' };
+        return { ok: false, status: 401, code: 'BAD_SIGNATURE', message: 'the signature does not verify with key mdm-key-1' };
       }
       return { ok: true, record: record(JSON.parse(Buffer.from(payload, 'base64url').toString()) as DeviceReport) };
     },
@@ -109,13 +115,14 @@ export function fakeServices(overrides: Partial<AdminServices> = {}): Fake {
     },
     simulate: async (yaml) => {
       calls.simulate.push(yaml);
-      if (yaml?.includes('broken')) throw new AdminError(400, 'POLICY_INVALID', 'policy.yaml:1: checks: expected a list');
+      if (yaml?.includes('broken')) throw new AdminError('POLICY_INVALID', 'policy.yaml:1: checks: expected a list');
       return { candidate: yaml === null ? 'current' : 'given', newlyDenied: [] };
     },
-    setKillSwitch: async (on) => {
+    setKillSwitch: async (on, change) => {
       calls.killSwitch.push(on);
-      await store.setFlag(KILL_SWITCH_FLAG, on ? '1' : null);
+      await setKillSwitch(store, on, change);
     },
+    killSwitch: () => readKillSwitch(store),
     metrics: createMetrics({ processMetrics: false }),
     log,
     ...overrides,

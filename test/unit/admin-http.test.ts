@@ -3,9 +3,10 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { AdminError } from '../../src/admin/http';
+import { AdminError } from '../../src/admin/errors';
 import { StoreUnavailableError, type AuditEntry, type ChangeEvent } from '../../src/store/device-store';
-import { TIKTOK, TOKEN, fakeJws, record, report, startFakeAdmin } from './admin-fakes';
+import { principalFor } from '../../src/admin/roles';
+import { ROLE_TOKENS, TIKTOK, TOKEN, fakeJws, record, report, startFakeAdmin } from './admin-fakes';
 
 type Admin = Awaited<ReturnType<typeof startFakeAdmin>>;
 let admin: Admin;
@@ -21,7 +22,7 @@ afterEach(async () => {
 interface Answer {
   status: number;
   headers: Headers;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON of many shapes
+  body: any; // JSON of many shapes
   text: string;
 }
 
@@ -71,6 +72,7 @@ describe('probes and auth', () => {
       ['GET', '/v1/devices'],
       ['POST', '/v1/reports'],
       ['PUT', '/v1/kill-switch'],
+      ['GET', '/v1/kill-switch'],
       ['GET', '/v1/audit'],
     ]) {
       const missing = await call(method, path, { token: null });
@@ -85,22 +87,22 @@ describe('probes and auth', () => {
 
   test('any configured token works; the tokens are read per request (reload)', async () => {
     expect((await call('GET', '/v1/devices', { token: 'second-token' })).status).toBe(200);
-    admin.services.tokens = () => ['rotated'];
+    admin.services.principalFor = (t) => principalFor(t, [], ['rotated']);
     expect((await call('GET', '/v1/devices')).status).toBe(401);
     expect((await call('GET', '/v1/devices', { token: 'rotated' })).status).toBe(200);
   });
 
   test('no configured tokens (or only empty ones) refuses everything', async () => {
-    admin.services.tokens = () => [''];
+    admin.services.principalFor = (t) => principalFor(t, [], ['']);
     expect((await call('GET', '/v1/devices', { token: '' })).status).toBe(401);
-    admin.services.tokens = () => [];
+    admin.services.principalFor = (t) => principalFor(t, [], []);
     expect((await call('GET', '/v1/devices')).status).toBe(401);
   });
 
   test('the token is compared in constant time against every configured token, even after a match', async () => {
     const spy = jest.spyOn(crypto, 'timingSafeEqual');
-    expect((await call('GET', '/v1/exemptions')).status).toBe(200); // TOKEN is the first of two
-    expect(spy).toHaveBeenCalledTimes(2);
+    expect((await call('GET', '/v1/exemptions')).status).toBe(200); // TOKEN is the first plain token
+    expect(spy).toHaveBeenCalledTimes(ROLE_TOKENS.length + 2); // the hashed role tokens and the two plain ones
     for (const [a, b] of spy.mock.calls) expect((a as Buffer).length).toBe((b as Buffer).length);
   });
 
@@ -133,12 +135,12 @@ describe('POST /v1/reports', () => {
     expect(lookup.state === 'found' && lookup.record.osVersion).toBe('18.0');
   });
 
-  test("a verifier failure answers with the verifier's status and code, and writes nothing", async () => {
+  test("a verifier failure answers with the verifier's code and its status, and writes nothing", async () => {
     const events: ChangeEvent[] = [];
     await admin.store.subscribe((e) => events.push(e));
     const answer = await postReport(fakeJws(report(), 'forged'));
-    expect(answer.body).toEqual({ error: { code: 'REPORT_BAD_SIGNATURE', message: expect.stringContaining('signature') } });
-    expect(answer.status).toBe(400);
+    expect(answer.body).toEqual({ error: { code: 'BAD_SIGNATURE', message: expect.stringContaining('signature') } });
+    expect(answer.status).toBe(401);
     expect(await admin.store.listDevices()).toEqual([]);
     expect(await admin.store.readAudit('0', 10)).toEqual([]);
     expect(events).toEqual([]);
@@ -250,6 +252,8 @@ describe('devices', () => {
 
 describe('app passwords', () => {
   test('POST issues one (201) and audits it without the password; DELETE removes them', async () => {
+    expectError(await json('POST', '/v1/devices/dev-9/app-passwords', { user: 'alice@example.com' }), 409, 'DEVICE_NOT_REPORTED');
+    await admin.store.putDevice(record(report({ deviceId: 'dev-9' })), 3600);
     const issued = await json('POST', '/v1/devices/dev-9/app-passwords', { user: 'alice@example.com' });
     expect(issued).toMatchObject({ status: 201, body: { password: 'cred-dev-9.s3cret-app-password', credentialId: 'cred-dev-9', deviceId: 'dev-9' } });
     expect(issued.headers.get('cache-control')).toBe('no-store');
@@ -279,7 +283,8 @@ describe('app passwords', () => {
     admin.services.issueAppPassword = async () => {
       throw Object.assign(new Error('user: control characters are not allowed'), { code: 'INVALID_IDENTIFIER' });
     };
-    const answer = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'a\u0001b' });
+    // force: past the stored-report rule, to the identifier check of issuance.
+    const answer = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'a\u0001b', force: true });
     expectError(answer, 400, 'INVALID_IDENTIFIER');
     expect(answer.body.error.message).toContain('control characters');
   });
@@ -385,6 +390,40 @@ describe('simulate, kill switch, metrics', () => {
     expect(JSON.stringify(await admin.store.readAudit('0', 10))).toContain('"msg":"admin","operation":"kill-switch"');
   });
 
+  test('GET /v1/kill-switch answers the state: on/off, since, by whom, note', async () => {
+    expect(await call('GET', '/v1/kill-switch')).toMatchObject({ status: 200, body: { on: false, since: null, by: null, note: null } });
+    const put = await json('PUT', '/v1/kill-switch', { on: true, by: 'cli:alice', note: 'policy v42 denies every iPad' });
+    expect(put).toMatchObject({ status: 200, body: { on: true, by: 'cli:alice', note: 'policy v42 denies every iPad' } });
+    const { body } = await call('GET', '/v1/kill-switch');
+    expect(body).toEqual({ on: true, since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), by: 'cli:alice', note: 'policy v42 denies every iPad' });
+    // Switched on again by someone else: still on since the first time, by the first person.
+    await json('PUT', '/v1/kill-switch', { on: true, by: 'cli:bob' });
+    expect((await call('GET', '/v1/kill-switch')).body).toMatchObject({ since: body.since, by: 'cli:alice' });
+    expect((await json('PUT', '/v1/kill-switch', { on: false })).body).toMatchObject({ on: false, by: 'admin.tokens[0]', note: null });
+    expectError(await json('PUT', '/v1/kill-switch', { on: true, note: 'x'.repeat(501) }), 400, 'BAD_REQUEST');
+    expectError(await json('PUT', '/v1/kill-switch', { on: true, by: 7 }), 400, 'BAD_REQUEST');
+    expect((await call('GET', '/v1/kill-switch')).body).toMatchObject({ on: false });
+    expect(JSON.stringify(await admin.store.readAudit('0', 10))).toContain('"on":true,"by":"cli:alice","note":"policy v42 denies every iPad"');
+  });
+
+  test('the kill switch set outside mailwarden (redis-cli SET mw:flag:kill-switch 1) reads as on, since unknown', async () => {
+    await admin.store.setFlag('kill-switch', '1');
+    expect((await call('GET', '/v1/kill-switch')).body).toEqual({ on: true, since: null, by: null, note: null });
+  });
+
+  test('/metrics: mailwarden_kill_switch_enabled follows the state; NaN when it cannot be read', async () => {
+    let on: boolean | Error = true;
+    admin.services.metrics.readFrom({ killSwitch: async () => {
+      if (on instanceof Error) throw on;
+      return on;
+    } });
+    expect((await call('GET', '/metrics')).text).toMatch(/^mailwarden_kill_switch_enabled 1$/m);
+    on = false;
+    expect((await call('GET', '/metrics')).text).toMatch(/^mailwarden_kill_switch_enabled 0$/m);
+    on = new Error('store down');
+    expect((await call('GET', '/metrics')).text).toMatch(/^mailwarden_kill_switch_enabled nan$/im);
+  });
+
   test('/metrics serves the Prometheus text of every counter', async () => {
     const m = admin.services.metrics;
     m.onLogin('imap', 'deny');
@@ -403,12 +442,12 @@ describe('simulate, kill switch, metrics', () => {
     expect((await call('GET', '/healthz')).status).toBe(200);
   });
 
-  test('AdminError thrown by a service keeps its status, code and headers', async () => {
+  test('AdminError thrown by a service keeps its code, the status the registry gives it, and headers', async () => {
     admin.services.setKillSwitch = async () => {
-      throw new AdminError(409, 'BUSY', 'try again', { 'retry-after': '1' });
+      throw new AdminError('DEVICE_USER_MISMATCH', 'try again', { 'retry-after': '1' });
     };
     const answer = await json('PUT', '/v1/kill-switch', { on: true });
-    expectError(answer, 409, 'BUSY');
+    expectError(answer, 409, 'DEVICE_USER_MISMATCH');
     expect(answer.headers.get('retry-after')).toBe('1');
   });
 });

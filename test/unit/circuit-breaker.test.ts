@@ -25,10 +25,13 @@ test('trips and closes are announced once each, and shown as a metric', async ()
   const changes: string[] = [];
   breakers.onChange((c) => changes.push(`${c.service} ${c.upstream} ${c.tripped ? 'tripped' : 'closed'}`));
   breakers.onChange((c) => metrics.onBreakerChange(c));
+  metrics.readFrom({ breakers: () => breakers.states() });
   breakers.onChange(() => {
     throw new Error('a broken listener changes nothing');
   });
   const breaker = breakers.get('imap', '127.0.0.1:143', { failures: 2, resetMs: 1000 });
+  // Known before it ever trips: the gauge shows every address in use, at 0.
+  expect(await metrics.text()).toMatch(/^mailwarden_upstream_breaker_open\{service="imap",upstream="127.0.0.1:143"\} 0$/m);
   breaker.failure();
   expect(changes).toEqual([]);
   breaker.failure();

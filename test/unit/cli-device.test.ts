@@ -1,4 +1,4 @@
-// `mailwarden device …`, `kill-switch` and `audit tail` against a real admin listener in-process
+// `mailwarden device …`, `kill-switch` (on, off, status) and `audit tail` against a real admin listener in-process
 // (fake services, in-memory store), through the CLI's own entry points.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -44,6 +44,8 @@ describe('device show', () => {
     expect(text).toMatch(/exemption: device iphone-7 from checks min-os-version until .*"ticket 42" \(by cli:/);
     expect(text).toContain('decision now (imap login): DENY BANNED_APP by check banned-apps, policy v-test');
     expect(text).toContain('user sees: Remove TikTok to sync company mail (ref REF-1234).');
+    // The dry run's fresh reference id is labelled, so nobody takes it for the one the user quotes.
+    expect(text).toContain("(REF-1234 is a preview id from this dry run; find the user's own with: mailwarden audit search --ref MW-…)");
     expect(text).toMatch(/^banned-apps +banned-apps +enforce +fail +BANNED_APP +banned app installed: com\.zhiliaoapp\.musically$/m);
     expect(text).toMatch(/^require-device +require-device +enforce +pass$/m);
   });
@@ -84,7 +86,7 @@ describe('device report', () => {
     const code = await main(['node', 'mailwarden', 'device', 'report', file, '--config', configFile]);
     expect(code).not.toBe(0);
     expect(stderr.join('')).toBe(
-      'mailwarden: report rejected: the signature does not verify with key mdm-key-1 (400 REPORT_BAD_SIGNATURE)\n',
+      'mailwarden: report rejected: the signature does not verify with key mdm-key-1 (401 BAD_SIGNATURE)\n',
     );
     expect(await admin.store.listDevices()).toEqual([]);
     await expect(run('device', 'report', path.join(dir, 'missing.jws'))).rejects.toThrow(/cannot read .*missing\.jws: no such file/);
@@ -92,7 +94,9 @@ describe('device report', () => {
 });
 
 test('device enroll prints the app password once; unenroll removes it', async () => {
-  await run('device', 'enroll', 'dev-3', '--user', 'alice@example.com');
+  // dev-3 was never reported: refused, unless --force (the test's token is an admin).
+  await expect(run('device', 'enroll', 'dev-3', '--user', 'alice@example.com')).rejects.toThrow(/DEVICE_NOT_REPORTED/);
+  await run('device', 'enroll', 'dev-3', '--user', 'alice@example.com', '--force');
   expect(out()).toContain('App password for alice@example.com on device dev-3 (credential cred-dev-3):');
   expect(out().match(/cred-dev-3\.s3cret-app-password/g)).toHaveLength(1);
   expect(await admin.store.getAppPassword('cred-dev-3')).not.toBeNull();
@@ -131,13 +135,25 @@ test('kill-switch on|off is a top-level command', async () => {
   expect(admin.calls.killSwitch).toEqual([true]);
   await run('kill-switch', 'off');
   expect(admin.calls.killSwitch).toEqual([true, false]);
-  await expect(run('kill-switch', 'maybe')).rejects.toThrow(/Allowed choices are on, off/);
+  await expect(run('kill-switch', 'maybe')).rejects.toThrow(/Allowed choices are on, off, status/);
+});
+
+test('kill-switch status says on/off, since when, by whom and the note; --json the API answer', async () => {
+  await run('kill-switch', 'status');
+  expect(out()).toBe('kill switch off: the policy is enforced as configured\n');
+  await run('kill-switch', 'on', '--note', 'v42 denies every iPad');
+  stdout.length = 0;
+  await run('kill-switch', 'status');
+  expect(out()).toMatch(/^kill switch ON: every check is in report mode on every instance \(since \d{4}-\d\d-\d\dT\S+Z by cli(:\S+)?: "v42 denies every iPad"\)\n$/);
+  stdout.length = 0;
+  await run('kill-switch', 'status', '--json');
+  expect(JSON.parse(out())).toMatchObject({ on: true, note: 'v42 denies every iPad', by: expect.stringMatching(/^cli/) });
 });
 
 describe('audit tail', () => {
   test('prints the newest N events as JSON lines', async () => {
     for (let i = 1; i <= 5; i++) await admin.store.appendAudit({ n: i });
-    await run('audit', 'tail', '--count', '2');
+    await run('audit', 'tail', '--count', '2', '--json');
     const lines = out().trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.n)).toEqual([4, 5]);
     expect(lines[0].id).toEqual(expect.any(String));
@@ -145,7 +161,7 @@ describe('audit tail', () => {
 
   test('--follow prints new events until Ctrl-C', async () => {
     await admin.store.appendAudit({ n: 1 });
-    const following = run('audit', 'tail', '--follow', '--interval', '20');
+    const following = run('audit', 'tail', '--follow', '--interval', '20', '--json');
     await waitFor(() => out().includes('"n":1'));
     await admin.store.appendAudit({ n: 2 });
     await waitFor(() => out().includes('"n":2'));
@@ -153,6 +169,27 @@ describe('audit tail', () => {
     await following;
     expect(out().trim().split('\n').map((l) => JSON.parse(l).n)).toEqual([1, 2]);
     expect(process.listenerCount('SIGINT')).toBe(0);
+  });
+});
+
+describe('audit search and the column view', () => {
+  test('--ref finds the event of the reference id a user quotes, in columns', async () => {
+    await admin.store.appendAudit({ msg: 'decision', at: '2026-12-03T08:00:00.000Z', action: 'allow', reasonCode: 'OK', protocol: 'imap', user: 'bob@example.com', deviceId: 'd2', refId: 'MW-AAAA1111' });
+    await admin.store.appendAudit({ msg: 'decision', at: '2026-12-03T08:01:00.000Z', action: 'deny', reasonCode: 'BANNED_APP', protocol: 'smtp', user: 'alice@example.com', deviceId: 'd1', refId: 'MW-BBBB2222' });
+    await run('audit', 'search', '--ref', 'mw-bbbb2222');
+    expect(out().trim().split('\n')).toEqual([
+      'TIME                  EVENT            PROTO  USER               DEVICE  REF',
+      '2026-12-03 08:01:00Z  DENY BANNED_APP  smtp   alice@example.com  d1      MW-BBBB2222',
+    ]);
+    stdout.length = 0;
+    await run('audit', 'search', '--user', 'bob@example.com', '--json');
+    expect(JSON.parse(out()).refId).toBe('MW-AAAA1111');
+  });
+
+  test('audit tail without --json is a column view', async () => {
+    await admin.store.appendAudit({ msg: 'admin', at: '2026-12-03T09:00:00.000Z', operation: 'kill-switch' });
+    await run('audit', 'tail');
+    expect(out()).toMatch(/^TIME +EVENT +PROTO +USER +DEVICE +REF\n2026-12-03 09:00:00Z +admin kill-switch\n$/);
   });
 });
 

@@ -35,9 +35,9 @@ describe.each(cases)('bad configuration %s', (name) => {
     expect(actual).toBe(fs.readFileSync(expectedFile, 'utf8').trimEnd());
   });
 
-  test('config check prints the same lines to stderr and exits 1', async () => {
+  test('config check prints the same lines to stderr and exits 78 (EX_CONFIG)', async () => {
     const result = await runConfigCli(['config', 'check', '--config', path.join(dir, 'mailwarden.yaml')]);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(78);
     expect(result.stdout).toBe('');
     expect(normalise(result.stderr, dir)).toBe(fs.readFileSync(expectedFile, 'utf8').trimEnd());
   });

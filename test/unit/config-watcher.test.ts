@@ -24,8 +24,15 @@ async function until(condition: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
-async function start(files: string[]): Promise<void> {
-  watcher = watchConfig(files, () => calls++, { debounceMs: DEBOUNCE_MS, onError: (err) => { throw err; } });
+/** Read at each signal: what the runtime would load. */
+let signalled: string[] = [];
+
+async function start(files: string[], settleMs = 100): Promise<void> {
+  const onChange = () => {
+    calls++;
+    signalled.push(fs.existsSync(files[0]!) ? fs.readFileSync(files[0]!, 'utf8') : '(missing)');
+  };
+  watcher = watchConfig(files, onChange, { debounceMs: DEBOUNCE_MS, settleMs, onError: (err) => { throw err; } });
   await watcher.ready;
 }
 
@@ -34,6 +41,7 @@ beforeEach(() => {
   file = path.join(dir, 'policy.yaml');
   fs.writeFileSync(file, 'checks: []\n');
   calls = 0;
+  signalled = [];
 });
 afterEach(() => {
   watcher?.close();
@@ -57,6 +65,32 @@ test('an editor-style rename-replace gives exactly one debounced callback', asyn
   await until(() => calls > 1);
   await sleep(SETTLE_MS);
   expect(calls).toBe(2);
+});
+
+test('a file rewritten in place in two chunks 0.6 s apart is signalled once, after the second chunk', async () => {
+  await start([file], 1000);
+  const first = 'checks:\n  - plugin: require-device\n';
+  const second = '  - plugin: banned-apps\n';
+  const fd = fs.openSync(file, 'r+');
+  fs.ftruncateSync(fd, 0);
+  fs.writeSync(fd, first, 0);
+  await sleep(600);
+  fs.writeSync(fd, second, Buffer.byteLength(first));
+  fs.closeSync(fd);
+  await until(() => calls > 0);
+  await sleep(SETTLE_MS);
+  expect(signalled).toEqual([first + second]);
+});
+
+test('a file that keeps changing is not signalled until it stops', async () => {
+  await start([file], 300);
+  for (let i = 0; i < 8; i++) {
+    fs.appendFileSync(file, `# line ${i}\n`);
+    await sleep(150);
+  }
+  expect(calls).toBe(0);
+  await until(() => calls > 0);
+  expect(signalled).toEqual([fs.readFileSync(file, 'utf8')]);
 });
 
 test('unrelated files and unchanged content signal nothing', async () => {

@@ -52,7 +52,9 @@ describe('the example configuration', () => {
       auditMaxLen: 100000,
       cache: { maxEntries: 50000, maxAgeMs: 30000 },
       outageLastKnownMaxSeconds: 300,
+      auditBufferMax: 10000,
     });
+    expect(config.loginThrottle).toEqual({ enabled: true, baseDelayMs: 2000, maxDelayMs: 15000, windowSeconds: 900, knownAddressDays: 30 });
     expect(config.reports).toMatchObject({ algorithms: ['ES256', 'EdDSA'], maxAgeSeconds: 86400, maxSkewSeconds: 300, maxBodyBytes: 65536 });
     expect(config.reports.jwksFile).toBeUndefined(); // no reporter keys until ops configure them
     expect(config.imap).toMatchObject({
@@ -74,7 +76,7 @@ describe('the example configuration', () => {
     expect(config.smtp?.upstream.xclient).toBe(false);
     expect(config.identity.sources).toEqual([{ type: 'app-password' }, { type: 'asserted', separator: '+' }]);
     expect(config.groups).toEqual({ 'alice@example.com': ['pilot'] });
-    expect(config.logging).toEqual({ level: 'info', format: 'json' });
+    expect(config.logging).toEqual({ level: 'info', format: 'auto' });
     expect(config.alerts).toEqual({ timeoutMs: 3000 });
 
     expect(policy.file).toBe(EXAMPLE_POLICY);
@@ -132,7 +134,7 @@ describe('mailwarden config check', () => {
   test('--policy checks a candidate policy against the configuration', async () => {
     const candidate = write('candidate.yaml', 'checks:\n  - plugin: require-device\n    mode: enforced\n');
     const { code, stdout, stderr } = await runConfigCli(['config', 'check', '--config', EXAMPLE_CONFIG, '--policy', candidate]);
-    expect(code).toBe(1);
+    expect(code).toBe(78);
     expect(stdout).toBe('');
     expect(stderr).toBe(`${displayPath(candidate)}:3: checks[0].mode: must be one of off, report, warn, enforce (got "enforced")\n`);
   });
@@ -149,11 +151,12 @@ describe('defaults and paths', () => {
     expect(config.identity.sources).toEqual([]);
     expect(config.groups).toEqual({});
     expect(config.logging.level).toBe('debug');
+    expect(config.workers).toBe(1);
     expect(policy).toMatchObject({
       reportOnly: false,
       helpdesk: 'your IT helpdesk',
       unidentified: { action: 'deny' },
-      blastRadius: { maxNewlyDeniedPercent: 20, maxNewlyDeniedCount: 500 },
+      blastRadius: { maxNewlyDeniedPercent: 20, maxNewlyDeniedCount: 500, minNewlyDeniedCount: 0, inForceWindowHours: 24 },
       brake: { enabled: true, windowSeconds: 300, minLogins: 50, maxDeniedPercent: 30 },
     });
     expect(policy.unidentified.message).toMatch(/^This mail app is not enrolled.*Ref \{refId\}\.$/);
@@ -252,6 +255,18 @@ describe('errors', () => {
     expect(error.issues).toEqual([{ file, line: 3, keyPath: 'store.type', message: 'must be one of memory, redis (got "redsi")' }]);
   });
 
+  test('workers: more than one needs the Redis store, a wrong value names the key', async () => {
+    const redis = 'store: { type: redis, redis: { mode: standalone, host: 127.0.0.1 } }\n';
+    expect((await loadConfigFile(write('b.yaml', `workers: 2\n${redis}`))).workers).toBe(2);
+    const memory = write('c.yaml', 'instanceName: a\nworkers: 2\n');
+    expect((await failure(loadConfigFile(memory))).issues).toEqual([
+      { file: memory, line: 2, keyPath: 'workers', message: 'more than one worker needs store.type redis (the embedded store lives inside one process)' },
+    ]);
+    const zero = write('d.yaml', `workers: 0\n${redis}`);
+    const issues = (await failure(loadConfigFile(zero))).issues;
+    expect(issues).toEqual([{ file: zero, line: 1, keyPath: 'workers', message: expect.stringMatching(/^must be >= 1/) }]);
+  });
+
   test('secret values are never echoed back', async () => {
     write('policy.yaml', MIN_POLICY);
     const file = write(
@@ -262,6 +277,33 @@ describe('errors', () => {
     const error = await failure(loadAll(file));
     expect(error.issues.map((i) => i.keyPath)).toEqual(['imap.upstream.masterPassword', 'admin.tokens[1]', 'admin.tokens']);
     expect(error.message).not.toMatch(/987654321|424242|s3cr3t/);
+  });
+
+  test('hook secrets from a file or an environment variable: read at load, or an issue at the key', async () => {
+    write('policy.yaml', MIN_POLICY);
+    write('nginx.secret', 'from-the-file\n');
+    const hooks = (nginxSecret: string, dovecotKey: string, dovecotEnabled = true) =>
+      'hooks:\n' +
+      `  nginx: { listen: { host: h, port: 1 }, secret: ${nginxSecret}, backends: {} }\n` +
+      `  dovecot: { enabled: ${dovecotEnabled}, listen: { host: h, port: 2 }, apiKey: ${dovecotKey} }\n`;
+    process.env.MW_TEST_DOVECOT_KEY = 'from-the-environment';
+    try {
+      const { config } = await loadAll(write('mailwarden.yaml', hooks('{ file: nginx.secret }', '{ env: MW_TEST_DOVECOT_KEY }')));
+      expect([config.hooks.nginx?.secret, config.hooks.dovecot?.apiKey]).toEqual(['from-the-file', 'from-the-environment']);
+    } finally {
+      delete process.env.MW_TEST_DOVECOT_KEY;
+    }
+    const file = write('mailwarden.yaml', hooks('{ file: absent.secret }', '{ env: MW_TEST_DOVECOT_KEY }'));
+    const error = await failure(loadAll(file));
+    expect(error.issues).toEqual([
+      { file, line: 2, keyPath: 'hooks.nginx.secret', message: `cannot read ${path.join(dir, 'absent.secret')} (ENOENT)` },
+      { file, line: 3, keyPath: 'hooks.dovecot.apiKey', message: 'environment variable MW_TEST_DOVECOT_KEY is not set' },
+    ]);
+    // A disabled hook may name a variable that is not set (the example configuration does).
+    const disabled = await loadAll(write('mailwarden.yaml', hooks('inline-secret', '{ env: MW_TEST_DOVECOT_KEY }', false)));
+    expect(disabled.config.hooks.dovecot?.enabled).toBe(false);
+    const both = await failure(loadAll(write('mailwarden.yaml', hooks('{ file: a, env: B }', 'k'))));
+    expect(both.issues.map((i) => [i.keyPath, i.message])).toEqual([['hooks.nginx.secret', 'set one of file: or env:, not both']]);
   });
 
   test('a config that cannot be read is one issue without a line, and the policy is not guessed', async () => {

@@ -4,7 +4,7 @@
 import { HttpClient } from '../../src/connectors/http';
 import { intuneConnector } from '../../src/connectors/intune';
 import { clientCredentialsToken } from '../../src/connectors/tokens';
-import { MemoryConnectorState } from '../../src/connectors/state-port';
+import { MemoryConnectorState } from '../../src/store/memory-connector-state';
 import { SyncEngine, formatSyncReport, type SyncSettings } from '../../src/connectors/sync';
 import type { DeviceLookup, DeviceRecord } from '../../src/store/device-store';
 import { silentLogger } from '../../src/core/log';

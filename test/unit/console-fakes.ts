@@ -52,7 +52,7 @@ export async function startConsoleRig(config: Partial<ConsoleConfig> = {}): Prom
   const store = new MemoryDeviceStore();
   const calls = { killSwitch: [] as boolean[], ended: [] as string[] };
   let kill = false;
-  const consoleConfig: ConsoleConfig = { enabled: true, sessionMinutes: 60, auditScanEntries: 1000, selfService: true, ...config };
+  const consoleConfig: ConsoleConfig = { enabled: true, sessionMinutes: 60, secureCookies: 'auto', auditScanEntries: 1000, selfService: true, ...config };
   const services: ConsoleServices = {
     log: silentLogger(),
     config: () => consoleConfig,
@@ -75,7 +75,7 @@ export async function startConsoleRig(config: Partial<ConsoleConfig> = {}): Prom
     reevaluate: async () => undefined,
     policy: () => ({ version: 'v1', file: 'policy.yaml', reportOnly: false, helpdesk: 'the helpdesk', checks: [{ id: 'no-tiktok', plugin: 'banned-apps', mode: 'enforce', action: 'deny', graceHours: 0 }], brakeReportOnly: [] }),
     killSwitch: async () => kill,
-    setKillSwitch: async (on) => void (calls.killSwitch.push(on), (kill = on)),
+    setKillSwitch: async (on, _by) => void (calls.killSwitch.push(on), (kill = on)),
     simulate: async (yaml) => {
       if (yaml.includes('broken')) throw new CandidateInvalidError(['candidate.yaml:3: checks[0].mode: must be one of off, report, warn, enforce (got "enforced")']);
       const row = { key: 'all', deniedNow: 0, deniedCandidate: 1, newlyDenied: 1, newlyAllowed: 0 };

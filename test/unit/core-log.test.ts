@@ -74,3 +74,14 @@ it('textLine JSON-encodes objects and arrays', () => {
     't INFO  m  imap=["127.0.0.1:1143"] store={"kind":"memory"}',
   );
 });
+
+describe('logging.format: auto', () => {
+  it('is text on a terminal and JSON otherwise (systemd, Docker, a pipe); text and json are taken as given', () => {
+    const { consoleFormat } = jest.requireActual<typeof import('../../src/core/log')>('../../src/core/log');
+    expect(consoleFormat('auto', true)).toBe('text');
+    expect(consoleFormat('auto', false)).toBe('json');
+    expect(consoleFormat('json', true)).toBe('json');
+    expect(consoleFormat('text', false)).toBe('text');
+    expect(consoleFormat(undefined, true)).toBe('json');
+  });
+});

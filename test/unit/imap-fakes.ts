@@ -2,9 +2,9 @@
 // scripted upstream IMAP server, and a raw line-oriented test client.
 import net from 'node:net';
 import type { ImapConfig, MailwardenConfig, ProtocolListener } from '../../src/core/config-types';
-import type { Gate } from '../../src/core/gate';
+import type { Gate } from '../../src/app/gate';
 import { silentLogger } from '../../src/core/log';
-import { SessionRegistry } from '../../src/core/sessions';
+import { SessionRegistry } from '../../src/app/sessions';
 import { createAdmit } from '../../src/admission/admit';
 import type { CredentialContext, IdentityResult } from '../../src/identity/types';
 import type { PolicyConfig } from '../../src/core/config-types';
@@ -80,7 +80,8 @@ export function fakeGate(options: { oauth?: boolean } = {}): FakeGate {
     metrics: {
       onLogin: (_p, result) => void counted.push(`onLogin:${result}`),
       sessionDelta: (_p, delta) => void counted.push(`sessionDelta:${delta}`),
-      onUpstreamError: () => void counted.push('onUpstreamError'),
+      onUpstreamError: (_p, reason) => void counted.push(`onUpstreamError:${reason}`),
+      onUpstreamLogin: (_p, result) => void counted.push(`onUpstreamLogin:${result}`),
     },
     log: silentLogger(),
     sessions,
@@ -123,6 +124,9 @@ export function imapConfig(upstreamPort: number, overrides: Partial<ImapConfig> 
     maxLineBytes: 8192,
     maxLiteralBytes: 1024,
     maxBadCommands: 3,
+    idleTimeoutMs: 31 * 60_000,
+    maxConnections: 4000,
+    maxConnectionsPerAddress: 100,
     preAuthTimeoutMs: 5000,
     drainMs: 500,
     ...overrides,

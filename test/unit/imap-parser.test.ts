@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { CommandReader, parseCommand, type ReaderEvent } from '../../src/imap/parser';
 import { parseProxyHeader, trustedProxies, isTrusted } from '../../src/imap/proxy-protocol';
-import { filterCapabilities, literalAt } from '../../src/imap/relay';
+import { filterCapabilities, literalAt } from '../../src/imap/framing';
 import { CircuitBreaker } from '../../src/core/circuit-breaker';
 
 const limits = { maxLineBytes: 100, maxLiteralBytes: 50 };

@@ -2,7 +2,8 @@
 // split across reads, and BYE injected only at response boundaries.
 import net from 'node:net';
 import fc from 'fast-check';
-import { Relay, UpstreamReads } from '../../src/imap/relay';
+import { Relay } from '../../src/imap/relay';
+import { UpstreamReads } from '../../src/imap/read-buffer';
 
 interface Pair {
   /** The test's end of the client leg (what a mail client would hold). */

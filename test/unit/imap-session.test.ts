@@ -1,7 +1,7 @@
 // The IMAP front end against a fake Gate and a scripted upstream: pre-auth commands, limits,
 // decision → reply mapping, upstream login, relay filtering, revocation and shutdown.
 import net from 'node:net';
-import type { ProtocolService } from '../../src/core/gate';
+import type { ProtocolService } from '../../src/app/gate';
 import { startImapService } from '../../src/imap/service';
 import { decision, fakeGate, imapConfig, RawClient, startFakeUpstream, type FakeGate, type FakeUpstream } from './imap-fakes';
 
@@ -293,14 +293,18 @@ describe('upstream and relay', () => {
     expect(upstream.received.some((l) => l.includes('UNAUTHENTICATE'))).toBe(false);
   });
 
-  test('upstream refuses the connection: every login gets NO [UNAVAILABLE] and counts an upstream error', async () => {
+  test('upstream refuses the connection: every login gets NO [UNAVAILABLE] and counts an upstream error by reason', async () => {
     await upstream.close();
     const c = await connect();
     for (const t of ['b1', 'b2', 'b3', 'b4']) {
       c.write(`${t} LOGIN alice@example.com+dev-1 alice-pw\r\n`);
       await c.waitFor(new RegExp(`${t} NO \\[UNAVAILABLE\\]`));
     }
-    expect(gate.counted.filter((m) => m === 'onUpstreamError')).toHaveLength(4);
+    const errors = gate.counted.filter((m) => m.startsWith('onUpstreamError'));
+    expect(errors).toHaveLength(4);
+    // Refused connects until the breaker trips, then refusals without a try.
+    expect(new Set(errors)).toEqual(new Set(['onUpstreamError:connect', 'onUpstreamError:breaker-open']));
+    expect(gate.counted.filter((m) => m === 'onUpstreamLogin:error').length).toBe(errors.filter((m) => m.endsWith(':connect')).length);
   });
 
   test('upstream accepts but never greets: NO [UNAVAILABLE] at the connect timeout, then the breaker fails at once', async () => {
@@ -349,7 +353,7 @@ describe('upstream and relay', () => {
     await c.waitClosed();
     for (let i = 0; i < 20 && gate.sessions.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(gate.sessions.size).toBe(0);
-    expect(gate.counted).toEqual(['onLogin:allow', 'sessionDelta:1', 'sessionDelta:-1']);
+    expect(gate.counted).toEqual(['onUpstreamLogin:ok', 'onLogin:allow', 'sessionDelta:1', 'sessionDelta:-1']);
   });
 });
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { registerPolicyCommands, runSimulate } from '../../src/cli/policy';
 import { freePort, tempDir } from '../harness/ports';
-import { startRuntime } from '../../src/core/runtime';
+import { startRuntime } from '../../src/app/runtime';
 import { silentLogger } from '../../src/core/log';
 
 const CONFIG = path.resolve(__dirname, '../../config/mailwarden.yaml');

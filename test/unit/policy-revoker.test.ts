@@ -2,7 +2,8 @@
 // tempfail (store down) keeps it, and many sessions are re-decided with bounded concurrency.
 import { Revoker } from '../../src/policy/revoker';
 import { Decider } from '../../src/policy/decider';
-import { SessionRegistry, type LiveSession } from '../../src/core/sessions';
+import { SessionRegistry } from '../../src/app/sessions';
+import type { LiveSession } from '../../src/policy/live-session';
 import type { Decision, DecisionRequest } from '../../src/policy/decision';
 import { MemoryDeviceStore } from '../../src/store/memory-store';
 import { StoreUnavailableError } from '../../src/store/device-store';

@@ -6,6 +6,12 @@ import { MemoryDeviceStore } from '../../src/store/memory-store';
 import { NOW, checkConfig, compile, device, policyConfig, requireDeviceCheck, tiktokCheck } from '../fixtures/plugins/policy-fixtures';
 
 const TIKTOK = 'com.zhiliaoapp.musically';
+const limits = (maxNewlyDeniedPercent: number, maxNewlyDeniedCount: number, minNewlyDeniedCount = 0) => ({
+  maxNewlyDeniedPercent,
+  maxNewlyDeniedCount,
+  minNewlyDeniedCount,
+  inForceWindowHours: 24,
+});
 
 /** 10 devices: 3 iPhones with TikTok, 1 Android with TikTok, 2 laptops with TikTok, 4 clean iPhones (one unmanaged). */
 function population() {
@@ -88,7 +94,7 @@ describe('blast-radius guard', () => {
   it('refuses a policy that newly denies more than the share allowed, naming counts, share and checks', async () => {
     const { current, candidate } = await policies();
     const sim = await simulate(current, candidate, population(), { now: NOW, maxReportAgeHours: 24 });
-    const verdict = checkBlastRadius(sim, { maxNewlyDeniedPercent: 20, maxNewlyDeniedCount: 500 });
+    const verdict = checkBlastRadius(sim, limits(20, 500));
     expect(verdict.ok).toBe(false);
     expect(!verdict.ok && verdict.message).toBe(
       'policy v-2 not activated: it would newly deny 4 of 10 known devices (40.0%) — no-tiktok-on-mobiles 4; ' +
@@ -100,13 +106,22 @@ describe('blast-radius guard', () => {
   it('refuses above the device count too, and accepts within both limits', async () => {
     const { current, candidate } = await policies();
     const sim = await simulate(current, candidate, population(), { now: NOW, maxReportAgeHours: 24 });
-    expect(checkBlastRadius(sim, { maxNewlyDeniedPercent: 100, maxNewlyDeniedCount: 3 }).ok).toBe(false);
-    expect(checkBlastRadius(sim, { maxNewlyDeniedPercent: 40, maxNewlyDeniedCount: 4 })).toEqual({ ok: true, newlyDenied: 4, devices: 10 });
+    expect(checkBlastRadius(sim, limits(100, 3)).ok).toBe(false);
+    expect(checkBlastRadius(sim, limits(40, 4))).toEqual({ ok: true, newlyDenied: 4, devices: 10 });
+  });
+
+  it('small sites: below minNewlyDeniedCount the share does not apply, unless every known device would be denied', async () => {
+    const { current, candidate } = await policies();
+    const sim = await simulate(current, candidate, population(), { now: NOW, maxReportAgeHours: 24 });
+    expect(checkBlastRadius(sim, limits(20, 500, 5))).toEqual({ ok: true, newlyDenied: 4, devices: 10 });
+    expect(checkBlastRadius(sim, limits(20, 500, 4)).ok).toBe(false);
+    const everyone = { ...sim, devices: 4 };
+    expect(checkBlastRadius(everyone, limits(20, 500, 5)).ok).toBe(false);
   });
 
   it('accepts anything when no device is known', async () => {
     const { current, candidate } = await policies();
     const sim = await simulate(current, candidate, [], { now: NOW, maxReportAgeHours: 24 });
-    expect(checkBlastRadius(sim, { maxNewlyDeniedPercent: 0, maxNewlyDeniedCount: 0 }).ok).toBe(true);
+    expect(checkBlastRadius(sim, limits(0, 0)).ok).toBe(true);
   });
 });

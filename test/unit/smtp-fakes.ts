@@ -1,5 +1,6 @@
 // Helpers for the SMTP unit tests: a config for a proxy in front of the capturing sink, a raw
-// line-oriented SMTP test client (for byte sequences no real client would send), and a flag store.
+// line-oriented SMTP test client (for byte sequences no real client would send), a flag store, and a
+// hand-scripted upstream.
 import net from 'node:net';
 import tls from 'node:tls';
 import type { SmtpConfig } from '../../src/core/config-types';
@@ -21,6 +22,10 @@ export function smtpConfig(upstreamPort: number, overrides: Partial<SmtpConfig> 
     },
     maxMessageBytes: 1024 * 1024,
     hostname: 'mailwarden.test',
+    maxConnections: 1000,
+    maxConnectionsPerAddress: 50,
+    preAuthTimeoutMs: 60_000,
+    lineTimeoutMs: 60_000,
     greetingDelayMs: 0,
     ...overrides,
   };
@@ -132,5 +137,34 @@ export function flagStore(): { flags: Map<string, string>; getFlag(name: string)
       if (value === null) flags.delete(name);
       else flags.set(name, value);
     },
+  };
+}
+
+/** A hand-scripted upstream: `script` answers each line the client sends. */
+export async function scripted(greeting: string | null, script: (line: string, socket: net.Socket) => void = () => undefined): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    if (greeting !== null) socket.write(greeting);
+    let buffer = '';
+    socket.on('data', (d: Buffer) => {
+      buffer += d.toString('latin1');
+      let eol: number;
+      while ((eol = buffer.indexOf('\r\n')) >= 0) {
+        const line = buffer.slice(0, eol);
+        buffer = buffer.slice(eol + 2);
+        script(line, socket);
+      }
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import type { MailwardenConfig, ProtocolListener } from '../../src/core/config-types';
-import type { ProtocolService } from '../../src/core/gate';
+import type { ProtocolService } from '../../src/app/gate';
 import { greetingDelayPatched } from '../../src/smtp/listener';
 import { startSmtpService } from '../../src/smtp/service';
 import { startSmtpSink, type SmtpSink } from '../harness/smtp-sink';

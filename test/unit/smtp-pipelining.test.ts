@@ -3,6 +3,7 @@
 import net from 'node:net';
 import { silentLogger } from '../../src/core/log';
 import { startListener, type RunningListener, type SmtpHandlers } from '../../src/smtp/listener';
+import { smtpConfig } from './smtp-fakes';
 
 let running: RunningListener | null = null;
 afterEach(async () => {
@@ -57,7 +58,7 @@ async function session(port: number): Promise<{ socket: net.Socket; received: ()
 }
 
 async function listen(h: SmtpHandlers): Promise<number> {
-  running = await startListener({ listener: { host: '127.0.0.1', port: 0, tls: 'none' }, hostname: 'mw.test', maxMessageBytes: 1_000_000 }, h, silentLogger());
+  running = await startListener({ listener: { host: '127.0.0.1', port: 0, tls: 'none' }, hostname: 'mw.test', maxMessageBytes: 1_000_000, limits: smtpConfig(0) }, h, silentLogger());
   return running.address.port;
 }
 

@@ -2,7 +2,7 @@
 // client sends) → mailwarden's SMTP service with a stub Gate → the capturing sink as upstream.
 import net from 'node:net';
 import nodemailer from 'nodemailer';
-import type { ProtocolService } from '../../src/core/gate';
+import type { ProtocolService } from '../../src/app/gate';
 import type { SmtpConfig } from '../../src/core/config-types';
 import { startSmtpService } from '../../src/smtp/service';
 import { startSmtpSink, type SmtpSink } from '../harness/smtp-sink';
@@ -186,15 +186,17 @@ describe('revocation', () => {
     expect(sink.abortedData).toBe(1);
   });
 
-  it('the session leaves the registry when the client disconnects', async () => {
+  it('the session leaves the registry when the client disconnects, and is counted while it lasts', async () => {
     const port = await start();
     const c = await RawClient.connect(port);
     await c.login('alice@example.com+laptop', 'alice-pw');
     expect(gate.sessions.byDevice('laptop')).toHaveLength(1);
+    expect(gate.counted.filter((m) => !m.startsWith('onUpstream'))).toEqual(['onLogin:allow', 'sessionDelta:1']);
     await c.command('QUIT');
     c.close();
     await new Promise((r) => setTimeout(r, 100));
     expect(gate.sessions.size).toBe(0);
+    expect(gate.counted.filter((m) => m.startsWith('sessionDelta'))).toEqual(['sessionDelta:1', 'sessionDelta:-1']);
   });
 });
 

@@ -7,47 +7,18 @@ import { SMTPServer } from 'smtp-server';
 import fs from 'node:fs';
 import { silentLogger } from '../../src/core/log';
 import type { UpstreamLogin } from '../../src/identity/types';
-import { Relay, xtext, type UpstreamSettings } from '../../src/smtp/relay';
+import { Upstream, xtext, type UpstreamSettings } from '../../src/smtp/upstream';
 import { UpstreamClient } from '../../src/smtp/upstream-client';
 import { startSmtpSink, type SmtpSink } from '../harness/smtp-sink';
 import { makeTestPki } from '../harness/tls';
-import { smtpConfig } from './smtp-fakes';
-
-/** A hand-scripted upstream: `script` answers each line the client sends. */
-async function scripted(greeting: string | null, script: (line: string, socket: net.Socket) => void = () => undefined): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    if (greeting !== null) socket.write(greeting);
-    let buffer = '';
-    socket.on('data', (d: Buffer) => {
-      buffer += d.toString('latin1');
-      let eol: number;
-      while ((eol = buffer.indexOf('\r\n')) >= 0) {
-        const line = buffer.slice(0, eol);
-        buffer = buffer.slice(eol + 2);
-        script(line, socket);
-      }
-    });
-    socket.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
+import { scripted, smtpConfig } from './smtp-fakes';
 
 function settings(port: number, overrides: Partial<UpstreamSettings> = {}): UpstreamSettings {
   return { ...smtpConfig(port).upstream, ...overrides };
 }
 
-function relayFor(upstream: UpstreamSettings): Relay {
-  return new Relay(silentLogger(), () => ({ upstream, hostname: 'mailwarden.test' }));
+function relayFor(upstream: UpstreamSettings): Upstream {
+  return new Upstream(silentLogger(), () => ({ upstream, hostname: 'mailwarden.test' }));
 }
 
 const PASSWORD_LOGIN: UpstreamLogin = {

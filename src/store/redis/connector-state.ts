@@ -3,10 +3,11 @@
 // hash tag {connector:<name>} so that each connector's keys share one Cluster slot. Device records
 // themselves go through the device store (putDevice: record, user index and change event at once).
 import type { Cluster, Redis } from 'ioredis';
-import type { RedisConfig } from '../core/config-types';
-import type { ConnectorStatePort, ConnectorStatus, OwnedDevice } from '../connectors/state-port';
-import type { DeviceStore } from './device-store';
-import { connect, redisKeys } from './redis-store';
+import type { RedisConfig } from '../../core/config-types';
+import type { ConnectorStatePort, ConnectorStatus, OwnedDevice } from '../../core/connector-state';
+import type { DeviceStore } from '../device-store';
+import { connect } from './connection';
+import { redisKeys } from './layout';
 
 type Client = Redis | Cluster;
 

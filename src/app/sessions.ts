@@ -1,25 +1,8 @@
 // Registry of live proxied sessions on this instance, so that a device change, an exemption ending
 // or a policy reload can re-evaluate them and end the ones that are now denied.
-import type { IdentitySource, Protocol } from '../policy/contract';
-import type { Decision } from '../policy/decision';
+import type { LiveSession, LiveSessions } from '../policy/live-session';
 
-export interface LiveSession {
-  readonly id: string;
-  readonly protocol: Protocol;
-  readonly user: string;
-  readonly deviceId: string | null;
-  readonly identitySource: IdentitySource;
-  readonly identityStrength: 'strong' | 'weak';
-  readonly hints: Readonly<Record<string, string>>;
-  readonly remoteAddress?: string;
-  /**
-   * End the session because it is now denied: IMAP sends `* BYE <sentence>` at a response boundary
-   * and closes both legs; SMTP refuses the next MAIL FROM. Must not throw.
-   */
-  revoke(decision: Decision): void;
-}
-
-export class SessionRegistry {
+export class SessionRegistry implements LiveSessions {
   private readonly sessions = new Map<string, LiveSession>();
 
   add(session: LiveSession): () => void {

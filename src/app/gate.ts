@@ -1,12 +1,13 @@
 // The seam between protocol listeners (IMAP, SMTP) and the core: everything a listener needs to
 // turn a login into a decision. Listeners receive a Gate; they never reach into stores or policy.
-import type { Logger } from './log';
+import type { Logger } from '../core/log';
 import type { SessionRegistry } from './sessions';
 import type { IdentityResolver } from '../identity/types';
 import type { Decision, DecisionRequest } from '../policy/decision';
-import type { MailwardenConfig, PolicyConfig } from './config-types';
+import type { MailwardenConfig, PolicyConfig } from '../core/config-types';
 import type { Metrics } from '../admin/metrics';
 import type { Admission, AdmissionRequest } from '../admission/types';
+import type { CircuitBreakers } from '../core/circuit-breaker';
 
 export interface Gate {
   readonly log: Logger;
@@ -24,9 +25,14 @@ export interface Gate {
   policy(): PolicyConfig;
   /**
    * Optional counters a listener reports (the runtime passes its Prometheus metrics; absent in
-   * tests). Added for the IMAP listener: login results, live-session count, upstream failures.
+   * tests): login results, live-session count, upstream login times and failures by reason.
    */
-  readonly metrics?: Pick<Metrics, 'onLogin' | 'sessionDelta' | 'onUpstreamError'>;
+  readonly metrics?: Pick<Metrics, 'onLogin' | 'sessionDelta' | 'onUpstreamError' | 'onUpstreamLogin'>;
+  /**
+   * The process's circuit breakers, one per upstream address, shared by the IMAP and SMTP legs; the
+   * runtime reports their trips (metrics, alert). A private set per listener when absent (tests).
+   */
+  readonly breakers?: CircuitBreakers;
 }
 
 /** A started protocol front end (IMAP or SMTP listeners), as the runtime drives it. */

@@ -1,19 +1,22 @@
-// What one SMTP client session goes through: identity and policy decision at AUTH, the policy's
+// What one SMTP client session goes through: the admission step at AUTH, the policy's
 // sentence at MAIL FROM for a refused device, relaying for an allowed one, and refusal of the next
 // MAIL FROM once its session is revoked.
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
-import type { Gate } from '../core/gate';
-import type { LiveSession } from '../core/sessions';
-import type { Credential, IdentityResult } from '../identity/types';
+import type { Gate } from '../app/gate';
+import { connectionLogger, withUser, type Logger } from '../core/log';
+import type { Credential, UpstreamLogin } from '../identity/types';
+import type { AdmittedIdentity } from '../admission/types';
 import type { Decision } from '../policy/decision';
 import { headerHints } from './hints';
 import type { AuthOutcome, SmtpHandlers } from './listener';
 import type { Notifier } from './notify';
-import type { ClientFacts, MailParams, Relay, RelaySession } from './relay';
-import { isSystemFault, refusal, Replies, type SmtpReply } from './replies';
+import type { MailParams, Relay } from './relay';
+import type { ClientFacts, Upstream } from './upstream';
+import { refusal, Replies, type SmtpReply } from './replies';
 
-type Identified = Extract<IdentityResult, { ok: true }>;
+/** Who the session logged in as, and how it logs in upstream (again after an idle timeout). */
+type Identified = AdmittedIdentity & { readonly upstream: UpstreamLogin };
 
 /** The state of one client connection. */
 class ClientSession {
@@ -23,12 +26,16 @@ class ClientSession {
   decision: Decision | null = null;
   /** Set when a live re-evaluation refused the session after login. */
   revoked: Decision | null = null;
-  relay: RelaySession | null = null;
+  upstream: Relay | null = null;
   /** Hints seen so far (EHLO name, X-Mailer, User-Agent); shared with the registered LiveSession. */
   readonly hints: Record<string, string> = {};
   unregister: (() => void) | null = null;
 
-  constructor(readonly id: string) {}
+  constructor(
+    readonly id: string,
+    /** Carries protocol, sessionId, remoteAddress; user and deviceId once AUTH named them. */
+    public log: Logger,
+  ) {}
 
   /** The reply that refuses this session's next transaction, or null if it may send. */
   refusal(): SmtpReply | null {
@@ -40,9 +47,9 @@ class ClientSession {
   close(): void {
     this.unregister?.();
     this.unregister = null;
-    const relay = this.relay;
-    this.relay = null;
-    if (relay) void relay.quit();
+    const upstream = this.upstream;
+    this.upstream = null;
+    if (upstream) void upstream.quit();
   }
 }
 
@@ -69,9 +76,9 @@ function clientFacts(session: SMTPServerSession): ClientFacts {
   };
 }
 
-export interface SmtpProxyOptions {
+export interface SmtpSessionsOptions {
   readonly gate: Gate;
-  readonly relay: Relay;
+  readonly upstream: Upstream;
   readonly notifier: Notifier | null;
   /** The limit smtp-server advertises with SIZE (RFC 1870), enforced while streaming. */
   readonly maxMessageBytes: number;
@@ -79,10 +86,10 @@ export interface SmtpProxyOptions {
   readonly upstreamLogin: () => 'passthrough' | 'master';
 }
 
-export class SmtpProxy implements SmtpHandlers {
+export class SmtpSessions implements SmtpHandlers {
   private readonly clients = new Map<string, ClientSession>();
 
-  constructor(private readonly options: SmtpProxyOptions) {}
+  constructor(private readonly options: SmtpSessionsOptions) {}
 
   /** Sessions open now (for tests and shutdown). */
   get size(): number {
@@ -95,55 +102,78 @@ export class SmtpProxy implements SmtpHandlers {
   }
 
   async auth(credential: Credential, session: SMTPServerSession): Promise<AuthOutcome> {
-    const { gate, relay } = this.options;
+    const { gate, upstream } = this.options;
     const client = this.client(session);
     if (session.hostNameAppearsAs) client.hints.ehlo = session.hostNameAppearsAs;
-    let identity: IdentityResult;
-    try {
-      identity = await gate.identity.resolve({
-        credential,
-        peerCertificate: client.peerCertificate,
-        remoteAddress: session.remoteAddress,
-        upstreamLogin: this.options.upstreamLogin(),
-      });
-    } catch (err) {
-      gate.log.error('identity resolver failed', { event: 'smtp.auth', error: (err as Error).message });
+    const admission = await gate.admit({
+      protocol: 'smtp',
+      frontEnd: 'smtp',
+      sessionId: client.id,
+      credential,
+      peerCertificate: client.peerCertificate,
+      remoteAddress: session.remoteAddress,
+      // Shared with the live session: X-Mailer / User-Agent seen later reach its re-evaluations.
+      hints: client.hints,
+      upstreamLogin: this.options.upstreamLogin(),
+      live: { revoke: (decision) => this.revoked(client, decision) },
+    });
+    if (admission.kind === 'bad-credentials' || (admission.kind === 'unavailable' && !admission.decision)) {
+      const failure = admission.kind === 'bad-credentials' ? 'bad-credentials' : 'unavailable';
+      client.log.info('smtp login refused', { event: 'smtp.auth', failure, detail: admission.detail });
+      gate.metrics?.onLogin('smtp', failure === 'bad-credentials' ? 'bad-credentials' : 'tempfail');
+      return fail(failure === 'bad-credentials' ? Replies.badCredentials : Replies.authTempFail());
+    }
+    // RFC 4954 §6: the system could not decide (store down, check error) → 454, the client retries.
+    if (admission.kind === 'unavailable') {
+      gate.metrics?.onLogin('smtp', 'tempfail');
+      return fail(Replies.authTempFail(admission.decision?.message));
+    }
+    const { identity, decision, upstream: login } = admission;
+    const live = admission.kind === 'allow' ? admission.session : null;
+    if (live) client.unregister = () => live.end();
+    client.identity = { ...identity, upstream: login };
+    client.log = withUser(client.log, identity.user, identity.deviceId);
+    if (this.clients.get(session.id) !== client) {
+      // The client left while the decision was made.
+      live?.end();
       return fail(Replies.authTempFail());
     }
-    if (!identity.ok) {
-      gate.log.info('smtp login refused', { event: 'smtp.auth', failure: identity.failure, detail: identity.detail, remoteAddress: session.remoteAddress });
-      return fail(identity.failure === 'bad-credentials' ? Replies.badCredentials : Replies.authTempFail());
-    }
-    const decision = await gate.decide({
-      user: identity.user,
-      deviceId: identity.deviceId,
-      protocol: 'smtp',
-      identitySource: identity.source,
-      identityStrength: identity.strength,
-      hints: { ...client.hints },
-      remoteAddress: session.remoteAddress,
-      trigger: 'login',
-    });
-    // RFC 4954 §6: the system could not decide (store down, check error) → 454, the client retries.
-    if (isSystemFault(decision)) return fail(Replies.authTempFail(decision.message));
 
     // Allowed: log in upstream now, so a wrong password (passthrough) is a 535 here, and an upstream
     // outage a 454, rather than surprises at MAIL FROM. Refused with passthrough: the upstream is the
     // only judge of the password, so check it before AUTH succeeds and the sentence is shown.
-    const needsUpstream = decision.action === 'allow' || identity.upstream.mode === 'passthrough';
-    if (needsUpstream) {
-      const opened = await relay.open(identity.upstream, clientFacts(session));
+    if (admission.kind === 'allow' || login.mode === 'passthrough') {
+      const opened = await upstream.open(login, clientFacts(session));
+      // A passthrough password is judged by the upstream: the login throttle counts its verdict.
+      if (opened.ok || opened.failure === 'auth-rejected') admission.upstreamChecked?.(opened.ok);
       if (!opened.ok) {
-        gate.log.warn('smtp upstream login failed', { event: 'smtp.upstream', user: identity.user, failure: opened.failure, detail: opened.detail });
+        live?.end();
+        client.identity = null;
+        client.log.warn('smtp upstream login failed', { event: 'smtp.upstream', failure: opened.failure, reason: opened.reason, detail: opened.detail });
+        gate.metrics?.onLogin('smtp', opened.failure === 'auth-rejected' ? 'bad-credentials' : 'upstream-error');
         return fail(opened.failure === 'auth-rejected' ? Replies.badCredentials : Replies.authTempFail());
       }
-      if (decision.action === 'allow') client.relay = opened.session;
+      if (admission.kind === 'allow') client.upstream = opened.session;
       else void opened.session.quit();
     }
-    client.identity = identity;
     client.decision = decision;
-    if (decision.action === 'allow') this.register(client, identity, session);
-    else if (decision.action === 'deny') void this.options.notifier?.deviceDenied(identity.upstream, decision);
+    if (live) {
+      // Registered before the upstream login: a revocation during it already set client.revoked;
+      // a policy reload during it is caught here (the decision is re-made under the new policy).
+      const now = await live.confirm();
+      if (now.action !== 'allow') this.revoked(client, now);
+    } else if (decision.action === 'deny') void this.options.notifier?.deviceDenied(login, decision);
+    // AUTH succeeds either way; a refused device is told at MAIL FROM (the sentence needs a reply).
+    gate.metrics?.onLogin('smtp', decision.action);
+    if (live) {
+      // Counted while the client stays connected (client.close() runs unregister exactly once).
+      const end = client.unregister;
+      gate.metrics?.sessionDelta('smtp', 1);
+      client.unregister = () => {
+        end?.();
+        gate.metrics?.sessionDelta('smtp', -1);
+      };
+    }
     return { ok: true, user: identity.user };
   }
 
@@ -152,16 +182,13 @@ export class SmtpProxy implements SmtpHandlers {
     if (!client?.identity) return { code: 530, text: Replies.authRequiredText };
     const refused = client.refusal();
     if (refused) {
-      this.options.gate.log.info('smtp transaction refused by policy', {
+      client.log.info('smtp transaction refused by policy', {
         event: 'smtp.refused',
-        sessionId: client.id,
-        user: client.identity.user,
-        deviceId: client.identity.deviceId,
         refId: (client.revoked ?? client.decision)?.refId,
       });
       return refused;
     }
-    const relay = await this.relayFor(client, session);
+    const relay = await this.upstreamFor(client, session);
     if (!relay) return Replies.upstreamUnavailable;
     return relay.mailFrom(address.address, mailParams(address));
   }
@@ -170,15 +197,15 @@ export class SmtpProxy implements SmtpHandlers {
     const client = this.clients.get(session.id);
     const refused = client?.refusal();
     if (!client || refused) return refused ?? Replies.localError;
-    if (!client.relay?.usable) return Replies.upstreamLost;
-    return client.relay.rcptTo(address.address);
+    if (!client.upstream?.usable) return Replies.upstreamLost;
+    return client.upstream.rcptTo(address.address);
   }
 
   async data(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<SmtpReply> {
     const client = this.clients.get(session.id);
     const refused = client?.refusal();
     if (!client?.identity || refused) return refused ?? Replies.localError;
-    const relay = client.relay;
+    const relay = client.upstream;
     if (!relay?.usable) return Replies.upstreamLost;
     let hints: Promise<Record<string, string>> = Promise.resolve({});
     const outcome = await relay.data(stream, {
@@ -191,13 +218,10 @@ export class SmtpProxy implements SmtpHandlers {
       beforeCommit: () => client.refusal(),
     });
     Object.assign(client.hints, await hints);
-    if (!relay.usable) client.relay = null;
-    this.options.gate.log.info('smtp message', {
+    if (!relay.usable) client.upstream = null;
+    client.log.info('smtp message', {
       event: 'smtp.message',
-      sessionId: client.id,
       refId: client.decision?.refId,
-      user: client.identity.user,
-      deviceId: client.identity.deviceId,
       recipients: session.envelope.rcptTo.length,
       bytes: outcome.bytes,
       delivered: outcome.delivered,
@@ -218,53 +242,38 @@ export class SmtpProxy implements SmtpHandlers {
   private client(session: SMTPServerSession): ClientSession {
     let client = this.clients.get(session.id);
     if (!client) {
-      client = new ClientSession(`smtp-${session.id}`);
+      const id = `smtp-${session.id}`;
+      client = new ClientSession(id, connectionLogger(this.options.gate.log, { protocol: 'smtp', sessionId: id, remoteAddress: session.remoteAddress }));
       this.clients.set(session.id, client);
     }
     return client;
   }
 
   /** The session's upstream, reopened when the previous one went away (idle timeout, aborted DATA). */
-  private async relayFor(client: ClientSession, session: SMTPServerSession): Promise<RelaySession | null> {
-    if (client.relay?.usable) return client.relay;
-    client.relay = null;
-    const opened = await this.options.relay.open((client.identity as Identified).upstream, clientFacts(session));
+  private async upstreamFor(client: ClientSession, session: SMTPServerSession): Promise<Relay | null> {
+    if (client.upstream?.usable) return client.upstream;
+    client.upstream = null;
+    const opened = await this.options.upstream.open((client.identity as Identified).upstream, clientFacts(session));
     if (!opened.ok) {
-      this.options.gate.log.warn('smtp upstream unavailable', { event: 'smtp.upstream', sessionId: client.id, detail: opened.detail });
+      client.log.warn('smtp upstream unavailable', { event: 'smtp.upstream', detail: opened.detail });
       return null;
     }
-    client.relay = opened.session;
-    return client.relay;
+    client.upstream = opened.session;
+    return client.upstream;
   }
 
-  private register(client: ClientSession, identity: Identified, session: SMTPServerSession): void {
-    const log = this.options.gate.log;
-    const live: LiveSession = {
-      id: client.id,
-      protocol: 'smtp',
-      user: identity.user,
-      deviceId: identity.deviceId,
-      identitySource: identity.source,
-      identityStrength: identity.strength,
-      hints: client.hints,
-      remoteAddress: session.remoteAddress,
-      revoke: (decision) => {
-        if (client.revoked) return;
-        client.revoked = decision;
-        log.info('smtp session revoked; its next transaction is refused', {
-          event: 'smtp.revoked',
-          sessionId: client.id,
-          user: identity.user,
-          deviceId: identity.deviceId,
-          refId: decision.refId,
-        });
-        // Nothing is in flight: free the upstream now (a message in flight is stopped before its dot).
-        if (client.relay?.idle) {
-          void client.relay.quit();
-          client.relay = null;
-        }
-      },
-    };
-    client.unregister = this.options.gate.sessions.add(live);
+  /** A live re-evaluation refused the session: its next transaction is refused. */
+  private revoked(client: ClientSession, decision: Decision): void {
+    if (client.revoked) return;
+    client.revoked = decision;
+    client.log.info('smtp session revoked; its next transaction is refused', {
+      event: 'smtp.revoked',
+      refId: decision.refId,
+    });
+    // Nothing is in flight: free the upstream now (a message in flight is stopped before its dot).
+    if (client.upstream?.idle) {
+      void client.upstream.quit();
+      client.upstream = null;
+    }
   }
 }

@@ -1,0 +1,153 @@
+// Wires the web console's port (src/console/ports.ts) to the running mailwarden: the shared store,
+// the decider's dry run, this instance's live sessions, the policy in force and its brake, simulate,
+// the kill switch, and the IMAP upstream for the /my/ page's own-credential sign-in.
+import { randomUUID } from 'node:crypto';
+import type { MailwardenConfig } from '../core/config-types';
+import type { Logger } from '../core/log';
+import { errorText } from '../core/errors';
+import type { SessionRegistry } from './sessions';
+import { principalFor } from '../admin/roles';
+import { CandidateInvalidError, type ConsoleServices, type Simulation, type SourceView } from '../console/ports';
+import { AdminError } from '../admin/errors';
+import type { AdminServices } from '../admin/services';
+import type { CompiledPolicy } from '../policy/compile';
+import type { Decider } from '../policy/decider';
+import { newRefId } from '../policy/decider';
+import { CoreReasonCodes, type Decision } from '../policy/decision';
+import type { DeviceStore } from '../store/device-store';
+import { KILL_SWITCH_FLAG } from '../store/device-store';
+import { killSwitchOn } from '../store/record-codec';
+import { Upstream } from '../imap/upstream';
+
+export interface ConsoleWiring {
+  readonly store: DeviceStore;
+  readonly log: Logger;
+  readonly decider: Decider;
+  readonly sessions: SessionRegistry;
+  config(): MailwardenConfig;
+  policy(): CompiledPolicy;
+  /** Throws CandidateInvalidError for a candidate that does not validate. */
+  simulate(candidateYaml: string): Promise<Simulation>;
+  setKillSwitch(on: boolean, by: string): Promise<void>;
+}
+
+export function consoleServices(w: ConsoleWiring): ConsoleServices {
+  const admin = () => w.config().admin;
+  let upstream: { config: unknown; client: Upstream } | null = null;
+  const imapUpstream = (): Upstream | null => {
+    const config = w.config().imap?.upstream;
+    if (!config) return null;
+    if (upstream?.config !== config) upstream = { config, client: new Upstream(config) };
+    return upstream.client;
+  };
+
+  return {
+    log: w.log,
+    config: () => admin()!.console,
+    instanceName: () => w.config().instanceName,
+    principalFor: (token) => principalFor(token, admin()?.accessTokens ?? [], admin()?.tokens ?? []),
+    tokenExists: (name, role) => {
+      const a = admin();
+      if (!a) return false;
+      if (a.accessTokens.some((t) => t.name === name && t.role === role)) return true;
+      return role === 'admin' && a.tokens.some((_, i) => name === `admin.tokens[${i}]`);
+    },
+    getDevice: (id) => w.store.getDevice(id),
+    listUserDevices: (user) => w.store.listUserDevices(user),
+    getExemptions: (id, user) => w.store.getExemptions(id, user),
+    putExemption: (e) => w.store.putExemption(e),
+    readAudit: (after, count) => w.store.readAudit(after, count),
+    readAuditLast: async (count) => (w.store.readAuditLast ? w.store.readAuditLast(count) : (await w.store.readAudit('0', 1_000_000)).slice(-count)),
+    async audit(operation, by, fields) {
+      try {
+        await w.store.appendAudit({ msg: 'admin', operation, by: by.name, role: by.role, at: new Date().toISOString(), ...fields });
+      } catch (err) {
+        w.log.error('console action not audited: store error', { operation, error: errorText(err) });
+      }
+    },
+    decideForDevice: (deviceId, user) =>
+      w.decider.dryRun({ user, deviceId, protocol: 'imap', identitySource: 'app-password', identityStrength: 'strong', trigger: 'console' }),
+    liveSessions: async (deviceId) =>
+      w.sessions.byDevice(deviceId).map((s) => ({ instance: w.config().instanceName, id: s.id, protocol: s.protocol, user: s.user, remoteAddress: s.remoteAddress })),
+    async endSessions(deviceId) {
+      const live = w.sessions.byDevice(deviceId);
+      for (const s of live) s.revoke(endedDecision(s.user, deviceId, s.protocol, w.policy().version, w.policy().config.helpdesk));
+      return live.length;
+    },
+    reevaluate: (deviceId, user) => w.store.publish({ kind: 'device', deviceId, ...(user ? { user } : {}) }),
+    policy: () => {
+      const p = w.policy();
+      return {
+        version: p.version,
+        file: p.config.file,
+        reportOnly: p.config.reportOnly,
+        helpdesk: p.config.helpdesk,
+        checks: p.config.checks.map((c) => ({ id: c.id, plugin: c.plugin, mode: c.mode, action: c.action, platforms: c.scope.platforms, graceHours: c.graceHours })),
+        brakeReportOnly: [...w.decider.brake.reportOnly()],
+      };
+    },
+    killSwitch: async () => killSwitchOn(await w.store.getFlag(KILL_SWITCH_FLAG)),
+    setKillSwitch: (on, by) => w.setKillSwitch(on, by),
+    simulate: (yaml) => w.simulate(yaml),
+    async sources() {
+      const bySource = new Map<string, { devices: number; last: string }>();
+      for (const r of await w.store.listDevices()) {
+        const s = bySource.get(r.source) ?? { devices: 0, last: '' };
+        s.devices++;
+        if (r.receivedAt > s.last) s.last = r.receivedAt;
+        bySource.set(r.source, s);
+      }
+      return [...bySource].map(([source, s]): SourceView => ({ source, devices: s.devices, lastDelivery: s.last })).sort((a, b) => a.source.localeCompare(b.source));
+    },
+    async checkMailLogin(user, password) {
+      const client = imapUpstream();
+      if (!client) return { result: 'unavailable' };
+      // The person's own credentials, replayed as a passthrough login would (never the master user).
+      const answer = await client.login({
+        login: { mode: 'passthrough', credential: { kind: 'password', username: user, password }, username: user },
+        clientId: { name: 'mailwarden-console' },
+        sessionId: randomUUID(),
+        secure: false,
+      });
+      if (!answer.ok) return { result: answer.failure === 'bad-credentials' ? 'bad' : 'unavailable' };
+      answer.session.socket.end('x LOGOUT\r\n');
+      return { result: 'ok', user };
+    },
+  };
+}
+
+/**
+ * The admin API's simulate, for the console: a candidate that does not validate becomes
+ * CandidateInvalidError with one `file:line: key: message` line per issue (as `config check` prints).
+ */
+export function consoleSimulate(admin: Pick<AdminServices, 'simulate'>): (yaml: string) => Promise<Simulation> {
+  return async (yaml) => {
+    try {
+      return (await admin.simulate(yaml)) as Simulation;
+    } catch (err) {
+      if (err instanceof AdminError && err.code === 'POLICY_INVALID') throw new CandidateInvalidError(err.message.split('\n'));
+      throw err;
+    }
+  };
+}
+
+/** What a session ended from the console is told (IMAP BYE text). */
+function endedDecision(user: string, deviceId: string, protocol: Decision['protocol'], version: string, helpdesk: string): Decision {
+  const refId = newRefId();
+  return {
+    action: 'deny',
+    reasonCode: CoreReasonCodes.ENDED_BY_ADMIN,
+    fault: 'policy',
+    refId,
+    message: `This mail session was ended by ${helpdesk}. Sign in again. Ref ${refId}.`,
+    warnings: [],
+    checks: [],
+    user,
+    deviceId,
+    identitySource: 'none',
+    identityStrength: 'weak',
+    protocol,
+    policyVersion: version,
+    at: new Date().toISOString(),
+  };
+}

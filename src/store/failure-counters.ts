@@ -1,0 +1,64 @@
+// Failed-login counters for the login throttle, shared by every instance through Redis (or in
+// process for the embedded store), with a fixed window per key. rate-limiter-flexible does the
+// counting: an atomic INCR + EXPIRE script in Redis, and an in-memory "insurance" counter that
+// answers while Redis is unreachable, so an outage neither crashes a login nor stops the counting.
+import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Cluster, Redis } from 'ioredis';
+
+/** Counts are never used to refuse: the limit only has to be out of reach. */
+const NEVER_REJECT = Number.MAX_SAFE_INTEGER;
+
+export interface FailureCounters {
+  /** The failures counted for each key within its window (0 when none), in the order asked. */
+  counts(keys: readonly string[]): Promise<number[]>;
+  /** Count one failure for each key. */
+  add(keys: readonly string[]): Promise<void>;
+  /** Forget the keys (a successful login from that address, for that device). */
+  clear(keys: readonly string[]): Promise<void>;
+  /** Remember a key for `seconds` (an address a user logged in from). */
+  mark(key: string, seconds: number): Promise<void>;
+  marked(key: string): Promise<boolean>;
+}
+
+export interface FailureCounterOptions {
+  /** How long a failure counts (fixed window from the first failure of a key). */
+  readonly windowSeconds: number;
+  /** Redis client and key prefix; absent = in process (embedded store, tests). */
+  readonly redis?: { readonly client: Redis | Cluster; readonly keyPrefix: string };
+}
+
+export function createFailureCounters(options: FailureCounterOptions): FailureCounters {
+  const memory = (keyPrefix: string): RateLimiterMemory => new RateLimiterMemory({ keyPrefix, points: NEVER_REJECT, duration: options.windowSeconds });
+  const limiter = (name: string): RateLimiterAbstract => {
+    if (!options.redis) return memory(name);
+    return new RateLimiterRedis({
+      storeClient: options.redis.client,
+      keyPrefix: `${options.redis.keyPrefix}${name}`,
+      points: NEVER_REJECT,
+      duration: options.windowSeconds,
+      // The lookup client does not queue while disconnected; answer from memory at once instead.
+      rejectIfRedisNotReady: true,
+      insuranceLimiter: memory(name),
+    });
+  };
+  const failures = limiter('login-failures');
+  const marks = limiter('login-known');
+  return {
+    async counts(keys) {
+      const results = await Promise.all(keys.map((key) => failures.get(key)));
+      return results.map((res) => res?.consumedPoints ?? 0);
+    },
+    async add(keys) {
+      await Promise.all(keys.map((key) => failures.penalty(key, 1)));
+    },
+    async clear(keys) {
+      await Promise.all(keys.map((key) => failures.delete(key)));
+    },
+    async mark(key, seconds) {
+      await marks.set(key, 1, seconds);
+    },
+    async marked(key) {
+      return (await marks.get(key)) !== null;
+    },
+  };
+}
