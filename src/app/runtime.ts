@@ -17,7 +17,8 @@ import { Revoker } from '../policy/revoker';
 import { checkBlastRadius, type BlastRadiusResult } from '../policy/blast-radius';
 import { PolicyActivation, type ActivationVerdict } from '../policy/activation';
 import { simulate } from '../policy/simulate';
-import { readKillSwitch } from '../policy/brake';
+import { Brake, readKillSwitch } from '../policy/brake';
+import type { WorkerLink } from './workers';
 import { createIdentityResolver } from '../identity/resolver';
 import { createReportVerifier, type ReportVerifier } from '../admin/reports';
 import { startAdminServer, type AdminServer } from '../admin/server';
@@ -45,6 +46,10 @@ export interface RuntimeOptions {
   readonly watch?: boolean;
   /** Start the IMAP / SMTP listeners and the gateway hooks the config defines (default true). */
   readonly listeners?: boolean;
+  /** Serve the admin API and console the config defines (default true; with workers, the first only). */
+  readonly admin?: boolean;
+  /** Set in a node:cluster worker (src/app/workers.ts): brake trips are shared with the other workers. */
+  readonly workers?: WorkerLink | null;
 }
 
 export type ReloadOutcome =
@@ -97,13 +102,25 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   let appPasswordKey = await appPasswordKeyFor(current.config.identity.sources, configDir);
   let reportVerifier: ReportVerifier = await createReportVerifier(current.config.reports, configDir, log);
 
+  // With workers, each counts its share of the decisions and a trip in one is relayed to the others.
+  const link = options.workers ?? null;
+  const brake = new Brake({
+    log,
+    alert: (kind, details) => alerter.alert(kind, details),
+    onTrip: (trip) => {
+      metrics.onBrakeTrip();
+      link?.sendBrakeTrip(trip);
+    },
+    shareOfDecisions: link ? 1 / link.workers : 1,
+  });
+  link?.onBrakeTrip((trip) => brake.adopt(trip));
   const decider = new Decider({
     store,
     log,
     getPolicy: () => current.policy,
     getConfig: () => current.config,
     metrics,
-    alert: (kind, details) => alerter.alert(kind, details),
+    brake,
   });
   const revoker = new Revoker({ store, sessions, decider, log, metrics });
   // One breaker per upstream address for the whole process: IMAP and SMTP legs share them.
@@ -280,7 +297,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   let admin: AdminServer | null = null;
   let webConsole: WebConsole | null = null;
-  if (current.config.admin) {
+  if (current.config.admin && (options.admin ?? true)) {
     const adminServices = createAdminServices({
       store,
       log,

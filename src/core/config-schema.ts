@@ -346,6 +346,7 @@ const loginThrottle = withDefault(
 
 export const mailwardenSchema: Schema = object({
   instanceName: text,
+  workers: int(1, 1, 64),
   policyFile: withDefault(text, 'policy.yaml'),
   pluginDirs: withDefault(textList, []),
   // true, or the production footguns to allow (src/core/config-production.ts).

@@ -330,6 +330,11 @@ export interface MailwardenConfig {
   /** Absolute path of the file this was loaded from; relative paths inside resolve against its folder. */
   readonly configFile: string;
   readonly instanceName: string;
+  /**
+   * Processes that serve the listeners (node:cluster; src/app/workers.ts): 1 (default) is this
+   * process alone; one per core uses the whole machine. More than one needs the Redis store.
+   */
+  readonly workers: number;
   readonly policyFile: string;
   /** Extra folders searched for plugins before the built-in ones. */
   readonly pluginDirs: readonly string[];

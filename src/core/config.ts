@@ -257,6 +257,8 @@ function configRules(c: RawConfig): SchemaProblem[] {
       }
     }
   }
+  // Each worker is its own process: with the embedded store each would hold devices of its own.
+  if (c.workers !== 1 && c.store.type === 'memory') problem(['workers'], 'more than one worker needs store.type redis (the embedded store lives inside one process)');
   if (c.reports.jwksFile !== undefined && c.reports.jwksUrl !== undefined) {
     problem(['reports', 'jwksUrl'], 'set either jwksFile or jwksUrl, not both');
   }
