@@ -84,7 +84,10 @@ export function runPrimary(count: number, log: Logger, drainMs: number): Promise
       const worker = cluster.fork({ [WORKERS_ENV]: String(count), [INDEX_ENV]: String(index) });
       byIndex.set(index, worker);
       worker.on('message', (m: Message) => {
-        if (m?.type === READY) started.add(worker);
+        if (m?.type === READY) {
+          started.add(worker);
+          if (started.size === count && [...byIndex.values()].every((w) => started.has(w))) log.info('all workers serving', { workers: count });
+        }
         if (m?.type === BRAKE_TRIP) {
           for (const other of byIndex.values()) if (other !== worker && other.isConnected()) other.send(m);
         }
