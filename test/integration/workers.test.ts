@@ -40,6 +40,7 @@ function writeConfig(): string {
   config.imap.upstream = { host: '127.0.0.1', port: dovecot.port, tls: 'none', login: 'passthrough' };
   config.imap.drainMs = 500;
   delete config.smtp;
+  // info: the primary's "every worker is serving" line, which the tests wait for.
   config.logging = { level: 'info', format: 'json' };
   fs.copyFileSync(path.join(ROOT, 'config/policy.yaml'), path.join(dir, 'policy.yaml'));
   const file = path.join(dir, 'mailwarden.yaml');
@@ -67,7 +68,7 @@ async function firstWorkerSessions(): Promise<number> {
   return Number(/^mailwarden_sessions_active\{protocol="imap"\} (\d+)$/m.exec(text)?.[1] ?? 0);
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${what} did not happen; output:\n${output}`);
@@ -85,9 +86,9 @@ beforeAll(async () => {
   child = spawn(process.execPath, [CLI, 'start', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  // Three Node processes load the whole program: on a loaded 2-core machine that took over 15 s.
-  // The primary says so once both workers listen (round robin only serves listening workers).
-  await until('both workers serving', () => output.includes('"message":"all workers serving"'), 60_000);
+  // Both workers serving: before that, the primary hands connections only to the one already listening.
+  // Three Node processes load the whole program: under the full suite's load that took over 15 s.
+  await until('two workers serving', async () => workerPids().length === 2 && output.includes('every worker is serving') && (await fetch(`http://127.0.0.1:${adminPort}/healthz`).then(() => true, () => false)), 60_000);
 }, 90_000);
 
 afterAll(async () => {
