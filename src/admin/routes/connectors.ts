@@ -1,6 +1,6 @@
 // Inventory connectors (GET /v1/connectors, POST /v1/connectors/:name/sync, POST
 // /v1/connectors/:name/apply): their status, a sync or dry run on demand, and applying a held diff.
-import type { ConnectorStatus } from '../../connectors/state-port';
+import type { ConnectorStatus } from '../../core/connector-state';
 import type { SyncReport } from '../../connectors/sync';
 import { AdminError } from '../errors';
 import { adminAudit, badRequest, readJson, type Route } from '../route';
