@@ -281,9 +281,13 @@ describe('app passwords', () => {
     admin.services.issueAppPassword = async () => {
       throw Object.assign(new Error('user: control characters are not allowed'), { code: 'INVALID_IDENTIFIER' });
     };
-    const answer = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'a\u0001b' });
+    // A name the route's own check passes: the service's refusal is what is mapped here.
+    const answer = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'alice@example.com' });
     expectError(answer, 400, 'INVALID_IDENTIFIER');
     expect(answer.body.error.message).toContain('control characters');
+    const early = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'a\u0001b' });
+    expectError(early, 400, 'INVALID_IDENTIFIER');
+    expect(early.body.error.message).toBe('user: contains a control or invisible character');
   });
 });
 
