@@ -4,6 +4,7 @@
 // runs the whole rig with that column (a copy whose SMTP sanity check mailwarden can pass, see
 // patchedRig). Usage and the full command line: bench/README.md.
 import { execFileSync, spawn } from 'node:child_process';
+import cluster from 'node:cluster';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +12,7 @@ import { loadConfigFile } from '../src/core/config';
 import { findRig } from './perf-rig';
 import { createLogger } from '../src/core/log';
 import { startRuntime } from '../src/app/runtime';
+import { runPrimary } from '../src/app/workers';
 import { createStore } from '../src/store/create-store';
 import type { DeviceRecord } from '../src/store/device-store';
 
@@ -54,6 +56,8 @@ function readSettings() {
     keyPrefix: process.env.MW_KEY_PREFIX ?? 'mwrig:',
     // Off by default: every login then costs one Redis round trip, as nginx's auth_http lookup does.
     cache: process.env.MW_CACHE === '1',
+    // The `workers` setting (1: one process; the rig's nginx runs worker_processes auto).
+    workers: Number(process.env.MW_WORKERS ?? 1),
   };
 }
 
@@ -73,6 +77,7 @@ function writeConfig(dir: string, settings: Settings): string {
   const upstream = { host: '127.0.0.1', tls: 'none', login: 'passthrough' } as const;
   const config = {
     instanceName: 'perf-rig',
+    workers: settings.workers,
     policyFile: 'policy.yaml',
     tls: selfSignedCert(dir),
     store: {
@@ -132,6 +137,13 @@ async function serve(): Promise<void> {
   try {
     const configFile = writeConfig(dir, settings);
     await seedDevices(configFile, settings);
+    if (settings.workers > 1) {
+      // Each worker runs `mailwarden start` on this config, as a deployment with `workers` does.
+      cluster.setupPrimary({ exec: path.join(__dirname, '../src/cli/index.js'), args: ['start', '--config', configFile], silent: false });
+      process.stderr.write(`mailwarden rig: ${settings.workers} workers\n`);
+      await runPrimary(settings.workers, createLogger({ level: 'warn' }), 1000);
+      return;
+    }
     const runtime = await startRuntime({ configFile, watch: false });
     process.stderr.write(
       `mailwarden rig: imap 127.0.0.1:${settings.ports.imap}, imaps ${settings.ports.imaps}, smtp ${settings.ports.smtp}; ` +

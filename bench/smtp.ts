@@ -12,6 +12,7 @@ import { silentLogger } from '../src/core/log';
 import { startRedis, cleanupRedis } from '../test/harness/redis';
 import { findProgram, freePort, tempDir, waitForPort } from '../test/harness/ports';
 import { startSmtpSink } from '../test/harness/smtp-sink';
+import { writeAppPasswordKey } from '../test/harness/app-password-key';
 
 const CLIENTS = 20;
 const MESSAGE_BYTES = 20 * 1024;
@@ -236,7 +237,7 @@ async function main(): Promise<void> {
     instanceName: 'bench-smtp',
     policyFile: 'policy.yaml',
     store: { type: 'redis', redis: { mode: 'standalone', host: redis.host, port: redis.port } },
-    identity: { sources: [{ type: 'app-password' }] },
+    identity: { sources: [{ type: 'app-password', hmacKeyFile: writeAppPasswordKey(dir) }] },
     smtp: {
       listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }],
       upstream: { host: '127.0.0.1', port: upstream.port, tls: 'none', login: 'master', xclient: true },

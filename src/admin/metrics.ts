@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Protocol } from '../policy/contract';
 import type { Decision } from '../policy/decision';
+import type { ThrottleScope } from '../admission/login-throttle';
 import type { BreakerChange } from '../core/circuit-breaker';
 import type { UpstreamErrorReason, UpstreamLoginResult } from '../core/upstream-failure';
 
@@ -39,6 +40,8 @@ export interface Metrics {
   /** A live session opened (+1) or ended (-1). */
   sessionDelta(protocol: Protocol, delta: 1 | -1): void;
   onLogin(protocol: Protocol, result: LoginResult): void;
+  /** The login throttle delayed a login by `delayMs`, asked for by the counter of `scope`. */
+  onLoginThrottled(scope: ThrottleScope, delayMs: number): void;
   /** A live session was ended because its device is now denied. */
   onRevocation(protocol: Protocol): void;
   onStoreError(): void;
@@ -126,6 +129,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
   const logins = counter('logins_total', 'Login attempts by protocol and result', ['protocol', 'result']);
+  const throttled = counter('login_throttle_delays_total', 'Logins delayed by the failed-login throttle, by the counter that asked (address, user, device)', ['scope']);
+  const throttledSeconds = counter('login_throttle_delay_seconds_total', 'Seconds logins were held by the failed-login throttle, by scope', ['scope']);
   const revocations = counter('revocations_total', 'Live sessions ended because the device is now denied', [
     'protocol',
   ]);
@@ -214,6 +219,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     sessionDelta: (protocol, delta) => sessions.inc({ protocol }, delta),
     onLogin: (protocol, result) => logins.inc({ protocol, result }),
+    onLoginThrottled(scope, delayMs) {
+      throttled.inc({ scope });
+      throttledSeconds.inc({ scope }, delayMs / 1000);
+    },
     onRevocation: (protocol) => revocations.inc({ protocol }),
     onStoreError: () => storeErrors.inc(),
     onStoreCache: (result) => storeCache.inc({ result }),

@@ -1,11 +1,14 @@
-// The one admission step every front end calls: credential → identity → decision (the decider writes
-// the audit event) → outcome → live session. Written as a list of named steps, each a small function.
+// The one admission step every front end calls: throttle → credential → identity → decision (the
+// decider writes the audit event) → outcome → live session. Written as a list of named steps, each a
+// small function.
 import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
 import type { IdentityResolver, IdentityResult } from '../identity/types';
 import { validateIdentifier } from '../identity/validate';
 import type { Decision, DecisionRequest } from '../policy/decision';
 import type { LiveSession } from '../policy/live-session';
+import { parseAppPassword } from '../identity/app-password';
+import type { LoginThrottle, ThrottleSubject, ThrottleVerdict } from './login-throttle';
 import type { Admission, AdmissionRequest, AdmittedIdentity, LiveSessionHandle } from './types';
 
 export interface AdmissionDeps {
@@ -17,11 +20,39 @@ export interface AdmissionDeps {
   /** The version of the policy in force now (a login decided under another one is decided again). */
   policyVersion(): string;
   readonly log: Logger;
+  /** mailwarden's failed-login delay; absent = none. */
+  readonly throttle?: LoginThrottle;
+  /** A login was delayed by the throttle (metrics, audit). Must not throw. */
+  onThrottled?(login: ThrottledLogin): void;
+}
+
+/** What `onThrottled` is told about a delayed login. */
+export interface ThrottledLogin extends ThrottleVerdict {
+  readonly request: AdmissionRequest;
 }
 
 export type Admit = (request: AdmissionRequest) => Promise<Admission>;
 
 type Identified = Extract<IdentityResult, { ok: true }>;
+
+/**
+ * Step 0: who to count failures for, as far as is known before the credential is checked. None when
+ * the gateway verified the password already (Dovecot and Postfix apply their own penalty, and a
+ * policy request is never a guess).
+ */
+function throttleSubject(deps: AdmissionDeps, request: AdmissionRequest): ThrottleSubject | null {
+  if (!deps.throttle || request.verification?.by === 'gateway') return null;
+  const { credential } = request;
+  const credentialId = credential.kind === 'password' ? parseAppPassword(credential.password)?.credentialId : undefined;
+  return { remoteAddress: request.remoteAddress, username: credential.username, credentialId };
+}
+
+/** Waits out the throttle's delay for this subject (after earlier failures), and says so. */
+async function waitTurn(deps: AdmissionDeps, request: AdmissionRequest, subject: ThrottleSubject | null): Promise<void> {
+  if (!subject || !deps.throttle) return;
+  const verdict = await deps.throttle.wait(subject);
+  if (verdict.delayMs > 0) deps.onThrottled?.({ ...verdict, request });
+}
 
 /** Step 1: who is this? A resolver that throws is an outage, never an allow. */
 async function identify(deps: AdmissionDeps, request: AdmissionRequest): Promise<IdentityResult> {
@@ -131,10 +162,32 @@ function register(deps: AdmissionDeps, request: AdmissionRequest, identity: Admi
   };
 }
 
-/** Builds the admission step over the identity resolver, the decider and the session registry. */
+/**
+ * After the identity step: a wrong credential counts as a failure; one mailwarden verified itself
+ * (a master login upstream) is a success now; a passthrough password is judged by the upstream, so
+ * the front end reports that verdict through `upstreamChecked`.
+ */
+async function countAttempt(deps: AdmissionDeps, subject: ThrottleSubject | null, identity: IdentityResult): Promise<((accepted: boolean) => void) | undefined> {
+  const throttle = deps.throttle;
+  if (!subject || !throttle) return undefined;
+  // Awaited, so that the next attempt (at any instance) already sees this failure.
+  if (!identity.ok) return identity.failure === 'bad-credentials' ? void (await throttle.failed(subject)) : undefined;
+  if (identity.upstream.mode === 'master') return void throttle.succeeded(subject);
+  let reported = false;
+  return (accepted) => {
+    if (reported) return;
+    reported = true;
+    void (accepted ? throttle.succeeded(subject) : throttle.failed(subject));
+  };
+}
+
+/** Builds the admission step over the throttle, the identity resolver, the decider and the session registry. */
 export function createAdmit(deps: AdmissionDeps): Admit {
   return async function admit(request) {
+    const subject = throttleSubject(deps, request);
+    await waitTurn(deps, request, subject);
     const identity = await identify(deps, request);
+    const upstreamChecked = await countAttempt(deps, subject, identity);
     if (!identity.ok) {
       return identity.failure === 'bad-credentials'
         ? { kind: 'bad-credentials', detail: identity.detail }
@@ -142,7 +195,8 @@ export function createAdmit(deps: AdmissionDeps): Admit {
     }
     const decision = await decide(deps, request, identity);
     const admission = outcome(identity, decision);
-    if (admission.kind !== 'allow') return admission;
-    return { ...admission, session: register(deps, request, admission.identity, decision) };
+    const checked = upstreamChecked ? { upstreamChecked } : {};
+    if (admission.kind !== 'allow') return admission.kind === 'refuse' ? { ...admission, ...checked } : admission;
+    return { ...admission, ...checked, session: register(deps, request, admission.identity, decision) };
   };
 }

@@ -5,24 +5,16 @@
 // that logged in before alone.
 import { addressKey } from '../core/client-address';
 import type { FailureCounters } from '../store/failure-counters';
+import type { LoginThrottleConfig } from '../core/config-types';
 
-export interface LoginThrottleSettings {
-  readonly enabled: boolean;
-  /** Delay after the first failure; each further failure doubles it (Dovecot: 2 s). */
-  readonly baseDelayMs: number;
-  /** The largest delay (Dovecot: 15 s). */
-  readonly maxDelayMs: number;
-  /** How long a failure counts. */
-  readonly windowSeconds: number;
-  /** An address a user logged in from is spared the user-wide delay for this long. */
-  readonly knownAddressDays: number;
-}
+/** The `loginThrottle` section (docs/configuration.md#loginthrottle). */
+export type LoginThrottleSettings = LoginThrottleConfig;
 
 /** Who is logging in, as far as is known before the credential is verified. */
 export interface ThrottleSubject {
   readonly remoteAddress?: string;
-  /** The login name as typed. */
-  readonly username: string;
+  /** The login name as typed (absent: a bearer token without one, counted by address and device only). */
+  readonly username?: string;
   /** The app-password credential id, when the password has that shape (one device). */
   readonly credentialId?: string;
 }
@@ -57,11 +49,11 @@ export class LoginThrottle {
       const counted: [ThrottleScope, string][] = [];
       if (keys.address !== null) counted.push(['address', keys.address]);
       if (keys.device !== null) counted.push(['device', keys.device]);
-      counted.push(['user', keys.user]);
+      if (keys.user !== null) counted.push(['user', keys.user]);
       const failures = await this.counters.counts(counted.map(([, key]) => key));
       // The user-wide count (failures from anywhere) spares addresses the user logged in from.
-      const user = failures.length - 1;
-      if (failures[user]! > 0 && keys.known !== null && (await this.counters.marked(keys.known))) failures[user] = 0;
+      const user = keys.user === null ? -1 : failures.length - 1;
+      if (user >= 0 && failures[user]! > 0 && keys.known !== null && (await this.counters.marked(keys.known))) failures[user] = 0;
       let best: ThrottleVerdict = { delayMs: 0, scope: null };
       counted.forEach(([scope], i) => {
         const delayMs = delayAfter(failures[i] ?? 0, settings);
@@ -84,7 +76,8 @@ export class LoginThrottle {
   async failed(subject: ThrottleSubject): Promise<void> {
     if (!this.settings().enabled) return;
     const keys = this.keys(subject);
-    await this.counters.add([keys.user, ...(keys.address === null ? [] : [keys.address]), ...(keys.device === null ? [] : [keys.device])]).catch(() => undefined);
+    const keyed = [keys.user, keys.address, keys.device].filter((key): key is string => key !== null);
+    await this.counters.add(keyed).catch(() => undefined);
   }
 
   /**
@@ -102,14 +95,14 @@ export class LoginThrottle {
     ]).catch(() => undefined);
   }
 
-  private keys(subject: ThrottleSubject): { address: string | null; user: string; device: string | null; known: string | null } {
+  private keys(subject: ThrottleSubject): { address: string | null; user: string | null; device: string | null; known: string | null } {
     const address = addressKey(subject.remoteAddress);
-    const user = subject.username.toLowerCase();
+    const user = subject.username?.toLowerCase();
     return {
       address: address === null ? null : `a:${address}`,
-      user: `u:${user}`,
+      user: user === undefined ? null : `u:${user}`,
       device: subject.credentialId ? `d:${subject.credentialId.toLowerCase()}` : null,
-      known: address === null ? null : `k:${user}|${address}`,
+      known: address === null || user === undefined ? null : `k:${user}|${address}`,
     };
   }
 }

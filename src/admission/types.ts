@@ -90,6 +90,12 @@ export interface LiveSessionHandle {
   end(): void;
 }
 
+/**
+ * The front end tells the login throttle what the upstream said about a passthrough credential:
+ * false = it refused the client's password (a failed login), true = it accepted it. At most once.
+ */
+export type UpstreamChecked = (accepted: boolean) => void;
+
 /** What the admission step answers; the front end maps each kind to its protocol's replies. */
 export type Admission =
   /** Let the login in: log in upstream with `upstream`, show `decision.warnings`. */
@@ -99,6 +105,8 @@ export type Admission =
       readonly decision: Decision;
       readonly upstream: UpstreamLogin;
       readonly session: LiveSessionHandle | null;
+      /** Present for a passthrough login: report the upstream's verdict on the client's own credential. */
+      readonly upstreamChecked?: UpstreamChecked;
     }
   /**
    * The policy (or a system fault, `decision.fault === 'system'`) refuses: show
@@ -110,6 +118,8 @@ export type Admission =
       readonly identity: AdmittedIdentity;
       readonly decision: Decision;
       readonly upstream: UpstreamLogin;
+      /** As for `allow`: the upstream judged a passthrough credential (SMTP checks it even when refused). */
+      readonly upstreamChecked?: UpstreamChecked;
     }
   /** Wrong password or token: the protocol's authentication-failed reply. `detail` is for the log. */
   | { readonly kind: 'bad-credentials'; readonly detail: string }

@@ -17,7 +17,8 @@ import { Revoker } from '../policy/revoker';
 import { checkBlastRadius, type BlastRadiusResult } from '../policy/blast-radius';
 import { PolicyActivation, type ActivationVerdict } from '../policy/activation';
 import { simulate } from '../policy/simulate';
-import { readKillSwitch } from '../policy/brake';
+import { Brake, readKillSwitch } from '../policy/brake';
+import type { WorkerLink } from './workers';
 import { createIdentityResolver } from '../identity/resolver';
 import { createReportVerifier, type ReportVerifier } from '../admin/reports';
 import { startAdminServer, type AdminServer } from '../admin/server';
@@ -29,6 +30,7 @@ import { createAlerter, type Alerter } from '../admin/alerts';
 import { startImapService } from '../imap/service';
 import { startSmtpService } from '../smtp/service';
 import { createAdmit } from '../admission/admit';
+import { LoginThrottle } from '../admission/login-throttle';
 import { hookListenerShape, hooksDepsFromGate, startHooks, type HooksService } from '../hooks/service';
 import { appPasswordKeyFor, appPasswordOwner } from '../identity/app-password';
 import { CircuitBreakers } from '../core/circuit-breaker';
@@ -45,6 +47,10 @@ export interface RuntimeOptions {
   readonly watch?: boolean;
   /** Start the IMAP / SMTP listeners and the gateway hooks the config defines (default true). */
   readonly listeners?: boolean;
+  /** Serve the admin API and console the config defines (default true; with workers, the first only). */
+  readonly admin?: boolean;
+  /** Set in a node:cluster worker (src/app/workers.ts): brake trips are shared with the other workers. */
+  readonly workers?: WorkerLink | null;
 }
 
 export type ReloadOutcome =
@@ -97,13 +103,25 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   let appPasswordKey = await appPasswordKeyFor(current.config.identity.sources, configDir);
   let reportVerifier: ReportVerifier = await createReportVerifier(current.config.reports, configDir, log);
 
+  // With workers, each counts its share of the decisions and a trip in one is relayed to the others.
+  const link = options.workers ?? null;
+  const brake = new Brake({
+    log,
+    alert: (kind, details) => alerter.alert(kind, details),
+    onTrip: (trip) => {
+      metrics.onBrakeTrip();
+      link?.sendBrakeTrip(trip);
+    },
+    shareOfDecisions: link ? 1 / link.workers : 1,
+  });
+  link?.onBrakeTrip((trip) => brake.adopt(trip));
   const decider = new Decider({
     store,
     log,
     getPolicy: () => current.policy,
     getConfig: () => current.config,
     metrics,
-    alert: (kind, details) => alerter.alert(kind, details),
+    brake,
   });
   const revoker = new Revoker({ store, sessions, decider, log, metrics });
   // One breaker per upstream address for the whole process: IMAP and SMTP legs share them.
@@ -120,6 +138,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     breakers: () => breakers.states(),
   });
 
+  // Failures count in the store's backend (Redis: shared by every instance); the window is fixed at
+  // start, the delays follow reloads.
+  const throttle = new LoginThrottle(store.loginFailureCounters(current.config.loginThrottle.windowSeconds), () => current.config.loginThrottle);
   const admit = createAdmit({
     // Delegates, so a reload that changes identity sources swaps the resolver for new logins.
     identity: { resolve: (context) => identity.resolve(context) },
@@ -127,6 +148,24 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     sessions,
     policyVersion: () => current.policy.version,
     log,
+    throttle,
+    onThrottled({ scope, delayMs, request }) {
+      if (scope === null) return;
+      metrics.onLoginThrottled(scope, delayMs);
+      const event = {
+        msg: 'login-throttled',
+        at: new Date().toISOString(),
+        protocol: request.protocol,
+        frontEnd: request.frontEnd,
+        sessionId: request.sessionId,
+        user: request.credential.username ?? null,
+        remoteAddress: request.remoteAddress ?? null,
+        scope,
+        delayMs,
+      };
+      log.info('login delayed after failed logins', event);
+      store.appendAudit(event).catch((err: unknown) => log.warn('audit event not written', { event: event.msg, error: errorText(err) }));
+    },
   });
   const gate: Gate = {
     log,
@@ -259,7 +298,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   let admin: AdminServer | null = null;
   let webConsole: WebConsole | null = null;
-  if (current.config.admin) {
+  if (current.config.admin && (options.admin ?? true)) {
     const adminServices = createAdminServices({
       store,
       log,

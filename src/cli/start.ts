@@ -2,11 +2,14 @@
 // SIGHUP and edits of the config files reload it (validated first; the old config stays on error).
 // For a person (logs in text: a terminal, or logging.format text) the first lines are a plain
 // banner (src/cli/start-banner.ts); the start-up log lines follow it. For a service (JSON logs) the
-// same facts are log entries.
+// same facts are log entries. With `workers` above 1 this process is the node:cluster primary and each
+// worker runs this command again (src/app/workers.ts); the first worker shows the banner.
+import cluster from 'node:cluster';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { startRuntime, type Runtime } from '../app/runtime';
+import { runPrimary, workerLink } from '../app/workers';
 import { loadConfigFile } from '../core/config';
 import { errorText } from '../core/errors';
 import { consoleFormat, createLogger, type Logger } from '../core/log';
@@ -37,13 +40,20 @@ export function registerStartCommand(program: Command): void {
     .option('-c, --config <file>', 'configuration file', 'config/mailwarden.yaml')
     .option('--force-policy', 'activate the policy even if the blast-radius guard refuses it')
     .action(async (opts: { config: string; forcePolicy?: boolean }) => {
-      const { logging } = await loadConfigFile(opts.config);
-      const forPerson = consoleFormat(logging.format) === 'text';
+      const { logging, workers, imap } = await loadConfigFile(opts.config);
+      if (workers > 1 && cluster.isPrimary) {
+        const primaryLog = createLogger({ level: logging.level, format: logging.format, file: logging.file });
+        process.exitCode = await runPrimary(workers, primaryLog, imap?.drainMs ?? 10000);
+        return;
+      }
+      const link = workerLink();
+      const first = (link?.index ?? 0) === 0;
+      const forPerson = first && consoleFormat(logging.format) === 'text';
       const held = forPerson ? new HeldStdout() : null;
       const log = createLogger({ level: logging.level, format: logging.format, file: logging.file, ...(held && { consoleStream: held }) });
       let runtime: Runtime;
       try {
-        runtime = await startRuntime({ configFile: opts.config, forcePolicy: opts.forcePolicy ?? false, logger: log });
+        runtime = await startRuntime({ configFile: opts.config, forcePolicy: opts.forcePolicy ?? false, logger: log, workers: link, admin: first });
       } catch (err) {
         held?.release(); // a start that failed: its log lines, then the one-line error
         throw err;
@@ -63,9 +73,10 @@ export function registerStartCommand(program: Command): void {
           }).join('\n')}\n`,
         );
       }
+      link?.ready();
       // Already serving: the probes only decide what is said, never hold anything up. The banner
       // stays together; the start-up log lines (and any login meanwhile) follow it.
-      void probeUpstreams(config).then((probes) => {
+      if (first) void probeUpstreams(config).then((probes) => {
         if (!held) return logProbes(log, probes);
         process.stdout.write(`${upstreamLines(probes).join('\n')}\n\n`);
         held.release();
@@ -81,6 +92,8 @@ export function registerStartCommand(program: Command): void {
         process.once('SIGTERM', () => shutdown('SIGTERM'));
         process.once('SIGINT', () => shutdown('SIGINT'));
       });
+      // A worker's channel to the primary would keep it running after the stop.
+      if (cluster.isWorker) process.disconnect();
     });
 }
 

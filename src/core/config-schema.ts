@@ -2,6 +2,7 @@
 // translation of ajv errors into sentences an operator can act on. Shapes: src/core/config-types.ts.
 import Ajv, { type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
 import { connectorsSchema, secret as secretSource } from './config-connectors';
+import { INSECURE_ALLOWANCES } from './config-production';
 
 type Schema = SchemaObject;
 
@@ -331,15 +332,31 @@ const hooks = withDefault(
   {},
 );
 
+/** mailwarden's own failed-login delay (src/admission/login-throttle.ts); Dovecot's auth penalty: 2 s doubling to 15 s. */
+const loginThrottle = withDefault(
+  object({
+    enabled: bool(true),
+    baseDelayMs: int(1, 2000, 60000),
+    maxDelayMs: int(1, 15000, 60000),
+    windowSeconds: int(1, 900, 86400),
+    knownAddressDays: { type: 'number', minimum: 0, maximum: 365, default: 30 },
+  }),
+  {},
+);
+
 export const mailwardenSchema: Schema = object({
   instanceName: text,
+  workers: int(1, 1, 64),
   policyFile: withDefault(text, 'policy.yaml'),
   pluginDirs: withDefault(textList, []),
+  // true, or the production footguns to allow (src/core/config-production.ts).
+  insecure: { anyOf: [{ type: 'boolean' }, { type: 'array', items: oneOf(INSECURE_ALLOWANCES), uniqueItems: true }], default: false },
   tls: object({ cert: text, key: text, clientCa: text }, ['cert', 'key']),
   store,
   reports,
   admin,
   identity: withDefault(object({ sources: withDefault(list(identitySource), []) }), {}),
+  loginThrottle,
   groups: { type: 'object', propertyNames: { type: 'string', minLength: 1 }, additionalProperties: textList, default: {} },
   imap,
   smtp,

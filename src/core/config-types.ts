@@ -1,5 +1,6 @@
 // The shape of config/mailwarden.yaml and config/policy.yaml after validation and defaults.
 // The JSON schemas in src/core/config-schema.ts must accept exactly this; keys are camelCase.
+import type { InsecureAllowance } from './config-production';
 
 /** What a decision does with a login: let it in, refuse it, or ask the client to try again later. */
 export type Action = 'allow' | 'deny' | 'tempfail';
@@ -312,13 +313,33 @@ export interface AlertsConfig {
   readonly timeoutMs: number;
 }
 
+/** Failed-login throttling: a delay doubling per failure, per address, user and app-password device. */
+export interface LoginThrottleConfig {
+  readonly enabled: boolean;
+  /** Delay after the first failure; each further failure doubles it (Dovecot: 2 s). */
+  readonly baseDelayMs: number;
+  /** The largest delay (Dovecot: 15 s). */
+  readonly maxDelayMs: number;
+  /** How long a failure counts. */
+  readonly windowSeconds: number;
+  /** An address a user logged in from is spared the user-wide delay for this long. */
+  readonly knownAddressDays: number;
+}
+
 export interface MailwardenConfig {
   /** Absolute path of the file this was loaded from; relative paths inside resolve against its folder. */
   readonly configFile: string;
   readonly instanceName: string;
+  /**
+   * Processes that serve the listeners (node:cluster; src/app/workers.ts): 1 (default) is this
+   * process alone; one per core uses the whole machine. More than one needs the Redis store.
+   */
+  readonly workers: number;
   readonly policyFile: string;
   /** Extra folders searched for plugins before the built-in ones. */
   readonly pluginDirs: readonly string[];
+  /** Production footguns allowed anyway: true = all (src/core/config-production.ts). */
+  readonly insecure: boolean | readonly InsecureAllowance[];
   /**
    * Certificate and key for every listener with tls implicit or starttls (IMAP and SMTP), and the
    * client CA for certificate identities. Required when any listener uses TLS. (Added by config.)
@@ -328,6 +349,7 @@ export interface MailwardenConfig {
   readonly reports: ReportsConfig;
   readonly admin?: AdminConfig;
   readonly identity: { readonly sources: readonly IdentitySourceConfig[] };
+  readonly loginThrottle: LoginThrottleConfig;
   /** user → groups, for check scopes and staged rollout by group. */
   readonly groups: Readonly<Record<string, readonly string[]>>;
   readonly imap?: ImapConfig;

@@ -10,6 +10,7 @@ import type { MailwardenConfig, PolicyConfig, UpstreamConfig } from './config-ty
 import { ConfigError, errorText, formatKeyPath, type ConfigIssue } from './errors';
 import { schemaProblems, validateMailwarden, validatePolicy, type SchemaProblem } from './config-schema';
 import { connectorRules, readSecret, resolveConnectorPaths } from './config-connectors';
+import { productionProblems } from './config-production';
 
 type KeyPath = readonly (string | number)[];
 
@@ -229,6 +230,8 @@ async function readConfig(file: string): Promise<Result<MailwardenConfig> & { po
   if (crossIssues.length > 0) return { issues: byLine(crossIssues), policyFile };
   const secretIssues = resolveSecrets(data, dir, source);
   if (secretIssues.length > 0) return { issues: byLine(secretIssues), policyFile };
+  const productionIssues = toIssues(source, productionProblems(raw));
+  if (productionIssues.length > 0) return { issues: byLine(productionIssues), policyFile };
   return { value: deepFreeze(finishConfig(raw, file)), issues: [], policyFile };
 }
 
@@ -254,6 +257,8 @@ function configRules(c: RawConfig): SchemaProblem[] {
       }
     }
   }
+  // Each worker is its own process: with the embedded store each would hold devices of its own.
+  if (c.workers !== 1 && c.store.type === 'memory') problem(['workers'], 'more than one worker needs store.type redis (the embedded store lives inside one process)');
   if (c.reports.jwksFile !== undefined && c.reports.jwksUrl !== undefined) {
     problem(['reports', 'jwksUrl'], 'set either jwksFile or jwksUrl, not both');
   }

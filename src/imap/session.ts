@@ -455,6 +455,8 @@ export class ImapConnection {
       sessionId: this.id,
       secure: this.tlsActive,
     });
+    // A passthrough password is judged by the upstream: the login throttle counts its verdict.
+    if (result.ok || result.failure === 'bad-credentials') admission.upstreamChecked?.(result.ok);
     if (!result.ok) {
       live.end();
       this.log.warn('imap: upstream login failed', { mechanism, failure: result.failure, reason: result.reason, detail: result.detail });

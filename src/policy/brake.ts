@@ -101,7 +101,19 @@ export function newestEnforcingChecks(previous: CompiledPolicy, next: CompiledPo
 export interface BrakeOptions {
   readonly log: Logger;
   readonly alert?: (kind: 'brake-tripped', details: Readonly<Record<string, unknown>>) => unknown;
-  readonly onTrip?: () => void;
+  /** Called once when this brake trips (by its own count, not by adopt()); the workers relay it. */
+  readonly onTrip?: (trip: BrakeTrip) => void;
+  /**
+   * This process's share of the instance's decisions (1/workers with node:cluster workers): the
+   * minimum count is scaled by it, so that N workers together trip after about `minLogins`.
+   */
+  readonly shareOfDecisions?: number;
+}
+
+/** A trip as the workers relay it: the policy version it was counted for and the checks put in report. */
+export interface BrakeTrip {
+  readonly policyVersion: string;
+  readonly checks: readonly string[];
 }
 
 export interface BrakeStatus {
@@ -159,7 +171,7 @@ export class Brake {
     if (decision.action !== 'allow' && decision.decidedBy !== undefined) this.denied++;
     const { minLogins, maxDeniedPercent, windowSeconds } = policy.config.brake;
     const deniedPercent = (this.denied / this.logins) * 100;
-    if (this.logins < minLogins || deniedPercent <= maxDeniedPercent) return;
+    if (this.logins < minLogins * (this.options.shareOfDecisions ?? 1) || deniedPercent <= maxDeniedPercent) return;
 
     this.tripped = new Set(this.candidates);
     this.watchUntilMs = 0;
@@ -179,11 +191,26 @@ export class Brake {
     );
     const failed = (err: unknown) => this.options.log.error('brake alert failed', { error: errorText(err) });
     try {
-      this.options.onTrip?.();
+      this.options.onTrip?.({ policyVersion: details.policyVersion, checks: details.checks });
       Promise.resolve(this.options.alert?.('brake-tripped', details)).catch(failed);
     } catch (err) {
       failed(err);
     }
+  }
+
+  /**
+   * Another worker of this instance tripped for `trip.policyVersion`: put the same checks in report
+   * here too. A trip for another version (a reload raced it) or while not watching is ignored.
+   */
+  adopt(trip: BrakeTrip): void {
+    if (trip.policyVersion !== this.version || this.watchUntilMs === 0) return;
+    this.tripped = new Set(trip.checks.filter((id) => this.candidates.includes(id)));
+    this.watchUntilMs = 0;
+    this.options.log.error(`brake tripped on another worker: checks now in report mode on this instance: ${[...this.tripped].join(', ')}`, {
+      msg: 'brake-tripped',
+      policyVersion: trip.policyVersion,
+      checks: [...this.tripped],
+    });
   }
 
   status(): BrakeStatus {

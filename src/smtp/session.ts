@@ -144,6 +144,8 @@ export class SmtpSessions implements SmtpHandlers {
     // only judge of the password, so check it before AUTH succeeds and the sentence is shown.
     if (admission.kind === 'allow' || login.mode === 'passthrough') {
       const opened = await upstream.open(login, clientFacts(session));
+      // A passthrough password is judged by the upstream: the login throttle counts its verdict.
+      if (opened.ok || opened.failure === 'auth-rejected') admission.upstreamChecked?.(opened.ok);
       if (!opened.ok) {
         live?.end();
         client.identity = null;

@@ -52,7 +52,7 @@ interface Entry<T> {
 const PASSED_THROUGH = [
   'getDevices', 'listUserDevices', 'listDevices', 'getExemptions', 'listExemptions', 'getFirstSeenNoncompliant',
   'putAppPassword', 'getAppPassword', 'removeAppPasswords', 'appendAudit', 'readAudit', 'readAuditLast',
-  'publish', 'subscribe', 'onReconnect', 'getFlag', 'ping',
+  'publish', 'subscribe', 'onReconnect', 'getFlag', 'ping', 'loginFailureCounters',
 ] as const satisfies readonly (keyof DeviceStore)[];
 
 type PassedThrough = (typeof PASSED_THROUGH)[number];

@@ -2,6 +2,7 @@
 // (in-memory, Redis) implements. The Redis layout behind it is a public interface: docs/redis-layout.md.
 
 import type { DeviceLookup, DeviceRecord } from '../core/device-record';
+import type { FailureCounters } from './failure-counters';
 
 export type { DeviceLookup, DeviceRecord, DeviceReport } from '../core/device-record';
 
@@ -159,5 +160,11 @@ export interface Health {
   close(): Promise<void>;
 }
 
+/** Failed-login counters for the login throttle, kept where the store keeps its data (shared by instances on Redis). */
+export interface LoginFailures {
+  /** Counters whose failures count for `windowSeconds`; build once per process. */
+  loginFailureCounters(windowSeconds: number): FailureCounters;
+}
+
 /** Every port: what each adapter implements. */
-export interface DeviceStore extends DecisionFacts, DeviceRecords, Exemptions, AppPasswords, AuditLog, ChangeFeed, Flags, Health {}
+export interface DeviceStore extends DecisionFacts, DeviceRecords, Exemptions, AppPasswords, AuditLog, ChangeFeed, Flags, Health, LoginFailures {}

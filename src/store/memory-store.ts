@@ -25,6 +25,7 @@ import {
   reportOrderMs,
   ttlToMs,
 } from './record-codec';
+import { createFailureCounters, type FailureCounters } from './failure-counters';
 
 export interface MemoryStoreOptions {
   /** Audit entries kept (oldest dropped first). */
@@ -250,6 +251,10 @@ export class MemoryDeviceStore implements DeviceStore {
   }
 
   async ping(): Promise<void> {}
+
+  loginFailureCounters(windowSeconds: number): FailureCounters {
+    return createFailureCounters({ windowSeconds });
+  }
 
   async close(): Promise<void> {
     this.changes.removeAllListeners();

@@ -11,6 +11,7 @@ import type { DecisionRequest } from '../../src/policy/decision';
 import { buildReport, makeReporterKeys, signReport, pushReport, enrollDevice } from '../../src/kit';
 import { startRedis, cleanupRedis, type RedisServer } from '../harness/redis';
 import { tempDir } from '../harness/ports';
+import { writeAppPasswordKey } from '../harness/app-password-key';
 
 const ADMIN_TOKEN = 'core-test-admin-token-5f1c2b';
 const TIKTOK = 'com.zhiliaoapp.musically';
@@ -69,6 +70,7 @@ admin:
 identity:
   sources:
     - type: app-password
+      hmacKeyFile: app-password.key
 logging: { level: debug }
 `;
 }
@@ -113,6 +115,7 @@ describe('core runtime with a real redis-server', () => {
     privateJwk = keys.privateJwk;
     fs.writeFileSync(path.join(dir, 'reporters.jwks.json'), JSON.stringify(keys.publicJwks));
     fs.writeFileSync(path.join(dir, 'mailwarden.yaml'), configYaml(redis, 2));
+    writeAppPasswordKey(dir);
     fs.writeFileSync(path.join(dir, 'policy.yaml'), policyYaml());
     runtime = await startRuntime({
       configFile: path.join(dir, 'mailwarden.yaml'),
@@ -264,6 +267,7 @@ describe('core runtime with a real redis-server', () => {
   test('kill switch on one instance puts every check in report on another instance sharing Redis', async () => {
     const dir2 = tempDir('core-b');
     fs.copyFileSync(path.join(dir, 'reporters.jwks.json'), path.join(dir2, 'reporters.jwks.json'));
+    fs.copyFileSync(path.join(dir, 'app-password.key'), path.join(dir2, 'app-password.key'));
     fs.writeFileSync(path.join(dir2, 'mailwarden.yaml'), configYaml(redis, 2));
     fs.writeFileSync(path.join(dir2, 'policy.yaml'), policyYaml());
     const other = await startRuntime({ configFile: path.join(dir2, 'mailwarden.yaml'), logger: createLogger({ silent: true, transports: [capture.transport] }), listeners: false, watch: false });

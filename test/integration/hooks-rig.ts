@@ -14,6 +14,7 @@ import { startRedis, cleanupRedis, type RedisServer } from '../harness/redis';
 import { tempDir } from '../harness/ports';
 import { makeTestPki, type TestPki } from '../harness/tls';
 import { docBlock } from './doc-blocks';
+import { writeAppPasswordKey } from '../harness/app-password-key';
 
 export const ADMIN_TOKEN = 'hooks-test-admin-token';
 export const TIKTOK = 'com.zhiliaoapp.musically';
@@ -96,8 +97,10 @@ export async function startHooksRig(options: HooksRigOptions): Promise<HooksRig>
     },
     reports: { jwksFile: 'reporters.jwks.json', algorithms: ['ES256'] },
     admin: { listen: { host: '127.0.0.1', port: 0 }, tokens: [ADMIN_TOKEN] },
-    identity: { sources: [{ type: 'app-password' }, { type: 'asserted', separator: '+' }, { type: 'certificate', deviceField: 'CN' }] },
+    identity: { sources: [{ type: 'app-password', hmacKeyFile: writeAppPasswordKey(dir) }, { type: 'asserted', separator: '+' }, { type: 'certificate', deviceField: 'CN' }] },
     hooks: options.hooks(structuredClone(documented)),
+    // The documented blocks keep their change-me placeholders; the tests send them.
+    insecure: ['change-me-secret'],
     logging: { level: 'error' },
   };
   const configFile = path.join(dir, 'mailwarden.yaml');

@@ -11,6 +11,7 @@ import { startDovecot, makeMessage, type DovecotOptions, type DovecotServer } fr
 import { startRedis, cleanupRedis, type RedisServer } from '../harness/redis';
 import { tempDir } from '../harness/ports';
 import { makeTestPki, type TestPki } from '../harness/tls';
+import { writeAppPasswordKey } from '../harness/app-password-key';
 
 export const ADMIN_TOKEN = 'imap-test-admin-token';
 export const ISSUER = 'https://idp.example.test';
@@ -120,7 +121,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
       sources: [
         ...(options.clientCertificates ? [{ type: 'certificate', deviceField: 'CN' }] : []),
         { type: 'oauth', jwksFile: 'idp.jwks.json', issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'], userClaim: 'email', deviceClaim: 'deviceid' },
-        { type: 'app-password' },
+        { type: 'app-password', hmacKeyFile: writeAppPasswordKey(dir) },
         { type: 'asserted', separator: '+' },
       ],
     },

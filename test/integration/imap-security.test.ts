@@ -8,7 +8,9 @@ import { RawClient } from '../unit/imap-fakes';
 let rig: Rig;
 
 beforeAll(async () => {
-  rig = await startRig({ outageLastKnownMaxSeconds: 0 });
+  // Dozens of forged credentials from one address in a row: the login throttle (its own test:
+  // login-throttle.test.ts) would hold each one up to 15 s, so it is off here.
+  rig = await startRig({ outageLastKnownMaxSeconds: 0, extraConfig: { loginThrottle: { enabled: false } } });
   await rig.report('sec-phone', 'ios', []);
 });
 afterAll(async () => {

@@ -14,6 +14,7 @@ import { startSmtpSink, type SmtpSink } from '../harness/smtp-sink';
 import { tempDir } from '../harness/ports';
 import { makeTestPki, type TestPki } from '../harness/tls';
 import { ADMIN_TOKEN, ALICE, TIKTOK } from './imap-rig';
+import { writeAppPasswordKey } from '../harness/app-password-key';
 
 export { ALICE, TIKTOK };
 
@@ -90,7 +91,7 @@ export async function startSmtpRig(options: { upstream: 'postfix' | 'sink' }): P
     },
     reports: { jwksFile: 'reporters.jwks.json', algorithms: ['ES256'] },
     admin: { listen: { host: '127.0.0.1', port: 0 }, tokens: [ADMIN_TOKEN] },
-    identity: { sources: [{ type: 'app-password' }, { type: 'asserted', separator: '+' }] },
+    identity: { sources: [{ type: 'app-password', hmacKeyFile: writeAppPasswordKey(dir) }, { type: 'asserted', separator: '+' }] },
     smtp: {
       listeners: [
         { host: '127.0.0.1', port: 0, tls: 'implicit' },

@@ -6,8 +6,21 @@ import { silentLogger } from '../../src/core/log';
 import { SessionRegistry } from '../../src/app/sessions';
 import type { Decision, DecisionRequest } from '../../src/policy/decision';
 import { decision, defaultResolve } from './imap-fakes';
+import { LoginThrottle, type LoginThrottleSettings } from '../../src/admission/login-throttle';
+import { createFailureCounters } from '../../src/store/failure-counters';
 
-function setup(decideWith: (r: DecisionRequest) => Decision = () => decision('allow')) {
+const THROTTLE: LoginThrottleSettings = { enabled: true, baseDelayMs: 2000, maxDelayMs: 15000, windowSeconds: 900, knownAddressDays: 30 };
+
+/** Admission with a throttle whose sleeps are recorded, not waited. */
+function throttled() {
+  const slept: number[] = [];
+  const delayed: string[] = [];
+  const throttle = new LoginThrottle(createFailureCounters({ windowSeconds: 900 }), () => THROTTLE, async (ms) => void slept.push(ms));
+  const { admit } = setup(undefined, { throttle, onThrottled: ({ scope, request }) => delayed.push(`${scope} ${request.remoteAddress}`) });
+  return { admit, slept, delayed };
+}
+
+function setup(decideWith: (r: DecisionRequest) => Decision = () => decision('allow'), extra: Partial<AdmissionDeps> = {}) {
   const sessions = new SessionRegistry();
   const requests: DecisionRequest[] = [];
   let version = 'v1';
@@ -20,6 +33,7 @@ function setup(decideWith: (r: DecisionRequest) => Decision = () => decision('al
     sessions,
     policyVersion: () => version,
     log: silentLogger(),
+    ...extra,
   };
   return { admit: createAdmit(deps), sessions, requests, setVersion: (v: string) => (version = v) };
 }
@@ -100,5 +114,35 @@ describe('admit', () => {
     const a = await admit(login({ verification: { by: 'gateway', user: 'bob@example.com' } }));
     expect(a.kind).toBe('bad-credentials');
     expect((await admit(login({ verification: { by: 'gateway', user: 'ALICE@example.com' } }))).kind).toBe('allow');
+  });
+
+  it('throttle: a wrong credential delays the next attempt from that address, after the decision-free failure is counted', async () => {
+    const { admit, slept, delayed } = throttled();
+    const wrong = login({ credential: { kind: 'password', username: 'alice@example.com', password: 'nope' }, remoteAddress: '192.0.2.1' });
+    expect((await admit(wrong)).kind).toBe('bad-credentials');
+    expect((await admit(wrong)).kind).toBe('bad-credentials');
+    expect(slept).toEqual([2000]);
+    expect(delayed).toEqual(['address 192.0.2.1']);
+    // Another user from another address is not delayed.
+    await admit(login({ credential: { kind: 'password', username: 'bob@example.com+dev-2', password: 'bob-pw' }, remoteAddress: '192.0.2.9' }));
+    expect(slept).toEqual([2000]);
+  });
+
+  it('throttle: a passthrough password counts when the front end reports the upstream refused it', async () => {
+    const { admit, slept } = throttled();
+    const a = await admit(login({ remoteAddress: '192.0.2.2' }));
+    if (a.kind !== 'allow' || !a.upstreamChecked) throw new Error('expected a passthrough allow with upstreamChecked');
+    a.upstreamChecked(false);
+    a.upstreamChecked(false);
+    await new Promise((r) => setImmediate(r));
+    await admit(login({ remoteAddress: '192.0.2.2' }));
+    expect(slept).toEqual([2000]);
+  });
+
+  it('throttle: a gateway-verified login is neither delayed nor counted (the daemon applies its own penalty)', async () => {
+    const { admit, slept } = throttled();
+    const wrong = login({ verification: { by: 'gateway', user: 'bob@example.com' }, remoteAddress: '192.0.2.3' });
+    for (let i = 0; i < 3; i++) expect((await admit(wrong)).kind).toBe('bad-credentials');
+    expect(slept).toEqual([]);
   });
 });

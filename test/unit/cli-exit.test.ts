@@ -55,6 +55,20 @@ test('an invalid configuration exits 78', async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+test('start refuses a production footgun with 78, naming file, line and key (issue 8 item 10)', async () => {
+  // 192.0.2.1 (RFC 5737, documentation only): never bindable here, so nothing listens beyond loopback.
+  const dir = tempDir('cli-exit');
+  fs.writeFileSync(path.join(dir, 'policy.yaml'), 'checks:\n  - plugin: require-device\n');
+  const config = 'store: { type: memory }\nimap:\n  listeners: [{ host: 192.0.2.1, port: 1143, tls: none }]\n  upstream: { host: 127.0.0.1, port: 143, tls: none }\n';
+  fs.writeFileSync(path.join(dir, 'mailwarden.yaml'), config);
+  try {
+    expect(await cli('start', '--config', path.join(dir, 'mailwarden.yaml'))).toBe(EXIT.config);
+    expect(stderr.join('')).toMatch(/mailwarden\.yaml:3: imap\.listeners\[0\]\.tls: none on 192\.0\.2\.1:1143.*`insecure: \[plaintext-listener\]`/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an admin API that cannot be reached exits 69; one that answers 503 too', async () => {
   const port = await freePort();
   expect(await cli('kill-switch', 'on', '--url', `http://127.0.0.1:${port}`, '--token', 't')).toBe(EXIT.unreachable);

@@ -149,6 +149,7 @@ describe('defaults and paths', () => {
     expect(config.identity.sources).toEqual([]);
     expect(config.groups).toEqual({});
     expect(config.logging.level).toBe('debug');
+    expect(config.workers).toBe(1);
     expect(policy).toMatchObject({
       reportOnly: false,
       helpdesk: 'your IT helpdesk',
@@ -250,6 +251,18 @@ describe('errors', () => {
     const file = write('mailwarden.yaml', 'instanceName: a\nstore:\n  type: redsi\n');
     const error = await failure(loadConfigFile(file));
     expect(error.issues).toEqual([{ file, line: 3, keyPath: 'store.type', message: 'must be one of memory, redis (got "redsi")' }]);
+  });
+
+  test('workers: more than one needs the Redis store, a wrong value names the key', async () => {
+    const redis = 'store: { type: redis, redis: { mode: standalone, host: 127.0.0.1 } }\n';
+    expect((await loadConfigFile(write('b.yaml', `workers: 2\n${redis}`))).workers).toBe(2);
+    const memory = write('c.yaml', 'instanceName: a\nworkers: 2\n');
+    expect((await failure(loadConfigFile(memory))).issues).toEqual([
+      { file: memory, line: 2, keyPath: 'workers', message: 'more than one worker needs store.type redis (the embedded store lives inside one process)' },
+    ]);
+    const zero = write('d.yaml', `workers: 0\n${redis}`);
+    const issues = (await failure(loadConfigFile(zero))).issues;
+    expect(issues).toEqual([{ file: zero, line: 1, keyPath: 'workers', message: expect.stringMatching(/^must be >= 1/) }]);
   });
 
   test('secret values are never echoed back', async () => {

@@ -84,6 +84,25 @@ describe('Brake', () => {
     expect(alerts).toHaveLength(1);
   });
 
+  it('with workers: each counts its share of minLogins, relays its trip, and adopts another worker’s trip', async () => {
+    const { before, after } = await policies();
+    const { log } = capturingLogger();
+    const relayed: unknown[] = [];
+    const worker = new Brake({ log, onTrip: (trip) => relayed.push(trip), shareOfDecisions: 1 / 2 });
+    const other = new Brake({ log, shareOfDecisions: 1 / 2 });
+    worker.policyChanged(before, after, NOW);
+    other.policyChanged(before, after, NOW);
+    // Half of minLogins (10) on this worker, 2 of 5 denied = 40% > 30%.
+    feed(worker, after, ['deny', 'allow', 'deny', 'allow', 'allow']);
+    expect([...worker.reportOnly()]).toEqual(['no-tiktok-on-mobiles']);
+    expect(relayed).toEqual([{ policyVersion: 'v-2', checks: ['no-tiktok-on-mobiles'] }]);
+    other.adopt({ policyVersion: 'v-1', checks: ['no-tiktok-on-mobiles'] });
+    expect(other.reportOnly().size).toBe(0);
+    other.adopt(relayed[0] as never);
+    expect([...other.reportOnly()]).toEqual(['no-tiktok-on-mobiles']);
+    expect(other.status().watchingUntil).toBeNull();
+  });
+
   it('does not trip at or under the limit, nor with fewer than minLogins decisions', async () => {
     const { brake, after } = await armed();
     feed(brake, after, ['deny', 'deny', 'deny', 'deny', 'deny', 'deny', 'deny', 'deny', 'deny']);

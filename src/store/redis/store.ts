@@ -30,6 +30,7 @@ import {
 } from '../record-codec';
 import { RedisChangeFeed } from './change-feed';
 import { RedisConnection, replyValue, unavailable, WrongType, type Client, type Cmd, type Reply } from './connection';
+import { createFailureCounters, type FailureCounters } from '../failure-counters';
 import { LUA_INDEX_DEVICE, LUA_MARK_FIRST_SEEN, LUA_PUT_DEVICE, redisKeys, type Scripts } from './layout';
 
 export interface RedisStoreOptions {
@@ -48,6 +49,7 @@ export class RedisDeviceStore implements DeviceStore {
   private readonly connection: RedisConnection;
   private readonly feed: RedisChangeFeed;
   private readonly keys: ReturnType<typeof redisKeys>;
+  private readonly keyPrefix: string;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly auditMaxLen: number;
@@ -60,6 +62,7 @@ export class RedisDeviceStore implements DeviceStore {
     const config = options.redis;
     if (/[{}]/.test(config.keyPrefix)) throw new RangeError(`redis.keyPrefix must not contain { or } (they are Cluster hash tags): "${config.keyPrefix}"`);
     this.keys = redisKeys(config.keyPrefix);
+    this.keyPrefix = config.keyPrefix;
     this.log = options.log ?? silentLogger();
     this.now = options.now ?? Date.now;
     this.auditMaxLen = options.auditMaxLen;
@@ -317,6 +320,11 @@ export class RedisDeviceStore implements DeviceStore {
 
   async ping(): Promise<void> {
     await this.run('ping', () => this.client.ping());
+  }
+
+  /** Keys `<keyPrefix>login-failures:<key>` and `<keyPrefix>login-known:<key>` (docs/redis-layout.md). */
+  loginFailureCounters(windowSeconds: number): FailureCounters {
+    return createFailureCounters({ windowSeconds, redis: { client: this.client, keyPrefix: this.keyPrefix } });
   }
 
   async close(): Promise<void> {
