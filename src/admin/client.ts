@@ -52,7 +52,8 @@ export interface AdminClient {
   listDevices(query?: { user?: string; after?: string; limit?: number }): Promise<{ devices: DeviceRecord[]; next: string | null }>;
   showDevice(deviceId: string, protocol?: 'imap' | 'smtp'): Promise<DeviceView>;
   postReport(jws: string): Promise<ReportOutcome>;
-  issueAppPassword(deviceId: string, user: string): Promise<{ password: string; credentialId: string; user: string; deviceId: string }>;
+  /** `force`: also for a device with no matching stored report (admin tokens only). */
+  issueAppPassword(deviceId: string, user: string, options?: { force?: boolean }): Promise<{ password: string; credentialId: string; user: string; deviceId: string }>;
   removeAppPasswords(deviceId: string): Promise<{ deviceId: string; removed: number }>;
   listExemptions(): Promise<{ exemptions: Exemption[] }>;
   putExemption(scope: ExemptionScope, subject: string, request: ExemptionRequest): Promise<{ exemption: Exemption }>;
@@ -114,7 +115,7 @@ export function createAdminClient(target: AdminTarget, options: { timeoutMs?: nu
     showDevice: (deviceId, protocol) => json('GET', `/v1/devices/${seg(deviceId)}${qs({ protocol })}`),
     postReport: async (jws) =>
       (await (await call('POST', '/v1/reports', { type: 'application/jose', data: jws })).json()) as ReportOutcome,
-    issueAppPassword: (deviceId, user) => json('POST', `/v1/devices/${seg(deviceId)}/app-passwords`, { user }),
+    issueAppPassword: (deviceId, user, options = {}) => json('POST', `/v1/devices/${seg(deviceId)}/app-passwords`, { user, ...(options.force ? { force: true } : {}) }),
     removeAppPasswords: (deviceId) => json('DELETE', `/v1/devices/${seg(deviceId)}/app-passwords`),
     listExemptions: () => json('GET', '/v1/exemptions'),
     putExemption: (scope, subject, request) => json('PUT', `/v1/exemptions/${scope}/${seg(subject)}`, request),

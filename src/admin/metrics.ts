@@ -32,6 +32,8 @@ export interface MetricSources {
   readonly policyVersion?: () => string;
   /** Every upstream address's circuit breaker this process has used, tripped or not. */
   readonly breakers?: () => readonly BreakerChange[];
+  /** Audit events waiting in memory for the store (written when it answers again). */
+  readonly auditBuffered?: () => number;
 }
 
 export interface Metrics {
@@ -46,6 +48,8 @@ export interface Metrics {
   onRevocation(protocol: Protocol): void;
   onStoreError(): void;
   onStoreCache(result: StoreCacheResult): void;
+  /** An audit event was dropped: the store was unreachable and the outage buffer full. */
+  onAuditDropped(): void;
   onReload(result: ReloadResult): void;
   onBlastRadiusRefusal(): void;
   onBrakeTrip(): void;
@@ -135,6 +139,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     'protocol',
   ]);
   const storeErrors = counter('store_errors_total', 'Device store calls that failed (unreachable, timed out)');
+  const auditDropped = counter('audit_dropped_total', 'Audit events not written: the store was unreachable and the outage buffer (store.auditBufferMax) full');
   const storeCache = counter('store_cache_total', 'In-process device cache lookups by result', ['result']);
   const reloads = counter('reload_total', 'Configuration reloads by result', ['result']);
   const blastRadius = counter('blast_radius_refusals_total', 'Policies not activated by the blast-radius guard');
@@ -192,6 +197,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   stateGauge('store_up', '1 while the device store answers a ping, else 0', [], async (g) => {
     g.set((await wired(sources.storeUp)()) ? 1 : 0);
   });
+  stateGauge('audit_buffered', 'Audit events held in memory while the store is unreachable, written when it answers again', [], (g) => {
+    g.set(wired(sources.auditBuffered)());
+  });
   stateGauge('kill_switch_enabled', '1 while the kill switch puts every check in report on every instance', [], async (g) => {
     g.set((await wired(sources.killSwitch)()) ? 1 : 0);
   });
@@ -226,6 +234,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     onRevocation: (protocol) => revocations.inc({ protocol }),
     onStoreError: () => storeErrors.inc(),
     onStoreCache: (result) => storeCache.inc({ result }),
+    onAuditDropped: () => auditDropped.inc(),
     onReload: (result) => reloads.inc({ result }),
     onBlastRadiusRefusal: () => blastRadius.inc(),
     onBrakeTrip: () => brakeTrips.inc(),

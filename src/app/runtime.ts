@@ -37,6 +37,9 @@ import { CircuitBreakers } from '../core/circuit-breaker';
 import { VERSION } from '../core/version';
 import { logReloadScope } from './reload-scope';
 
+/** How often the store is pinged, so an outage and its end are noticed without logins. */
+const STORE_PROBE_MS = 2000;
+
 export interface RuntimeOptions {
   readonly configFile: string;
   /** Defaults to a winston logger configured by `logging` in the config file. */
@@ -96,7 +99,19 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const log = options.logger ?? createLogger({ level: current.config.logging.level, format: current.config.logging.format, file: current.config.logging.file });
   const metrics = createMetrics({ instanceName: current.config.instanceName, version: VERSION });
   const alerter: Alerter = createAlerter(current.config.alerts, log);
-  const store = await createStore(current.config.store, log, { onCacheResult: (r) => metrics.onStoreCache(r) });
+  const store = await createStore(current.config.store, log, { onCacheResult: (r) => metrics.onStoreCache(r), onAuditDropped: () => metrics.onAuditDropped() });
+  // The documented store-unreachable alert, on the first call that finds the store gone; the probe
+  // notices an outage (and its end, which writes the buffered audit) without waiting for a login.
+  store.onAvailabilityChange((available) => {
+    if (available) {
+      log.info('device store reachable again; audit events kept during the outage are being written', { ...store.auditBacklog() });
+      return;
+    }
+    log.error('device store unreachable: logins use last-known state, then tempfail; audit events are kept in memory', { store: store.kind });
+    void alerter.alert('store-unreachable', { store: store.kind, outageLastKnownMaxSeconds: current.config.store.outageLastKnownMaxSeconds });
+  });
+  const storeProbe = setInterval(() => void store.ping().catch(() => undefined), STORE_PROBE_MS);
+  storeProbe.unref();
   const sessions = new SessionRegistry();
   let identity = await createIdentityResolver(current.config.identity.sources, { store, log, configDir });
   // The Dovecot hook's passdb introspection verifies app passwords with the identity source's key.
@@ -136,6 +151,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     brakeReportOnly: () => [...decider.brake.reportOnly()],
     policyVersion: () => current.policy.version,
     breakers: () => breakers.states(),
+    auditBuffered: () => store.auditBacklog().buffered,
   });
 
   // Failures count in the store's backend (Redis: shared by every instance); the window is fixed at
@@ -378,6 +394,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     stopping ??= (async () => {
       watcher?.close();
       stopSighup?.();
+      clearInterval(storeProbe);
       const drain = drainMs ?? current.config.imap?.drainMs ?? 10000;
       await Promise.all([imap?.shutdown(drain), smtp?.shutdown(drain), hooks?.close()]);
       await webConsole?.close();

@@ -65,6 +65,7 @@ export function runPrimary(count: number, log: Logger, drainMs: number): Promise
   const restarts: number[] = [];
   let stopping = false;
   let status = 0;
+  let allServing = false;
 
   return new Promise<number>((resolve) => {
     const finishIfDone = () => {
@@ -84,7 +85,14 @@ export function runPrimary(count: number, log: Logger, drainMs: number): Promise
       const worker = cluster.fork({ [WORKERS_ENV]: String(count), [INDEX_ENV]: String(index) });
       byIndex.set(index, worker);
       worker.on('message', (m: Message) => {
-        if (m?.type === READY) started.add(worker);
+        if (m?.type === READY) {
+          started.add(worker);
+          // Until then the primary hands every connection to the workers already listening.
+          if (started.size === count && !allServing) {
+            allServing = true;
+            log.info('every worker is serving', { workers: count });
+          }
+        }
         if (m?.type === BRAKE_TRIP) {
           for (const other of byIndex.values()) if (other !== worker && other.isConnected()) other.send(m);
         }

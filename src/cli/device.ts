@@ -122,8 +122,9 @@ export function registerDeviceCommands(program: Command): void {
     .argument('<deviceId>', 'device id', deviceIdArg)
     .requiredOption('--user <user>', 'the mail login name the device uses', userArg)
     .option('--json', 'print { password, credentialId, user, deviceId } as JSON')
-    .action(async (deviceId: string, opts: TargetOptions & { user: string; json?: boolean }) => {
-      const issued = await (await adminClient(opts)).issueAppPassword(deviceId, opts.user);
+    .option('--force', 'also when the device has no stored report for that user (admin token only; audited)')
+    .action(async (deviceId: string, opts: TargetOptions & { user: string; json?: boolean; force?: boolean }) => {
+      const issued = await (await adminClient(opts)).issueAppPassword(deviceId, opts.user, { force: opts.force ?? false });
       if (opts.json) {
         print(JSON.stringify(issued));
         return;

@@ -97,6 +97,7 @@ const store = withDefault(
     auditMaxLen: int(1, 100000),
     cache: withDefault(object({ maxEntries: int(0, 50000), maxAgeMs: int(0, 30000) }), {}),
     outageLastKnownMaxSeconds: int(0, 300),
+    auditBufferMax: int(0, 10000, 1000000),
   }),
   {},
 );

@@ -50,6 +50,8 @@ export interface StoreConfig {
   readonly cache: { readonly maxEntries: number; readonly maxAgeMs: number };
   /** When the store cannot answer: use last-known state for at most this long, then tempfail. 0 = tempfail at once. */
   readonly outageLastKnownMaxSeconds: number;
+  /** Audit events kept in memory while the store is unreachable, written when it is back; the rest is counted. */
+  readonly auditBufferMax: number;
 }
 
 export interface ReportsConfig {

@@ -1,8 +1,12 @@
 // In-process cache in front of any DeviceStore: recent lookups are answered from memory (bounded,
 // LRU, max age), dropped when the change channel says they changed, and — while the store is
 // unreachable — served as last-known state for a bounded time, then refused (the caller tempfails).
+// It also notices when the store becomes unreachable and reachable again (the runtime alerts), and
+// keeps the audit events of an outage for later (audit-buffer.ts).
+import { AuditBuffer, type AuditBacklog } from './audit-buffer';
 import {
   StoreUnavailableError,
+  type AppPasswordCredential,
   type ChangeEvent,
   type DeviceLookup,
   type DeviceRecord,
@@ -36,6 +40,10 @@ export interface CacheOptions {
   readonly now?: () => number;
   /** Called for every cached lookup (wire it to Metrics.onStoreCache). */
   readonly onResult?: (result: CacheResult) => void;
+  /** Audit events kept while the store is unreachable (default 10000). */
+  readonly auditBufferMax?: number;
+  /** An audit event did not fit in the outage buffer. */
+  readonly onAuditDropped?: () => void;
 }
 
 interface Entry<T> {
@@ -51,8 +59,7 @@ interface Entry<T> {
  */
 const PASSED_THROUGH = [
   'getDevices', 'listUserDevices', 'listDevices', 'getExemptions', 'listExemptions', 'getFirstSeenNoncompliant',
-  'putAppPassword', 'getAppPassword', 'removeAppPasswords', 'appendAudit', 'readAudit', 'readAuditLast',
-  'publish', 'subscribe', 'onReconnect', 'getFlag', 'ping', 'loginFailureCounters',
+  'readAudit', 'readAuditLast', 'publish', 'subscribe', 'onReconnect', 'getFlag', 'loginFailureCounters',
 ] as const satisfies readonly (keyof DeviceStore)[];
 
 type PassedThrough = (typeof PASSED_THROUGH)[number];
@@ -75,6 +82,10 @@ export class CachedDeviceStore implements DeviceStore {
   private readonly lastKnownMs: number;
   private unsubscribe: (() => Promise<void>) | null = null;
   private readonly offReconnect: () => void;
+  /** App-password credentials the store returned, for outages only (always asked first otherwise). */
+  private readonly credentials = new Map<string, { readonly value: AppPasswordCredential; readonly fetchedAtMs: number }>();
+  private readonly audit: AuditBuffer;
+  private readonly availability = new Set<(available: boolean) => void>();
 
   constructor(
     private readonly inner: DeviceStore,
@@ -84,7 +95,14 @@ export class CachedDeviceStore implements DeviceStore {
     this.now = options.now ?? Date.now;
     this.lastKnownMs = options.outageLastKnownMaxSeconds * 1000;
     // Events may have been lost while disconnected: nothing cached can be trusted any more.
-    this.offReconnect = inner.onReconnect(() => this.clear());
+    this.offReconnect = inner.onReconnect(() => {
+      this.clear();
+      this.reachable();
+    });
+    this.audit = new AuditBuffer(
+      { appendAudit: (event) => this.watch(() => this.inner.appendAudit(event)) },
+      { maxEvents: options.auditBufferMax ?? 10000, onDrop: () => options.onAuditDropped?.() },
+    );
     // What the cache does not cache goes to the inner store as it is (readAuditLast only when it has it).
     for (const name of PASSED_THROUGH) {
       const method = inner[name] as ((...args: unknown[]) => unknown) | undefined;
@@ -101,12 +119,77 @@ export class CachedDeviceStore implements DeviceStore {
     return { ...this.counts, entries: this.entries.size };
   }
 
+  /**
+   * Called with false when the store stops answering (first failed call) and with true when it
+   * answers again. Returns an unsubscribe function.
+   */
+  onAvailabilityChange(listener: (available: boolean) => void): () => void {
+    this.availability.add(listener);
+    return () => this.availability.delete(listener);
+  }
+
+  /** Audit events waiting for the store, and those dropped because the buffer was full. */
+  auditBacklog(): AuditBacklog {
+    return this.audit.backlog();
+  }
+
+  async ping(): Promise<void> {
+    await this.watch(() => this.inner.ping());
+  }
+
+  /** Buffered (bounded, in order) while the store is unreachable; written when it answers again. */
+  appendAudit(event: Record<string, unknown>): Promise<string> {
+    return this.audit.append(event);
+  }
+
+  /**
+   * Always asked of the store, so a credential removed by another instance is gone at once. While
+   * the store is unreachable, a credential it returned within outageLastKnownMaxSeconds is served
+   * (the device's facts then come from last-known state too, and the decision says so).
+   */
+  async getAppPassword(credentialId: string): Promise<AppPasswordCredential | null> {
+    const known = this.credentials.get(credentialId);
+    let value: AppPasswordCredential | null;
+    try {
+      value = await this.watch(() => this.inner.getAppPassword(credentialId));
+    } catch (err) {
+      if (err instanceof StoreUnavailableError && known && this.now() - known.fetchedAtMs < this.lastKnownMs) {
+        this.count('last-known');
+        return known.value;
+      }
+      throw err;
+    }
+    this.credentials.delete(credentialId);
+    if (value && this.lastKnownMs > 0) {
+      this.credentials.set(credentialId, { value, fetchedAtMs: this.now() });
+      if (this.credentials.size > this.options.maxEntries) this.credentials.delete(this.credentials.keys().next().value as string);
+    }
+    return value;
+  }
+
+  async putAppPassword(credential: AppPasswordCredential): Promise<void> {
+    try {
+      await this.inner.putAppPassword(credential);
+    } finally {
+      this.credentials.delete(credential.credentialId);
+    }
+  }
+
+  async removeAppPasswords(deviceId: string): Promise<number> {
+    try {
+      return await this.inner.removeAppPasswords(deviceId);
+    } finally {
+      for (const [id, known] of this.credentials) if (known.value.deviceId === deviceId) this.credentials.delete(id);
+    }
+  }
+
   /** Drops everything cached (also used on reconnect and by the kill switch). */
   clear(): void {
     this.generation += 1;
     this.entries.clear();
     this.byDevice.clear();
     this.byUser.clear();
+    this.credentials.clear();
   }
 
   async loadFacts(deviceId: string | null, user: string, checkIds: readonly string[]): Promise<StoredFacts> {
@@ -183,6 +266,7 @@ export class CachedDeviceStore implements DeviceStore {
     await this.unsubscribe?.();
     this.unsubscribe = null;
     this.clear();
+    await this.audit.flush();
     await this.inner.close();
   }
 
@@ -211,10 +295,8 @@ export class CachedDeviceStore implements DeviceStore {
     const generation = this.generation;
     let value: T;
     try {
-      value = await fetch();
-      this.failedSinceMs = null;
+      value = await this.watch(fetch);
     } catch (err) {
-      if (err instanceof StoreUnavailableError) this.failedSinceMs ??= this.now();
       if (err instanceof StoreUnavailableError && entry && asLastKnown && age < this.lastKnownMs && this.entries.get(key) === entry) {
         this.count('last-known');
         return asLastKnown(entry.value);
@@ -226,6 +308,32 @@ export class CachedDeviceStore implements DeviceStore {
     this.count(entry ? 'stale' : 'miss');
     if (generation === this.generation) this.remember(key, { value, fetchedAtMs: this.now(), deviceId, user });
     return value;
+  }
+
+  /** Runs a store call and notes whether the store answered (unavailable → down; anything else → up). */
+  private async watch<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      const value = await call();
+      this.reachable();
+      return value;
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) this.unreachable();
+      else this.reachable();
+      throw err;
+    }
+  }
+
+  private unreachable(): void {
+    if (this.failedSinceMs !== null) return;
+    this.failedSinceMs = this.now();
+    for (const listener of this.availability) listener(false);
+  }
+
+  private reachable(): void {
+    if (this.failedSinceMs === null) return;
+    this.failedSinceMs = null;
+    for (const listener of this.availability) listener(true);
+    void this.audit.flush();
   }
 
   /** The inner store says it is disconnected, or its last lookup failed as unavailable. */

@@ -9,6 +9,8 @@ import { RedisDeviceStore } from './redis/store';
 export interface CreateStoreOptions {
   /** Called for every cached lookup (wire it to Metrics.onStoreCache). */
   readonly onCacheResult?: (result: CacheResult) => void;
+  /** An audit event did not fit in the outage buffer (store.auditBufferMax). */
+  readonly onAuditDropped?: () => void;
 }
 
 /**
@@ -43,6 +45,8 @@ export async function createStore(config: StoreConfig, log: Logger, options: Cre
     maxAgeMs: config.cache.maxAgeMs,
     outageLastKnownMaxSeconds: config.outageLastKnownMaxSeconds,
     onResult: options.onCacheResult,
+    auditBufferMax: config.auditBufferMax,
+    onAuditDropped: options.onAuditDropped,
   });
   await cached.start();
   return cached;

@@ -38,7 +38,8 @@ test("clients with a wrong password (Dovecot's auth penalty on) do not make anot
   // 20 clients, each retrying with a new wrong password until Bob is done (bounded by the test timeout).
   const attackers = Array.from({ length: 20 }, async (_, i) => {
     for (let n = 0; attacking && n < 50; n++) {
-      attackReplies.push(await login(`${ALICE.user}+brk-attacker`, `wrong-${i}-${n}`, { timeoutMs: 30_000 }));
+      // Dovecot's penalty (up to 15 s) and mailwarden's own login throttle (up to 15 s) add up.
+      attackReplies.push(await login(`${ALICE.user}+brk-attacker`, `wrong-${i}-${n}`, { timeoutMs: 45_000 }));
     }
   });
   await new Promise((r) => setTimeout(r, 3000));

@@ -36,6 +36,8 @@ export interface RigOptions {
   readonly upstream?: Record<string, unknown>;
   /** Merged over the rig's imap section (limits, timeouts). */
   readonly imap?: Record<string, unknown>;
+  /** Merged into the `store` section (auditBufferMax, ...). */
+  readonly store?: Record<string, unknown>;
   /** Extra top-level config sections (alerts, throttle, ...). */
   readonly extraConfig?: Record<string, unknown>;
 }
@@ -114,6 +116,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
       type: 'redis',
       redis: { mode: 'standalone', host: redis.host, port: redis.port, keyPrefix: 'mwt:', commandTimeoutMs: 100, connectTimeoutMs: 500 },
       outageLastKnownMaxSeconds: options.outageLastKnownMaxSeconds ?? 300,
+      ...options.store,
     },
     reports: { jwksFile: 'reporters.jwks.json', algorithms: ['ES256'] },
     admin: { listen: { host: '127.0.0.1', port: 0 }, tokens: [ADMIN_TOKEN], ...options.admin },

@@ -41,6 +41,7 @@ function storeConfig(keyPrefix: string, port = server.port): StoreConfig {
     auditMaxLen: 100,
     cache: { maxEntries: 100, maxAgeMs: 60_000 },
     outageLastKnownMaxSeconds: 300,
+    auditBufferMax: 10000,
   };
 }
 

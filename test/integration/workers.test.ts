@@ -40,7 +40,8 @@ function writeConfig(): string {
   config.imap.upstream = { host: '127.0.0.1', port: dovecot.port, tls: 'none', login: 'passthrough' };
   config.imap.drainMs = 500;
   delete config.smtp;
-  config.logging = { level: 'warn', format: 'json' };
+  // info: the primary's "every worker is serving" line, which the tests wait for.
+  config.logging = { level: 'info', format: 'json' };
   fs.copyFileSync(path.join(ROOT, 'config/policy.yaml'), path.join(dir, 'policy.yaml'));
   const file = path.join(dir, 'mailwarden.yaml');
   fs.writeFileSync(file, YAML.stringify(config));
@@ -85,7 +86,8 @@ beforeAll(async () => {
   child = spawn(process.execPath, [CLI, 'start', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  await until('two workers listening', async () => workerPids().length === 2 && (await fetch(`http://127.0.0.1:${adminPort}/healthz`).then(() => true, () => false)));
+  // Both workers serving: before that, the primary hands connections only to the one already listening.
+  await until('two workers serving', async () => workerPids().length === 2 && output.includes('every worker is serving') && (await fetch(`http://127.0.0.1:${adminPort}/healthz`).then(() => true, () => false)));
 }, 60_000);
 
 afterAll(async () => {

@@ -252,6 +252,8 @@ describe('devices', () => {
 
 describe('app passwords', () => {
   test('POST issues one (201) and audits it without the password; DELETE removes them', async () => {
+    expectError(await json('POST', '/v1/devices/dev-9/app-passwords', { user: 'alice@example.com' }), 409, 'DEVICE_NOT_REPORTED');
+    await admin.store.putDevice(record(report({ deviceId: 'dev-9' })), 3600);
     const issued = await json('POST', '/v1/devices/dev-9/app-passwords', { user: 'alice@example.com' });
     expect(issued).toMatchObject({ status: 201, body: { password: 'cred-dev-9.s3cret-app-password', credentialId: 'cred-dev-9', deviceId: 'dev-9' } });
     expect(issued.headers.get('cache-control')).toBe('no-store');
@@ -281,8 +283,8 @@ describe('app passwords', () => {
     admin.services.issueAppPassword = async () => {
       throw Object.assign(new Error('user: control characters are not allowed'), { code: 'INVALID_IDENTIFIER' });
     };
-    // A name the route's own check passes: the service's refusal is what is mapped here.
-    const answer = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'alice@example.com' });
+    // force: past the stored-report rule; a name the route's own check passes, so the service's refusal is what is mapped.
+    const answer = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'alice@example.com', force: true });
     expectError(answer, 400, 'INVALID_IDENTIFIER');
     expect(answer.body.error.message).toContain('control characters');
     const early = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'a\u0001b' });

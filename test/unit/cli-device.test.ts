@@ -94,7 +94,9 @@ describe('device report', () => {
 });
 
 test('device enroll prints the app password once; unenroll removes it', async () => {
-  await run('device', 'enroll', 'dev-3', '--user', 'alice@example.com');
+  // dev-3 was never reported: refused, unless --force (the test's token is an admin).
+  await expect(run('device', 'enroll', 'dev-3', '--user', 'alice@example.com')).rejects.toThrow(/DEVICE_NOT_REPORTED/);
+  await run('device', 'enroll', 'dev-3', '--user', 'alice@example.com', '--force');
   expect(out()).toContain('App password for alice@example.com on device dev-3 (credential cred-dev-3):');
   expect(out().match(/cred-dev-3\.s3cret-app-password/g)).toHaveLength(1);
   expect(await admin.store.getAppPassword('cred-dev-3')).not.toBeNull();

@@ -52,7 +52,9 @@ describe('the example configuration', () => {
       auditMaxLen: 100000,
       cache: { maxEntries: 50000, maxAgeMs: 30000 },
       outageLastKnownMaxSeconds: 300,
+      auditBufferMax: 10000,
     });
+    expect(config.loginThrottle).toEqual({ enabled: true, baseDelayMs: 2000, maxDelayMs: 15000, windowSeconds: 900, knownAddressDays: 30 });
     expect(config.reports).toMatchObject({ algorithms: ['ES256', 'EdDSA'], maxAgeSeconds: 86400, maxSkewSeconds: 300, maxBodyBytes: 65536 });
     expect(config.reports.jwksFile).toBeUndefined(); // no reporter keys until ops configure them
     expect(config.imap).toMatchObject({

@@ -1,6 +1,6 @@
 // The in-process cache in front of the memory store: hits, LRU bound, max age, invalidation by
 // change events, full clear on reconnect, and last-known state during an outage (bounded).
-import { StoreUnavailableError, type StoredFacts } from '../../src/store/device-store';
+import { StoreUnavailableError, type AppPasswordCredential, type StoredFacts } from '../../src/store/device-store';
 import { CachedDeviceStore, type CacheResult } from '../../src/store/cached-store';
 import { MemoryDeviceStore } from '../../src/store/memory-store';
 import { record, waitUntil } from '../integration/store-contract';
@@ -15,6 +15,14 @@ class FlakyStore extends MemoryDeviceStore {
     if (this.down) throw new StoreUnavailableError('test: store down');
     return super.loadFacts(deviceId, user, checkIds);
   }
+  override async getAppPassword(credentialId: string): Promise<AppPasswordCredential | null> {
+    if (this.down) throw new StoreUnavailableError('test: store down');
+    return super.getAppPassword(credentialId);
+  }
+  override async appendAudit(event: Record<string, unknown>): Promise<string> {
+    if (this.down) throw new StoreUnavailableError('test: store down');
+    return super.appendAudit(event);
+  }
   override onReconnect(listener: () => void): () => void {
     this.reconnectListeners.add(listener);
     return () => this.reconnectListeners.delete(listener);
@@ -24,7 +32,7 @@ class FlakyStore extends MemoryDeviceStore {
   }
 }
 
-function setup(options: { maxEntries?: number; maxAgeMs?: number; lastKnownSeconds?: number } = {}) {
+function setup(options: { maxEntries?: number; maxAgeMs?: number; lastKnownSeconds?: number; auditBufferMax?: number } = {}) {
   const clock = { now: 1_000_000 };
   const inner = new FlakyStore({ now: () => clock.now });
   const results: CacheResult[] = [];
@@ -34,6 +42,7 @@ function setup(options: { maxEntries?: number; maxAgeMs?: number; lastKnownSecon
     outageLastKnownMaxSeconds: options.lastKnownSeconds ?? 300,
     now: () => clock.now,
     onResult: (r) => results.push(r),
+    auditBufferMax: options.auditBufferMax,
   });
   return { clock, inner, cache, results };
 }
@@ -178,3 +187,45 @@ test('close() unsubscribes and closes the inner store', async () => {
   expect(close).toHaveBeenCalledTimes(1);
   expect(typeof cache.readAuditLast).toBe('function');
 });
+
+describe('outage: app passwords, availability and the audit buffer (issue 8 item 8)', () => {
+  const credential: AppPasswordCredential = { credentialId: 'c1', user: 'alice@example.com', deviceId: 'dev-1', hash: 'h', createdAt: '2026-01-01T00:00:00Z' };
+
+  it('an app password seen before is served while the store is down, within the outage bound only', async () => {
+    const { clock, inner, cache } = setup({ lastKnownSeconds: 60 });
+    await inner.putAppPassword(credential);
+    expect(await cache.getAppPassword('c1')).toEqual(credential);
+    inner.down = true;
+    expect(await cache.getAppPassword('c1')).toEqual(credential);
+    await expect(cache.getAppPassword('never-seen')).rejects.toBeInstanceOf(StoreUnavailableError);
+    clock.now += 61_000;
+    await expect(cache.getAppPassword('c1')).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it('a removed app password is not served from memory', async () => {
+    const { inner, cache } = setup();
+    await cache.putAppPassword(credential);
+    await cache.getAppPassword('c1');
+    await cache.removeAppPasswords('dev-1');
+    inner.down = true;
+    await expect(cache.getAppPassword('c1')).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it('availability changes are reported once each way; the audit of the outage is kept (bounded), written after, the rest counted', async () => {
+    const { inner, cache } = setup({ auditBufferMax: 2 });
+    const changes: boolean[] = [];
+    cache.onAvailabilityChange((up) => changes.push(up));
+    inner.down = true;
+    for (const n of [1, 2, 3, 4]) expect(await cache.appendAudit({ n })).toBe('');
+    expect(changes).toEqual([false]);
+    expect(cache.auditBacklog()).toEqual({ buffered: 2, dropped: 2 });
+    inner.down = false;
+    await cache.ping();
+    expect(changes).toEqual([false, true]);
+    await cache.appendAudit({ n: 5 });
+    await waitUntil(() => cache.auditBacklog().buffered === 0);
+    const events = (await inner.readAudit('0', 100)).map((e) => e.event);
+    expect(events).toEqual([{ n: 1, replayed: true }, { n: 2, replayed: true }, { n: 5 }]);
+  });
+});
+
