@@ -124,6 +124,28 @@ describe('RedisDeviceStore: the documented layout', () => {
     expect(entries).toEqual([[id, ['event', JSON.stringify({ action: 'deny', reasonCode: 'BANNED_APP' })]]]);
   });
 
+  test('audit events ride along with the next device lookup (one pipeline), or leave on their own within 10 ms', async () => {
+    const batch = jest.spyOn((store as unknown as { connection: { batch: (op: string, cmds: unknown[]) => Promise<unknown> } }).connection, 'batch');
+    try {
+      const first = store.appendAudit({ ride: 1 });
+      const second = store.appendAudit({ ride: 2 });
+      await store.loadFacts('dev-ride', 'alice@example.com', []);
+      const ids = await Promise.all([first, second]);
+      expect(batch.mock.calls.map(([op, cmds]) => [op, cmds.length])).toEqual([['loadFacts', 6]]);
+      const entries = await raw.xrange('layout:audit', ids[0]!, ids[1]!);
+      expect(entries.map(([, fields]) => JSON.parse(fields[1]!).ride)).toEqual([1, 2]);
+
+      batch.mockClear();
+      const started = performance.now();
+      const alone = await store.appendAudit({ ride: 3 });
+      expect(performance.now() - started).toBeLessThan(200);
+      expect(batch.mock.calls.map(([op, cmds]) => [op, cmds.length])).toEqual([['appendAudit', 1]]);
+      expect(await raw.xrange('layout:audit', alone, alone)).toHaveLength(1);
+    } finally {
+      batch.mockRestore();
+    }
+  });
+
   test('audit events appended concurrently (batched while one batch is in flight) keep call order and each get their own id', async () => {
     const ids = await Promise.all(Array.from({ length: 300 }, (_, n) => store.appendAudit({ n })));
     expect(new Set(ids).size).toBe(300);

@@ -87,8 +87,9 @@ beforeAll(async () => {
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   // Both workers serving: before that, the primary hands connections only to the one already listening.
-  await until('two workers serving', async () => workerPids().length === 2 && output.includes('every worker is serving') && (await fetch(`http://127.0.0.1:${adminPort}/healthz`).then(() => true, () => false)));
-}, 60_000);
+  // Three Node processes load the whole program: under the full suite's load that took over 15 s.
+  await until('two workers serving', async () => workerPids().length === 2 && output.includes('every worker is serving') && (await fetch(`http://127.0.0.1:${adminPort}/healthz`).then(() => true, () => false)), 60_000);
+}, 90_000);
 
 afterAll(async () => {
   if (child && child.exitCode === null) child.kill('SIGKILL');

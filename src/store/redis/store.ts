@@ -44,6 +44,23 @@ export interface RedisStoreOptions {
   readonly now?: () => number;
 }
 
+/**
+ * How long an audit event waits for a device lookup to share its write (appendAudit). At 50 logins/s
+ * and more a lookup nearly always comes within it; an event never waits longer than this.
+ */
+const AUDIT_RIDE_MS = 10;
+
+interface QueuedAudit {
+  readonly json: string;
+  resolve(id: string): void;
+  reject(err: unknown): void;
+}
+
+/** Each queued audit event gets its XADD's reply: its stream id, or the store's error. */
+function settleAudit(queued: readonly QueuedAudit[], replies: readonly Reply[]): void {
+  replies.forEach((reply, i) => (reply.err ? queued[i]!.reject(unavailable('appendAudit', reply.err)) : queued[i]!.resolve(String(reply.value))));
+}
+
 export class RedisDeviceStore implements DeviceStore {
   readonly kind = 'redis' as const;
   private readonly connection: RedisConnection;
@@ -54,9 +71,10 @@ export class RedisDeviceStore implements DeviceStore {
   private readonly now: () => number;
   private readonly auditMaxLen: number;
   private readonly firstSeenTtlMs: number;
-  /** Audit events waiting for the batch in flight to finish (appendAudit). */
-  private readonly auditQueue: { readonly json: string; resolve(id: string): void; reject(err: unknown): void }[] = [];
+  /** Audit events not yet sent (appendAudit): they ride along with the next lookup or leave on a timer. */
+  private readonly auditQueue: QueuedAudit[] = [];
   private auditInFlight = false;
+  private auditTimer: NodeJS.Timeout | null = null;
 
   constructor(options: RedisStoreOptions) {
     const config = options.redis;
@@ -91,8 +109,15 @@ export class RedisDeviceStore implements DeviceStore {
       cmds.push(['get', k.device(deviceId)], ['get', deviceExemptionKey]);
       if (checkIds.length > 0) cmds.push(['hmget', k.firstSeen(deviceId), ...checkIds]);
     }
-    // One pipeline: one round trip (in Cluster, one per node, sent in parallel).
-    const replies = await this.batch('loadFacts', cmds);
+    // One pipeline: one round trip (in Cluster, one per node, sent in parallel). Audit events waiting
+    // to be sent go in the same write (not in Cluster: the stream may live on another node).
+    const riders = this.cluster || this.auditInFlight ? [] : this.auditQueue.splice(0);
+    const all = await this.batch('loadFacts', [...cmds, ...riders.map((e) => this.xadd(e.json))]).catch((err: unknown) => {
+      for (const e of riders) e.reject(err);
+      throw err;
+    });
+    settleAudit(riders, all.slice(cmds.length));
+    const replies = all.slice(0, cmds.length);
     const [flag, userExemption, record, deviceExemption, seen] = replies.map((reply) => replyValue(reply, 'loadFacts'));
     const firstSeen: Record<string, number> = {};
     if (seen !== undefined) {
@@ -248,26 +273,34 @@ export class RedisDeviceStore implements DeviceStore {
   }
 
   /**
-   * Audit events go out one batch at a time: while a batch is on its way, new events wait and then
-   * leave together in one pipeline (one write, one reply read on both sides) — under login load that
-   * is several XADDs per round trip instead of one each; a lone caller waits for nothing extra.
+   * Audit events are sent together: each waits up to AUDIT_RIDE_MS for a device lookup (loadFacts) to
+   * ride along with — under login load the next login's lookup is that soon, so the XADD costs no
+   * write and no reply read of its own — else they leave in one pipeline of their own. While a batch
+   * is on its way, later events wait for it, so they reach Redis (one connection) in call order.
    */
   appendAudit(event: Record<string, unknown>): Promise<string> {
     const json = JSON.stringify(event);
     return new Promise((resolve, reject) => {
       this.auditQueue.push({ json, resolve, reject });
-      if (!this.auditInFlight) void this.flushAudit();
+      if (!this.auditInFlight && !this.auditTimer) {
+        this.auditTimer = setTimeout(() => {
+          this.auditTimer = null;
+          void this.flushAudit();
+        }, AUDIT_RIDE_MS);
+      }
     });
+  }
+
+  private xadd(json: string): Cmd {
+    return ['xadd', this.keys.audit, 'MAXLEN', '~', this.auditMaxLen, '*', 'event', json];
   }
 
   private async flushAudit(): Promise<void> {
     this.auditInFlight = true;
     while (this.auditQueue.length > 0) {
       const queued = this.auditQueue.splice(0, this.auditQueue.length);
-      const xadd = (json: string): Cmd => ['xadd', this.keys.audit, 'MAXLEN', '~', this.auditMaxLen, '*', 'event', json];
       try {
-        const replies = await this.connection.batch('appendAudit', queued.map((e) => xadd(e.json)));
-        replies.forEach((reply, i) => (reply.err ? queued[i]!.reject(unavailable('appendAudit', reply.err)) : queued[i]!.resolve(String(reply.value))));
+        settleAudit(queued, await this.connection.batch('appendAudit', queued.map((e) => this.xadd(e.json))));
       } catch (err) {
         for (const e of queued) e.reject(err);
       }
@@ -328,6 +361,10 @@ export class RedisDeviceStore implements DeviceStore {
   }
 
   async close(): Promise<void> {
+    // Audit events still waiting for a lookup to ride along with are sent before the connection goes.
+    if (this.auditTimer) clearTimeout(this.auditTimer);
+    this.auditTimer = null;
+    if (!this.auditInFlight) await this.flushAudit();
     this.feed.close();
     this.connection.close();
   }
