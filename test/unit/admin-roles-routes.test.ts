@@ -23,8 +23,8 @@ const concrete = (pattern: string) => pattern.replace('/:/:', '/device/dev-1').r
 const expected: Record<Role, string[]> = {
   reporter: ['POST /v1/reports'],
   metrics: ['GET /metrics'],
-  viewer: ['GET /metrics', 'GET /v1/devices', 'GET /v1/devices/:', 'GET /v1/exemptions', 'GET /v1/audit', 'POST /v1/policy/simulate', 'GET /v1/kill-switch'],
-  helpdesk: ['GET /metrics', 'GET /v1/devices', 'GET /v1/devices/:', 'GET /v1/exemptions', 'GET /v1/audit', 'POST /v1/policy/simulate', 'GET /v1/kill-switch', 'PUT /v1/exemptions/:/:', 'DELETE /v1/exemptions/:/:'],
+  viewer: ['GET /metrics', 'GET /v1/devices', 'GET /v1/devices/:', 'GET /v1/exemptions', 'GET /v1/audit', 'POST /v1/policy/simulate', 'GET /v1/kill-switch', 'GET /v1/connectors'],
+  helpdesk: ['GET /metrics', 'GET /v1/devices', 'GET /v1/devices/:', 'GET /v1/exemptions', 'GET /v1/audit', 'POST /v1/policy/simulate', 'GET /v1/kill-switch', 'GET /v1/connectors', 'PUT /v1/exemptions/:/:', 'DELETE /v1/exemptions/:/:'],
   admin: Object.keys(ROUTE_PERMISSIONS),
 };
 
