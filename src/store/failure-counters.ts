@@ -45,6 +45,17 @@ export function createFailureCounters(options: FailureCounterOptions): FailureCo
   const marks = limiter('login-known');
   return {
     async counts(keys) {
+      const redis = options.redis?.client;
+      if (redis?.status === 'ready') {
+        try {
+          // A count is all a verdict needs: one GET per key (auto-pipelined into one round trip,
+          // per node in Cluster), not the library's MULTI/GET/PTTL/EXEC for each.
+          const values = await Promise.all(keys.map((key) => redis.get(failures.getKey(key))));
+          return values.map((value) => (value === null ? 0 : Number(value) || 0));
+        } catch {
+          // Fall through: the limiter answers from its in-memory insurance while Redis does not.
+        }
+      }
       const results = await Promise.all(keys.map((key) => failures.get(key)));
       return results.map((res) => res?.consumedPoints ?? 0);
     },
