@@ -72,3 +72,12 @@ test('a device id with braces, CR/LF or NUL in the path is 400 INVALID_IDENTIFIE
     expect([id, show.status, show.body?.error?.code]).toEqual([id, 400, 'INVALID_IDENTIFIER']);
   }
 });
+
+test('an enrolment body whose user has braces, CR/LF or NUL is 400 INVALID_IDENTIFIER and issues nothing', async () => {
+  const adminToken = ROLE_TOKENS.find((t) => t.role === 'admin')!.token;
+  for (const user of ['{alice}@example.com', 'alice\r\nx', 'al\0ice', ' alice']) {
+    const enrol = await call('POST', '/v1/devices/fresh-dev-9/app-passwords', adminToken, { user });
+    expect([user, enrol.status, enrol.body?.error?.code]).toEqual([user, 400, 'INVALID_IDENTIFIER']);
+  }
+  expect(await admin.store.getAppPassword('cred-fresh-dev-9')).toBeNull();
+});
