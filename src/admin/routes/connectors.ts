@@ -1,10 +1,22 @@
 // Inventory connectors (GET /v1/connectors, POST /v1/connectors/:name/sync, POST
 // /v1/connectors/:name/apply): their status, a sync or dry run on demand, and applying a held diff.
-import type { ConnectorStatus } from '../../connectors/state-port';
 import type { SyncReport } from '../../connectors/sync';
 import { AdminError } from '../errors';
 import { adminAudit, badRequest, readJson, type Route } from '../route';
 import type { AdminServices } from '../services';
+
+/** The last sync attempt as every instance shares it (the connector state port's status). */
+export interface ConnectorStatusView {
+  readonly connector: string;
+  readonly lastSuccessAt?: string;
+  readonly lastAttemptAt: string;
+  readonly result: SyncReport['result'];
+  readonly error?: string;
+  readonly durationSeconds: number;
+  readonly devicesSeen: number;
+  readonly skipped: number;
+  readonly instance?: string;
+}
 
 /** One configured connector as `GET /v1/connectors` lists it. */
 export interface ConnectorSummary {
@@ -19,7 +31,7 @@ export interface ConnectorSummary {
   /** A sync is held by its guard (apply it with `connector apply NAME --force`). */
   readonly held: boolean;
   /** The last sync attempt, shared by every instance; null = never synced. */
-  readonly status: ConnectorStatus | null;
+  readonly status: ConnectorStatusView | null;
 }
 
 /** What the runtime offers the admin API about its connectors (src/app/connectors.ts). */
