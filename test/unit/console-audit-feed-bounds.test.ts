@@ -58,3 +58,18 @@ test('per-minute counts keep the last day only, over 30 simulated hours', async 
   expect(minutes.size).toBeLessThanOrEqual(24 * 60 + 2);
   expect(Math.min(...minutes.keys())).toBeGreaterThanOrEqual(clock.now - 24 * 60 * MINUTE - 2 * MINUTE);
 });
+
+test('an event dated in the future is counted in the current minute, so no minute outlives the day', async () => {
+  const clock = { now: Date.parse('2026-01-01T00:00:00Z') };
+  const entries: AuditEntry[] = [{ id: `${clock.now}-0`, event: { msg: 'decision', action: 'allow', at: '2099-01-01T00:00:00Z', checks: [] } }];
+  const source: FeedSource = { readAudit: async (after) => entries.filter((e) => Number(e.id.split('-')[0]) > Number(after.split('-')[0])) };
+  const feed = new AuditFeed(source, silentLogger(), () => 1000, () => clock.now);
+  await feed.refresh();
+  const minutes = (feed as unknown as { minutes: Map<number, unknown> }).minutes;
+  expect(Math.max(...minutes.keys())).toBeLessThanOrEqual(clock.now);
+  // Two days later, the next entry's prune drops it.
+  clock.now += 2 * 24 * 60 * MINUTE;
+  entries.push({ id: `${clock.now}-0`, event: { msg: 'decision', action: 'allow', at: new Date(clock.now).toISOString(), checks: [] } });
+  await feed.refresh();
+  expect([...minutes.keys()]).toEqual([clock.now]);
+});
