@@ -6,6 +6,8 @@ import type { KillSwitchState } from '../policy/brake';
 import type { Decision } from '../policy/decision';
 import type { AuditEntry, DeviceRecord, Exemption, ExemptionScope } from '../store/device-store';
 import { CliError, EXIT, UsageError } from '../core/exit-codes';
+import type { SyncReport } from '../connectors/sync';
+import type { ConnectorSummary } from './routes/connectors';
 
 export interface AdminTarget {
   /** e.g. http://127.0.0.1:8025 */
@@ -64,6 +66,9 @@ export interface AdminClient {
   setKillSwitch(on: boolean, change?: { by?: string; note?: string }): Promise<KillSwitchState>;
   killSwitch(): Promise<KillSwitchState>;
   metrics(): Promise<string>;
+  connectors(): Promise<{ connectors: ConnectorSummary[] }>;
+  syncConnector(name: string, options: { dryRun: boolean }): Promise<{ report: SyncReport }>;
+  applyHeldSync(name: string): Promise<{ report: SyncReport }>;
 }
 
 export function createAdminClient(target: AdminTarget, options: { timeoutMs?: number } = {}): AdminClient {
@@ -126,6 +131,9 @@ export function createAdminClient(target: AdminTarget, options: { timeoutMs?: nu
     setKillSwitch: (on, change = {}) => json('PUT', '/v1/kill-switch', { on, ...change }),
     killSwitch: () => json('GET', '/v1/kill-switch'),
     metrics: async () => (await call('GET', '/metrics')).text(),
+    connectors: () => json('GET', '/v1/connectors'),
+    syncConnector: (name, { dryRun }) => json('POST', `/v1/connectors/${seg(name)}/sync`, { dryRun }),
+    applyHeldSync: (name) => json('POST', `/v1/connectors/${seg(name)}/apply`, { force: true }),
   };
 }
 

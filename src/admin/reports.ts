@@ -50,6 +50,7 @@ export const MAX_REPORT_APPS = 2000;
 /** RFC 3339 date-time: a zone is required, so the instant is never ambiguous. */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const PLAIN_FIELD_NAME = /^[A-Za-z0-9_]{1,64}$/;
 const PAYLOAD_FIELDS = new Set(['deviceId', 'user', 'platform', 'osVersion', 'managed', 'apps', 'reportedAt']);
 
 type Failure = ReportVerifyResult & { ok: false };
@@ -69,7 +70,10 @@ export function parseReportPayload(value: unknown): { ok: true; report: ReportPa
   const raw = value as Record<string, unknown>;
   for (const key of Object.keys(raw)) {
     if (key === 'source') return { ok: false, message: 'source: not accepted in the payload; it is set to the signing key id' };
-    if (!PAYLOAD_FIELDS.has(key)) return { ok: false, message: `${key}: unknown field` };
+    if (!PAYLOAD_FIELDS.has(key)) {
+      // The name is echoed only when it is a plain word: a hostile key (CR/LF, megabytes) never reaches the reply or the log.
+      return { ok: false, message: PLAIN_FIELD_NAME.test(key) ? `${key}: unknown field` : 'payload: unknown field whose name is not a plain word (letters, digits, _)' };
+    }
   }
   const problem =
     validateDeviceId(raw.deviceId) ??

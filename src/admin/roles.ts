@@ -18,10 +18,12 @@ export const PERMISSIONS = [
   'enrolment:write',
   'policy:write',
   'kill-switch:write',
+  'connectors:read',
+  'connectors:sync',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
-const VIEWER: readonly Permission[] = ['metrics:read', 'devices:read', 'audit:read', 'policy:read'];
+const VIEWER: readonly Permission[] = ['metrics:read', 'devices:read', 'audit:read', 'policy:read', 'connectors:read'];
 const HELPDESK: readonly Permission[] = [...VIEWER, 'exemptions:write', 'sessions:end'];
 
 /**
@@ -58,6 +60,10 @@ export const ROUTE_PERMISSIONS: Readonly<Record<string, Permission>> = {
   'POST /v1/policy/simulate': 'policy:read',
   'GET /v1/kill-switch': 'policy:read',
   'PUT /v1/kill-switch': 'kill-switch:write',
+  'GET /v1/connectors': 'connectors:read',
+  // A sync (even a dry run) spends the MDM's API quota; applying a held diff overrides a guard.
+  'POST /v1/connectors/:/sync': 'connectors:sync',
+  'POST /v1/connectors/:/apply': 'connectors:sync',
 };
 
 /** May this principal call the route (method and path pattern)? Unlisted routes: admin only. */

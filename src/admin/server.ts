@@ -15,6 +15,7 @@ import { mayCall, type Principal } from './roles';
 import type { AdminServices } from './services';
 import { appPasswordRoutes } from './routes/app-passwords';
 import { auditRoutes } from './routes/audit';
+import { connectorRoutes } from './routes/connectors';
 import { deviceRoutes } from './routes/devices';
 import { exemptionRoutes } from './routes/exemptions';
 import { healthRoutes } from './routes/health';
@@ -43,6 +44,7 @@ export async function startAdminServer(listen: ListenAddress, services: AdminSer
     ...auditRoutes(services),
     ...policyRoutes(services),
     ...killSwitchRoutes(services),
+    ...connectorRoutes(services),
   ];
   const server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
     serveOrPage(routes, services, pages, req, res).catch((err: unknown) => {

@@ -16,6 +16,7 @@ import type { DeviceStore, Exemptions } from '../store/device-store';
 import { AdminError } from './errors';
 import type { Metrics } from './metrics';
 import type { ReportVerifier, ReportVerifyResult } from './reports';
+import type { ConnectorOperations } from './routes/connectors';
 import { principalFor, type Principal } from './roles';
 
 export type ReportVerification = ReportVerifyResult;
@@ -49,6 +50,8 @@ export interface AdminServices {
   setKillSwitch(on: boolean, change?: KillSwitchChange): Promise<void>;
   /** The kill switch now: on/off, since when, by whom, and the note given. */
   killSwitch(): Promise<KillSwitchState>;
+  /** The inventory connectors (absent: none are run by this process). */
+  readonly connectors?: ConnectorOperations;
   readonly metrics: Metrics;
   readonly log: Logger;
 }

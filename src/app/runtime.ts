@@ -35,6 +35,7 @@ import { hookListenerShape, hooksDepsFromGate, startHooks, type HooksService } f
 import { appPasswordKeyFor, appPasswordOwner } from '../identity/app-password';
 import { CircuitBreakers } from '../core/circuit-breaker';
 import { VERSION } from '../core/version';
+import { logReloadScope } from './reload-scope';
 
 /** How often the store is pinged, so an outage and its end are noticed without logins. */
 const STORE_PROBE_MS = 2000;
@@ -267,7 +268,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         log.warn('policy activated despite the blast-radius guard (forced)', { error: verdict.message });
       }
     }
-    warnAboutListenerChanges(previous.config, next.config, log);
+    logReloadScope(previous.config, next.config, log);
     let nextIdentity = identity;
     let nextAppPasswordKey = appPasswordKey;
     if (JSON.stringify(next.config.identity) !== JSON.stringify(previous.config.identity)) {
@@ -422,14 +423,4 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     reload,
     stop,
   };
-}
-
-/** Listener addresses and the store are bound at start; a reload cannot move them. */
-function warnAboutListenerChanges(previous: MailwardenConfig, next: MailwardenConfig, log: Logger): void {
-  const sections = ['imap', 'smtp', 'admin', 'store'] as const;
-  for (const key of sections) {
-    if (JSON.stringify(previous[key]) !== JSON.stringify(next[key])) {
-      log.warn(`configuration section "${key}" changed: it takes effect at the next restart`, { section: key });
-    }
-  }
 }

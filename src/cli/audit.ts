@@ -5,7 +5,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import type { AuditEntry } from '../store/device-store';
 import type { AdminClient, TargetOptions } from '../admin/client';
 import { UsageError } from '../core/exit-codes';
-import { adminClient, print, table, withAdminOptions } from './device';
+import { adminClient, keyName, print, table, withAdminOptions } from './device';
 
 const positiveInt = (name: string, max: number) => (raw: string): number => {
   if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > max) throw new InvalidArgumentError(`${name} must be an integer from 1 to ${max} (got "${raw}")`);
@@ -106,8 +106,8 @@ export function registerAuditCommands(program: Command): void {
   withAdminOptions(audit.command('search'))
     .description('audit events of a reference id a user quotes (MW-…), a user or a device, oldest first')
     .option('--ref <MW-id>', 'the reference id from the sentence the user saw')
-    .option('--user <user>', "this user's events")
-    .option('--device <deviceId>', "this device's events")
+    .option('--user <user>', "this user's events", keyName('user'))
+    .option('--device <deviceId>', "this device's events", keyName('deviceId'))
     .option('--since <when>', 'only events since: 2h, 30m, 7d or an ISO-8601 time', (raw: string) => parseSince(raw))
     .option('--limit <n>', 'at most this many (the newest)', positiveInt('--limit', 100_000), 100)
     .option('--json', 'print each event as its JSON line')

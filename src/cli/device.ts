@@ -2,7 +2,7 @@
 // ops commands that talk to a running instance through the admin API (src/admin/client.ts).
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { Argument, Option, type Command } from 'commander';
+import { Argument, InvalidArgumentError, Option, type Command } from 'commander';
 import {
   AdminApiError,
   createAdminClient,
@@ -14,6 +14,7 @@ import {
 import type { ExemptionScope, Exemption } from '../store/device-store';
 import type { KillSwitchState } from '../policy/brake';
 import { CliError, EXIT, UsageError } from '../core/exit-codes';
+import { validateKeyName } from '../core/identifiers';
 
 export const DEFAULT_CONFIG = 'config/mailwarden.yaml';
 
@@ -28,6 +29,18 @@ export function withAdminOptions(command: Command): Command {
 export async function adminClient(options: TargetOptions): Promise<AdminClient> {
   return createAdminClient(await resolveAdminTarget(options));
 }
+
+/**
+ * Commander parser for a device id or user name: the grammar the server enforces
+ * (src/core/identifiers.ts), checked before any request so the error names the argument.
+ */
+export const keyName = (field: 'deviceId' | 'user') => (value: string): string => {
+  const problem = validateKeyName(value, field);
+  if (problem) throw new InvalidArgumentError(problem);
+  return value;
+};
+const deviceIdArg = keyName('deviceId');
+const userArg = keyName('user');
 
 export const print = (line = ''): void => void process.stdout.write(`${line}\n`);
 
@@ -58,7 +71,7 @@ export function registerDeviceCommands(program: Command): void {
 
   withAdminOptions(device.command('show'))
     .description('a device: its record, exemptions, and the decision it would get now, check by check')
-    .argument('<deviceId>')
+    .argument('<deviceId>', 'device id', deviceIdArg)
     .addOption(new Option('--protocol <protocol>', 'login protocol to decide for').choices(['imap', 'smtp']).default('imap'))
     .option('--json', 'print the API answer as JSON')
     .action(async (deviceId: string, opts: TargetOptions & { protocol: 'imap' | 'smtp'; json?: boolean }) => {
@@ -69,7 +82,7 @@ export function registerDeviceCommands(program: Command): void {
 
   withAdminOptions(device.command('list'))
     .description('stored device records')
-    .option('--user <user>', 'only this user’s devices')
+    .option('--user <user>', 'only this user’s devices', userArg)
     .option('--json', 'one JSON record per line')
     .action(async (opts: TargetOptions & { user?: string; json?: boolean }) => {
       const client = await adminClient(opts);
@@ -106,8 +119,8 @@ export function registerDeviceCommands(program: Command): void {
 
   withAdminOptions(device.command('enroll'))
     .description('issue a device-bound app password (printed once; only its hash is stored)')
-    .argument('<deviceId>')
-    .requiredOption('--user <user>', 'the mail login name the device uses')
+    .argument('<deviceId>', 'device id', deviceIdArg)
+    .requiredOption('--user <user>', 'the mail login name the device uses', userArg)
     .option('--json', 'print { password, credentialId, user, deviceId } as JSON')
     .option('--force', 'also when the device has no stored report for that user (admin token only; audited)')
     .action(async (deviceId: string, opts: TargetOptions & { user: string; json?: boolean; force?: boolean }) => {
@@ -125,7 +138,7 @@ export function registerDeviceCommands(program: Command): void {
 
   withAdminOptions(device.command('unenroll'))
     .description('remove every app password of a device')
-    .argument('<deviceId>')
+    .argument('<deviceId>', 'device id', deviceIdArg)
     .action(async (deviceId: string, opts: TargetOptions) => {
       const { removed } = await (await adminClient(opts)).removeAppPasswords(deviceId);
       print(`removed ${removed} app password(s) of device ${deviceId}`);
@@ -133,8 +146,8 @@ export function registerDeviceCommands(program: Command): void {
 
   withAdminOptions(device.command('exempt'))
     .description('exempt a device (or --user) from every check, or from --check C, for a while')
-    .argument('[deviceId]')
-    .option('--user <user>', 'exempt every device of this user instead')
+    .argument('[deviceId]', 'device id', deviceIdArg)
+    .option('--user <user>', 'exempt every device of this user instead', userArg)
     .option('--hours <n>', 'how long, in hours')
     .option('--until <time>', 'or until this ISO-8601 time')
     .option('--note <text>', 'why, and who asked (required)')
@@ -156,8 +169,8 @@ export function registerDeviceCommands(program: Command): void {
 
   withAdminOptions(device.command('unexempt'))
     .description('end the exemption of a device (or --user) now')
-    .argument('[deviceId]')
-    .option('--user <user>', 'the user exemption instead')
+    .argument('[deviceId]', 'device id', deviceIdArg)
+    .option('--user <user>', 'the user exemption instead', userArg)
     .action(async (deviceId: string | undefined, opts: TargetOptions & { user?: string }) => {
       const { scope, subject } = exemptionSubject(deviceId, opts.user);
       await (await adminClient(opts)).removeExemption(scope, subject);

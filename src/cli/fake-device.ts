@@ -13,7 +13,7 @@ import {
   readPrivateJwk,
   signReport,
 } from '../kit';
-import { print, withAdminOptions } from './device';
+import { keyName, print, withAdminOptions } from './device';
 import { resolveAdminTarget, type TargetOptions } from '../admin/client';
 import { CliError, EXIT, UsageError } from '../core/exit-codes';
 
@@ -83,8 +83,8 @@ export function registerFakeDeviceCommands(program: Command): void {
     .command('report')
     .description('sign a device report; print it, write it to a file, or push it to the admin API')
     .requiredOption('--key <file>', 'private JWK from "fake-device keys"')
-    .requiredOption('--device <id>', 'device id')
-    .requiredOption('--user <user>', 'mail login name of the device owner')
+    .requiredOption('--device <id>', 'device id', keyName('deviceId'))
+    .requiredOption('--user <user>', 'mail login name of the device owner', keyName('user'))
     .requiredOption('--platform <platform>', 'ios, ipados, android, macos, windows, linux, ...')
     .requiredOption('--os <version>', 'OS version, e.g. 17.4')
     .option('--app <id>', 'an installed app id (repeat for several)', collect, [])
@@ -126,8 +126,8 @@ export function registerFakeDeviceCommands(program: Command): void {
 
   withAdminOptions(fake.command('enroll'))
     .description('issue an app password for the device and print how to log in as it')
-    .requiredOption('--device <id>', 'device id')
-    .requiredOption('--user <user>', 'mail login name of the device owner')
+    .requiredOption('--device <id>', 'device id', keyName('deviceId'))
+    .requiredOption('--user <user>', 'mail login name of the device owner', keyName('user'))
     .option('--imap <host:port>', 'mailwarden IMAP listener to show in the login details')
     .option('--smtp <host:port>', 'mailwarden SMTP listener to show in the login details')
     .action(async (opts: EnrollOptions) => {

@@ -11,6 +11,7 @@ import { registerProfileCommand } from './profile';
 import { registerAuditCommands } from './audit';
 import { registerFakeDeviceCommands } from './fake-device';
 import { registerAdminCommands } from './admin';
+import { registerConnectorCommands } from './connector';
 import { ConfigError, errorText } from '../core/errors';
 import { CliError, EXIT } from '../core/exit-codes';
 import { VERSION } from '../core/version';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerAuditCommands(program);
   registerFakeDeviceCommands(program);
   registerAdminCommands(program);
+  registerConnectorCommands(program);
   return program;
 }
 

@@ -3,7 +3,7 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { buildMailProfile } from '../enrolment/mobileconfig';
-import { adminClient, print, readStdin, withAdminOptions } from './device';
+import { adminClient, keyName, print, readStdin, withAdminOptions } from './device';
 
 interface ProfileOptions {
   config: string;
@@ -33,8 +33,8 @@ export function registerProfileCommand(program: Command): void {
   if (!device) throw new Error('the device command group must be registered first');
   withAdminOptions(device.command('profile'))
     .description('write an Apple .mobileconfig (IMAP + SMTP account with the device’s app password) for the MDM to push')
-    .argument('<deviceId>')
-    .requiredOption('--user <user>', 'the mail login name of the device’s user')
+    .argument('<deviceId>', 'device id', keyName('deviceId'))
+    .requiredOption('--user <user>', 'the mail login name of the device’s user', keyName('user'))
     .requiredOption('--host <name>', 'the name devices reach mailwarden by (e.g. mail.example.com)')
     .option('--imap-port <port>', 'IMAP port on that name (implicit TLS)', '993')
     .option('--smtp-port <port>', 'submission port on that name (STARTTLS)', '587')

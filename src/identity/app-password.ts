@@ -8,7 +8,7 @@ import type { IdentitySourceConfig } from '../core/config-types';
 import type { AppPasswordCredential, AppPasswords } from '../store/device-store';
 import type { CredentialContext, IdentityResult } from './types';
 import { badCredentials, unavailable, type IdentitySourceHandler } from './source';
-import { InvalidIdentifierError, sameUser, validateIdentifier } from './validate';
+import { InvalidIdentifierError, sameUser, validateDeviceId, validateIdentifier, validateUserName } from './validate';
 import { errorText } from '../core/errors';
 
 export type AppPasswordSourceConfig = Extract<IdentitySourceConfig, { type: 'app-password' }>;
@@ -85,7 +85,7 @@ export async function issueAppPassword(
   hmacKey: Buffer,
   now: Date = new Date(),
 ): Promise<{ password: string; credentialId: string }> {
-  const problem = validateIdentifier(subject.user, 'user') ?? validateIdentifier(subject.deviceId, 'deviceId');
+  const problem = validateUserName(subject.user) ?? validateDeviceId(subject.deviceId);
   if (problem) throw new InvalidIdentifierError(problem);
   for (let attempt = 0; attempt < 5; attempt++) {
     const credentialId = randomString(ID_CHARS);

@@ -1,5 +1,6 @@
 // Pre-authentication IMAP input: a bounded reader of command lines with literals, and a strict
 // tokenizer for the few commands mailwarden answers itself (RFC 9051 §4 and §9 grammar).
+import { isUtf8 } from 'node:buffer';
 
 /** What the reader found in the bytes received so far. */
 export type ReaderEvent =
@@ -259,6 +260,14 @@ export function tokenText(token: Token | undefined): string | null {
   if (token.kind === 'atom') return token.value;
   if (token.kind === 'string') return token.value.toString('utf8');
   return null;
+}
+
+/**
+ * False when a string argument's octets are not UTF-8 (RFC 3629). Decoding them would replace each
+ * bad sequence with U+FFFD, so two different wire names could reach the identity layer as one.
+ */
+export function isUtf8Token(token: Token | undefined): boolean {
+  return token?.kind !== 'string' || isUtf8(token.value);
 }
 
 /** True when the text holds a control character (C0, DEL) that must never reach an upstream command. */

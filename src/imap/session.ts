@@ -18,7 +18,7 @@ import {
 } from '../identity/sasl';
 import type { Credential } from '../identity/types';
 import type { Decision } from '../policy/decision';
-import { CommandReader, hasControlChars, parseCommand, ImapSyntaxError, tokenText, type Segment, type Token } from './parser';
+import { CommandReader, hasControlChars, isUtf8Token, parseCommand, ImapSyntaxError, tokenText, type Segment, type Token } from './parser';
 import { startQuarantine } from './quarantine';
 import { filterCapabilities } from './framing';
 import { Relay } from './relay';
@@ -311,6 +311,7 @@ export class ImapConnection {
     const username = tokenText(args[0]);
     const password = tokenText(args[1]);
     if (args.length !== 2 || username === null || password === null) return this.bad(tag, 'LOGIN expects a user name and a password');
+    if (!isUtf8Token(args[0]) || !isUtf8Token(args[1])) return this.bad(tag, 'LOGIN user name and password must be valid UTF-8');
     // CR, LF or NUL in a name (e.g. from a literal) never reaches the identity layer or an upstream command.
     if (hasControlChars(username) || /[\0\r\n]/.test(password)) return this.bad(tag, 'Control characters are not allowed in LOGIN');
     await this.login(tag, { kind: 'password', username, password }, null);

@@ -260,8 +260,10 @@ export async function startListener(options: ListenerOptions, handlers: SmtpHand
     onClose(session) {
       const guard = guards.get(session.id);
       if (guard) {
-        guards.delete(session.id);
+        // Before the delete: endPreAuth finds the timer through `guards`. Left running, it would hold
+        // the closed session (and its connection) until the deadline: 60 s of every pre-auth flood.
         endPreAuth(session);
+        guards.delete(session.id);
         guard.lines.stop();
         guard.release();
       }

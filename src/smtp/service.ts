@@ -29,10 +29,11 @@ function listenerTls(gate: Gate, config: SmtpConfig): ListenerOptions['tls'] {
 }
 
 export async function startSmtpService(gate: Gate, config: SmtpConfig, options: SmtpServiceOptions = {}): Promise<ProtocolService> {
-  // Upstream and notification settings are read per session, so a reload applies to new sessions;
-  // listeners and the size limit (advertised in EHLO) stay as started.
+  // Upstream and notification settings are read per session, so a reload applies to new sessions
+  // (src/app/reload-scope.ts says so in the log); listeners, the size limit (advertised in EHLO) and
+  // the host name (in the greeting, and so also in the upstream EHLO) stay as started.
   const current = (): SmtpConfig => gate.config().smtp ?? config;
-  const upstream = new Upstream(gate.log, () => ({ upstream: current().upstream, hostname: current().hostname }), gate.breakers, gate.metrics);
+  const upstream = new Upstream(gate.log, () => ({ upstream: current().upstream, hostname: config.hostname }), gate.breakers, gate.metrics);
   if (config.notifyUser?.enabled && !options.store) gate.log.warn('smtp.notifyUser is enabled but no store was given; no notification will be sent');
   const notifier = options.store
     ? new Notifier({ upstream, store: options.store, log: gate.log, settings: () => current().notifyUser, helpdesk: () => gate.policy().helpdesk })

@@ -48,7 +48,11 @@ export class AuditBuffer {
     return '';
   }
 
-  /** Write what waits, oldest first; stops at the first failure (the rest waits for the next try). */
+  /**
+   * Write what waits, oldest first; stops where the store is unreachable again (the rest waits for
+   * the next flush). An event the store refuses for another reason is dropped and counted, so one
+   * bad event cannot hold up the audit for good.
+   */
   flush(): Promise<void> {
     this.flushing ??= (async () => {
       try {
@@ -57,11 +61,13 @@ export class AuditBuffer {
           // replayed event can be there twice (same refId and time); readers can tell. Sent in
           // chunks, in order, on the store's one connection.
           const chunk = this.waiting.slice(0, FLUSH_CHUNK);
-          await Promise.all(chunk.map((event) => this.inner.appendAudit({ ...event, replayed: true })));
-          this.waiting.splice(0, chunk.length);
+          const results = await Promise.allSettled(chunk.map((event) => this.inner.appendAudit({ ...event, replayed: true })));
+          const unavailable = results.findIndex((r) => r.status === 'rejected' && r.reason instanceof StoreUnavailableError);
+          const done = unavailable === -1 ? chunk.length : unavailable;
+          results.slice(0, done).forEach((r, i) => r.status === 'rejected' && this.discard(chunk[i]!));
+          this.waiting.splice(0, done);
+          if (unavailable !== -1) return;
         }
-      } catch {
-        // Still unreachable: keep the events for the next flush.
       } finally {
         this.flushing = null;
       }
@@ -74,11 +80,12 @@ export class AuditBuffer {
   }
 
   private keep(event: Record<string, unknown>): void {
-    if (this.waiting.length >= this.options.maxEvents) {
-      this.dropped += 1;
-      this.options.onDrop?.(event);
-      return;
-    }
-    this.waiting.push(event);
+    if (this.waiting.length >= this.options.maxEvents) this.discard(event);
+    else this.waiting.push(event);
+  }
+
+  private discard(event: Record<string, unknown>): void {
+    this.dropped += 1;
+    this.options.onDrop?.(event);
   }
 }

@@ -23,6 +23,7 @@ import {
   isoToMs,
   killSwitchOn,
   reportOrderMs,
+  storedOrderMs,
   ttlToMs,
 } from './record-codec';
 import { createFailureCounters, type FailureCounters } from './failure-counters';
@@ -101,7 +102,7 @@ export class MemoryDeviceStore implements DeviceStore {
     const clean = checkDeviceRecord(record);
     const ttlMs = ttlToMs(ttlSeconds);
     const stored = this.live(clean.deviceId);
-    if (stored && reportOrderMs(stored) > reportOrderMs(clean)) return false;
+    if (stored && (storedOrderMs(stored, this.now()) ?? -Infinity) > reportOrderMs(clean)) return false;
     if (stored && stored.user !== clean.user) this.userIndex.get(stored.user)?.delete(clean.deviceId);
     const expiresAtMs = this.now() + ttlMs;
     this.devices.set(clean.deviceId, { value: clean, expiresAtMs });

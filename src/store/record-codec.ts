@@ -128,6 +128,20 @@ export function reportOrderMs(record: Pick<DeviceRecord, 'reportedAt' | 'receive
 }
 
 /**
+ * The order time of a stored record a new report is compared with, or null when that record is
+ * from the future (receivedAt beyond the clock tolerance, or reportedAt beyond the skew after it):
+ * malformed on read, it must not hold back the next real report either. The Redis script
+ * (store/redis/layout.ts LUA_PUT_DEVICE) applies the same rule.
+ */
+export function storedOrderMs(record: Pick<DeviceRecord, 'reportedAt' | 'receivedAt'>, nowMs: number): number | null {
+  const reported = isoToMs(record.reportedAt);
+  const received = isoToMs(record.receivedAt);
+  if (reported === null || received === null) return null;
+  if (received > nowMs + CLOCK_TOLERANCE_MS || reported > received + MAX_REPORT_SKEW_MS) return null;
+  return Math.min(reported, received);
+}
+
+/**
  * Values, not just types: an MDM may write records into Redis itself (docs/redis-layout.md), and a
  * platform or app id outside the grammar ("ios ", "iphoneos", an app id with a NUL) would match no
  * check and pass all of them. Such a record is malformed, so unknown, never compliant.

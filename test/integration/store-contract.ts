@@ -123,6 +123,23 @@ export function describeStoreContract(name: string, h: ContractHarness): void {
       expect(got.state === 'found' && got.record.osVersion).toBe('17.7');
     });
 
+    test('reports are ordered by reportedAt clamped to receivedAt: one dated ahead does not outrank the next', async () => {
+      const ahead = record('dev-1', { reportedAt: '2026-01-10T10:04:50.000Z', receivedAt: '2026-01-10T10:00:00.000Z', apps: [] });
+      expect(await store.putDevice(ahead, 3600)).toBe(true);
+      expect(await store.putDevice(record('dev-1', { reportedAt: '2026-01-10T10:00:10.000Z' }), 3600)).toBe(true);
+      const got = await store.getDevice('dev-1');
+      expect(got.state === 'found' && got.record.apps).toEqual(record('dev-1').apps);
+      expect(await store.putDevice(record('dev-1', { reportedAt: '2026-01-10T09:59:00.000Z' }), 3600)).toBe(false);
+    });
+
+    test('a stored record from the future (2099) does not hold back the next report', async () => {
+      expect(await store.putDevice(record('dev-1', { reportedAt: '2099-01-01T00:00:00.000Z', apps: [] }), 3600)).toBe(true);
+      const now = new Date(h.now()).toISOString();
+      expect(await store.putDevice(record('dev-1', { reportedAt: now, receivedAt: now }), 3600)).toBe(true);
+      const got = await store.getDevice('dev-1');
+      expect(got.state === 'found' && got.record.apps).toEqual(record('dev-1').apps);
+    });
+
     test.each([
       ['platform', { platform: 'ios ' }],
       ['platform', { platform: 'iphoneos' }],

@@ -66,3 +66,26 @@ describe('records written directly to Redis are validated by value (item 4)', ()
     expect(decision.action).not.toBe('allow');
   });
 });
+
+describe('future-dated reports and records (item 3)', () => {
+  test('a compliant report dated now + 290 s does not make the next real TikTok report "older"', async () => {
+    const ahead = new Date(Date.now() + 290_000);
+    expect(await rig.report({ deviceId: 'iphone-skew', apps: [], reportedAt: ahead })).toMatchObject({ ok: true, stored: true });
+    expect((await rig.decide('iphone-skew')).action).toBe('allow');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await rig.report({ deviceId: 'iphone-skew', apps: [TIKTOK] })).toMatchObject({ ok: true, stored: true });
+    expect(await rig.decide('iphone-skew')).toMatchObject({ action: 'deny', reasonCode: 'BANNED_APP' });
+  });
+
+  test.each([
+    ['reportedAt in 2099', { reportedAt: '2099-01-01T00:00:00Z' }],
+    ['reportedAt and receivedAt in 2099', { reportedAt: '2099-01-01T00:00:00Z', receivedAt: '2099-01-01T00:00:01Z' }],
+  ])('a record written with %s is malformed and does not pin the device', async (_name, dates) => {
+    const id = `pinned-${Math.random().toString(36).slice(2, 8)}`;
+    await writeDirect(id, dates);
+    expect(await rig.runtime.store.getDevice(id)).toMatchObject({ state: 'malformed' });
+    expect((await rig.decide(id)).action).not.toBe('allow');
+    expect(await rig.report({ deviceId: id, apps: [TIKTOK] })).toMatchObject({ ok: true, stored: true });
+    expect(await rig.decide(id)).toMatchObject({ action: 'deny', reasonCode: 'BANNED_APP' });
+  });
+});

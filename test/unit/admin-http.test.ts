@@ -283,10 +283,13 @@ describe('app passwords', () => {
     admin.services.issueAppPassword = async () => {
       throw Object.assign(new Error('user: control characters are not allowed'), { code: 'INVALID_IDENTIFIER' });
     };
-    // force: past the stored-report rule, to the identifier check of issuance.
-    const answer = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'a\u0001b', force: true });
+    // force: past the stored-report rule; a name the route's own check passes, so the service's refusal is what is mapped.
+    const answer = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'alice@example.com', force: true });
     expectError(answer, 400, 'INVALID_IDENTIFIER');
     expect(answer.body.error.message).toContain('control characters');
+    const early = await json('POST', '/v1/devices/dev-1/app-passwords', { user: 'a\u0001b' });
+    expectError(early, 400, 'INVALID_IDENTIFIER');
+    expect(early.body.error.message).toBe('user: contains a control or invisible character');
   });
 });
 

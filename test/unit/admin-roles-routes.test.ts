@@ -23,8 +23,8 @@ const concrete = (pattern: string) => pattern.replace('/:/:', '/device/dev-1').r
 const expected: Record<Role, string[]> = {
   reporter: ['POST /v1/reports'],
   metrics: ['GET /metrics'],
-  viewer: ['GET /metrics', 'GET /v1/devices', 'GET /v1/devices/:', 'GET /v1/exemptions', 'GET /v1/audit', 'POST /v1/policy/simulate', 'GET /v1/kill-switch'],
-  helpdesk: ['GET /metrics', 'GET /v1/devices', 'GET /v1/devices/:', 'GET /v1/exemptions', 'GET /v1/audit', 'POST /v1/policy/simulate', 'GET /v1/kill-switch', 'PUT /v1/exemptions/:/:', 'DELETE /v1/exemptions/:/:'],
+  viewer: ['GET /metrics', 'GET /v1/devices', 'GET /v1/devices/:', 'GET /v1/exemptions', 'GET /v1/audit', 'POST /v1/policy/simulate', 'GET /v1/kill-switch', 'GET /v1/connectors'],
+  helpdesk: ['GET /metrics', 'GET /v1/devices', 'GET /v1/devices/:', 'GET /v1/exemptions', 'GET /v1/audit', 'POST /v1/policy/simulate', 'GET /v1/kill-switch', 'GET /v1/connectors', 'PUT /v1/exemptions/:/:', 'DELETE /v1/exemptions/:/:'],
   admin: Object.keys(ROUTE_PERMISSIONS),
 };
 
@@ -71,4 +71,13 @@ test('a device id with braces, CR/LF or NUL in the path is 400 INVALID_IDENTIFIE
     const show = await call('GET', `/v1/devices/${id}`, adminToken);
     expect([id, show.status, show.body?.error?.code]).toEqual([id, 400, 'INVALID_IDENTIFIER']);
   }
+});
+
+test('an enrolment body whose user has braces, CR/LF or NUL is 400 INVALID_IDENTIFIER and issues nothing', async () => {
+  const adminToken = ROLE_TOKENS.find((t) => t.role === 'admin')!.token;
+  for (const user of ['{alice}@example.com', 'alice\r\nx', 'al\0ice', ' alice']) {
+    const enrol = await call('POST', '/v1/devices/fresh-dev-9/app-passwords', adminToken, { user });
+    expect([user, enrol.status, enrol.body?.error?.code]).toEqual([user, 400, 'INVALID_IDENTIFIER']);
+  }
+  expect(await admin.store.getAppPassword('cred-fresh-dev-9')).toBeNull();
 });

@@ -106,6 +106,14 @@ test('device enroll prints the app password once; unenroll removes it', async ()
   await expect(run('device', 'enroll', 'dev-3')).rejects.toThrow(/--user/);
 });
 
+test('a device id or user outside the identifier grammar is a usage error before any request', async () => {
+  await expect(run('device', 'enroll', '{x}', '--user', 'alice@example.com')).rejects.toThrow(/deviceId: contains "\{" or "\}"/);
+  await expect(run('device', 'enroll', 'dev-1', '--user', 'a{b}@example.com')).rejects.toThrow(/user: contains "\{" or "\}"/);
+  await expect(run('device', 'exempt', '--user', 'al\rice', '--hours', '1', '--note', 'n')).rejects.toThrow(/user: contains a control/);
+  await expect(run('device', 'show', ' dev-1')).rejects.toThrow(/deviceId: has leading or trailing white space/);
+  expect(await admin.store.getAppPassword('cred-dev-1')).toBeNull();
+});
+
 describe('device exempt / unexempt', () => {
   test('a user exemption with --until, then removed', async () => {
     const until = new Date(Date.now() + 3_600_000).toISOString();

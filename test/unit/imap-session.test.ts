@@ -118,6 +118,20 @@ describe('pre-auth', () => {
     expect(gate.contexts).toHaveLength(0);
   });
 
+  test('LOGIN with invalid UTF-8 in the user name or password is refused, never replaced with U+FFFD', async () => {
+    const c = await connect();
+    // 0xC3 0x28 is an invalid two-octet sequence; 0xFF never occurs in UTF-8 (RFC 3629 §1).
+    c.write(Buffer.concat([Buffer.from('a1 LOGIN "al'), Buffer.from([0xc3, 0x28]), Buffer.from('ice@example.com+dev-1" alice-pw\r\n')]));
+    await c.waitFor(/a1 BAD .*UTF-8.*\r\n/);
+    c.write(Buffer.concat([Buffer.from('a2 LOGIN alice@example.com+dev-1 {9+}\r\nalice-pw'), Buffer.from([0xff]), Buffer.from('\r\n')]));
+    await c.waitFor(/a2 BAD .*UTF-8.*\r\n/);
+    expect(gate.contexts).toHaveLength(0);
+    // Valid UTF-8 beyond ASCII still logs in (RFC 9051 §6.2.3 with UTF8=ACCEPT clients).
+    c.write(Buffer.from('a3 LOGIN "alice@example.com+dev-1" "pässwörd"\r\n', 'utf8'));
+    await c.waitFor(/a3 (OK|NO)/);
+    expect(gate.contexts[0]!.credential).toEqual({ kind: 'password', username: 'alice@example.com+dev-1', password: 'pässwörd' });
+  });
+
   test('AUTHENTICATE PLAIN with SASL-IR, and without it through a continuation', async () => {
     const c = await connect();
     c.write(`p1 AUTHENTICATE PLAIN ${b64('\0alice@example.com+dev-1\0alice-pw')}\r\n`);

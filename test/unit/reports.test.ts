@@ -104,6 +104,7 @@ describe('report verifier', () => {
     ['a non-string app', () => sign(payload({ apps: ['a', 'b', 'c', 42] })), 422, 'SCHEMA_ERROR', /^apps\[3\]: expected an app id/],
     ['too many apps', () => sign(payload({ apps: Array.from({ length: MAX_REPORT_APPS + 1 }, (_, i) => `app.${i}`) })), 422, 'SCHEMA_ERROR', /more than 2000/],
     ['an unknown field', () => sign(payload({ jailbroken: false })), 422, 'SCHEMA_ERROR', /^jailbroken: unknown field$/],
+    ['an unknown field named with CR/LF (found by the property test)', () => sign(payload({ 'x\r\nINJECTED': 1 })), 422, 'SCHEMA_ERROR', /^payload: unknown field whose name is not a plain word/],
     ['a __proto__ field', () => sign(`{"__proto__":{"managed":true},${JSON.stringify(payload()).slice(1)}`), 422, 'SCHEMA_ERROR', /__proto__/],
     ['a source field', () => sign(payload({ source: 'forged' })), 422, 'SCHEMA_ERROR', /^source:/],
     ['an upper-case platform', () => sign(payload({ platform: 'iOS' })), 422, 'SCHEMA_ERROR', /^platform:/],

@@ -214,3 +214,28 @@ it('the smtp-server patch matches the installed smtp-server version (package.jso
   expect(fs.existsSync(path.join(root, `patches/smtp-server+${installed}.patch`))).toBe(true);
   expect(greetingDelayPatched()).toBe(true);
 });
+
+it('a client that leaves before AUTH has its pre-auth deadline cleared, so its session is not held until then (issue 8 item 12)', async () => {
+  const PRE_AUTH_MS = 54_321;
+  const realSetTimeout = global.setTimeout;
+  const deadlines: NodeJS.Timeout[] = [];
+  const set = jest.spyOn(global, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => {
+    const timer = realSetTimeout(fn, ms);
+    if (ms === PRE_AUTH_MS) deadlines.push(timer);
+    return timer;
+  }) as unknown as typeof setTimeout);
+  const cleared = jest.spyOn(global, 'clearTimeout');
+  try {
+    service = await startSmtpService(gate, smtpConfig(sink.port, { preAuthTimeoutMs: PRE_AUTH_MS }));
+    const c = await RawClient.connect(service.addresses[0]!.port);
+    expect(await c.command('EHLO client.test')).toMatch(/^250/);
+    expect(deadlines).toHaveLength(1);
+    c.close();
+    const isCleared = (): boolean => cleared.mock.calls.some(([t]) => t === deadlines[0]);
+    for (const until = Date.now() + 3000; !isCleared() && Date.now() < until; ) await new Promise((r) => realSetTimeout(r, 20));
+    expect(isCleared()).toBe(true);
+  } finally {
+    set.mockRestore();
+    cleared.mockRestore();
+  }
+});

@@ -2,6 +2,7 @@
 // change events, full clear on reconnect, and last-known state during an outage (bounded).
 import { StoreUnavailableError, type AppPasswordCredential, type StoredFacts } from '../../src/store/device-store';
 import { CachedDeviceStore, type CacheResult } from '../../src/store/cached-store';
+import { AuditBuffer } from '../../src/store/audit-buffer';
 import { MemoryDeviceStore } from '../../src/store/memory-store';
 import { record, waitUntil } from '../integration/store-contract';
 
@@ -226,6 +227,27 @@ describe('outage: app passwords, availability and the audit buffer (issue 8 item
     await waitUntil(() => cache.auditBacklog().buffered === 0);
     const events = (await inner.readAudit('0', 100)).map((e) => e.event);
     expect(events).toEqual([{ n: 1, replayed: true }, { n: 2, replayed: true }, { n: 5 }]);
+  });
+
+  it('an event the store refuses for another reason than an outage is dropped and counted; the rest is written', async () => {
+    let down = true;
+    const written: Record<string, unknown>[] = [];
+    const buffer = new AuditBuffer(
+      {
+        async appendAudit(event) {
+          if (down) throw new StoreUnavailableError('test: down');
+          if (event.bad) throw new Error('WRONGTYPE');
+          written.push(event);
+          return String(written.length);
+        },
+      },
+      { maxEvents: 10 },
+    );
+    for (const event of [{ n: 1 }, { n: 2, bad: true }, { n: 3 }]) await buffer.append(event);
+    down = false;
+    await buffer.flush();
+    expect(written).toEqual([{ n: 1, replayed: true }, { n: 3, replayed: true }]);
+    expect(buffer.backlog()).toEqual({ buffered: 0, dropped: 1 });
   });
 });
 

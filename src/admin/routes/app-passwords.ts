@@ -1,4 +1,5 @@
 // Device-bound app passwords (POST and DELETE /v1/devices/:id/app-passwords).
+import { validateUserName } from '../../core/identifiers';
 import { AdminError } from '../errors';
 import { adminAudit, badRequest, readJson, type Route } from '../route';
 import type { AdminServices } from '../services';
@@ -15,6 +16,9 @@ export function appPasswordRoutes(services: AdminServices): Route[] {
         const body = await readJson(req);
         const { user, force = false } = body;
         if (typeof user !== 'string' || user.trim() === '') throw badRequest('"user" is required: the mail login name');
+        // The user name becomes part of Redis keys (docs/redis-layout.md): same grammar as the path's device id.
+        const invalid = validateUserName(user);
+        if (invalid) throw new AdminError('INVALID_IDENTIFIER', invalid);
         if (typeof force !== 'boolean') throw badRequest('"force" must be true or false');
         // An app password logs in through the master user: only for a device whose stored record
         // (a signed report or a connector's sync) names this user, unless an admin says otherwise.

@@ -1,6 +1,7 @@
 // The Redis key layout and the Lua scripts that write it: the public interface an MDM may write
 // directly (docs/redis-layout.md), kept in one readable file.
 import type { ExemptionScope } from '../device-store';
+import { CLOCK_TOLERANCE_MS, MAX_REPORT_SKEW_MS } from '../record-codec';
 
 /**
  * Key names (docs/redis-layout.md). Everything about one device carries the hash tag `{deviceId}`,
@@ -68,19 +69,33 @@ end
 `;
 
 /**
- * putDevice, atomically: ignore a report older than the stored one, else store the record with its
+ * The order time of a stored record, or nil when it is from the future: record-codec.ts
+ * storedOrderMs, the same rule (a record an MDM or an attacker wrote dated 2099 must not pin the device).
+ */
+const LUA_STORED_ORDER_MS = `
+local function stored_order_ms(rec, now)
+  local reported, received = iso_ms(rec.reportedAt), iso_ms(rec.receivedAt)
+  if not reported or not received then return nil end
+  if received > now + ${CLOCK_TOLERANCE_MS} or reported > received + ${MAX_REPORT_SKEW_MS} then return nil end
+  return math.min(reported, received)
+end
+`;
+
+/**
+ * putDevice, atomically: ignore a report older than the stored one (both by reportedAt clamped to
+ * receivedAt; a stored record from the future holds nothing back), else store the record with its
  * TTL, align the first-seen hash's TTL, index the device under its user, publish the change.
  * KEYS: record, first-seen hash, [user index — omitted in Cluster, where it lives in another slot].
- * ARGV: record JSON, reportedAt ms, TTL ms, device id, change channel, change event JSON.
- * Returns {1|0, previous user or ''}.
+ * ARGV: record JSON, order ms (record-codec reportOrderMs), TTL ms, device id, change channel,
+ * change event JSON, the writer's clock (ms epoch). Returns {1|0, previous user or ''}.
  */
-export const LUA_PUT_DEVICE = `${LUA_ISO_MS}${LUA_INDEX_ADD}
+export const LUA_PUT_DEVICE = `${LUA_ISO_MS}${LUA_STORED_ORDER_MS}${LUA_INDEX_ADD}
 local old = redis.pcall('GET', KEYS[1])
 local old_user = ''
 if type(old) == 'string' then
   local ok, rec = pcall(cjson.decode, old)
   if ok and type(rec) == 'table' then
-    local old_ms = iso_ms(rec.reportedAt)
+    local old_ms = stored_order_ms(rec, tonumber(ARGV[7]))
     if old_ms and old_ms > tonumber(ARGV[2]) then return {0, ''} end
     if type(rec.user) == 'string' then old_user = rec.user end
   end

@@ -25,6 +25,7 @@ import {
   decodeFirstSeen,
   flagChangeEvent,
   isoToMs,
+  reportOrderMs,
   killSwitchOn,
   ttlToMs,
 } from '../record-codec';
@@ -155,7 +156,7 @@ export class RedisDeviceStore implements DeviceStore {
     const keys = [k.device(clean.deviceId), k.firstSeen(clean.deviceId), ...(this.cluster ? [] : [userIndex])];
     const event: ChangeEvent = { kind: 'device', deviceId: clean.deviceId, user: clean.user };
     const [accepted, previousUser] = await this.run('putDevice', () =>
-      this.scripts.mwPutDevice(keys.length, ...keys, JSON.stringify(clean), isoToMs(clean.reportedAt)!, ttlMs, clean.deviceId, k.changes, JSON.stringify(event)),
+      this.scripts.mwPutDevice(keys.length, ...keys, JSON.stringify(clean), reportOrderMs(clean), ttlMs, clean.deviceId, k.changes, JSON.stringify(event), this.now()),
     );
     if (accepted !== 1) return false;
     // Cluster: the user index is in the user's slot, so it is written after the record (documented
