@@ -20,6 +20,8 @@ import type { DeviceRecord } from '../src/store/device-store';
 const TIKTOK_IOS = 'com.zhiliaoapp.musically';
 const SEED_TTL_SECONDS = 24 * 3600; // longer than any rig run
 const DEFAULT_PORTS = { imap: 12143, imaps: 12993, smtp: 12587 };
+/** More than the rig's idle phase can open under its fd limit ((20000 - 1000) / 2 sessions). */
+const IDLE_SESSIONS_MAX = 12000;
 
 function envPort(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -93,6 +95,10 @@ function writeConfig(dir: string, settings: Settings): string {
       ],
       upstream: { ...upstream, port: settings.dovecotPort },
       drainMs: 1000,
+      // Every rig client comes from 127.0.0.1: lift the per-address and listener caps (defaults 100
+      // and 4000) so the idle phase measures sessions, not the cap; the rig's fd limit (20000) bounds it.
+      maxConnections: IDLE_SESSIONS_MAX,
+      maxConnectionsPerAddress: IDLE_SESSIONS_MAX,
     },
     smtp: {
       listeners: [{ host: '127.0.0.1', port: settings.ports.smtp, tls: 'none' }],

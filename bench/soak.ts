@@ -345,6 +345,11 @@ async function main(): Promise<void> {
   console.log(`smtp sessions ${other.smtpSessions} (messages accepted ${other.smtpSent}); reports stored ${other.reports}; reloads ${JSON.stringify(other.reloads)}; redis restarts ${other.redisRestarts}; fuzz connections ${other.fuzz}`);
   console.log(`heap after GC: ${MB(baseline.heapUsed)} → ${MB(end.heapUsed)} MB (×${(end.heapUsed / baseline.heapUsed).toFixed(2)}), ${per10k(end.heapUsed - baseline.heapUsed)} MB per 10,000 logins`);
   console.log(`rss:           ${MB(baseline.rss)} → ${MB(end.rss)} MB (×${(end.rss / baseline.rss).toFixed(2)}), ${per10k(end.rss - baseline.rss)} MB per 10,000 logins`);
+  // The second half shows whether growth levels off once the bounded structures (the console's
+  // audit ring, caches) are full; the whole-run figure includes filling them.
+  const mid = samples[Math.floor((samples.length - 1) / 2)]!;
+  const perHalf = (bytes: number): string => MB((bytes / Math.max(1, end.logins - mid.logins)) * 10000);
+  console.log(`second half (from round ${mid.round}): heap ${MB(mid.heapUsed)} → ${MB(end.heapUsed)} MB, ${perHalf(end.heapUsed - mid.heapUsed)} MB per 10,000 logins; rss ${MB(mid.rss)} → ${MB(end.rss)} MB`);
   console.log(`live sessions at the end: ${end.sessions} (all clients closed)`);
 
   await new Promise<void>((resolve) => {

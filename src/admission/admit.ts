@@ -8,7 +8,7 @@ import { validateIdentifier } from '../identity/validate';
 import type { Decision, DecisionRequest } from '../policy/decision';
 import type { LiveSession } from '../policy/live-session';
 import { parseAppPassword } from '../identity/app-password';
-import type { LoginThrottle, ThrottleSubject, ThrottleVerdict } from './login-throttle';
+import type { LoginThrottle, ThrottleSubject, ThrottleTurn, ThrottleVerdict } from './login-throttle';
 import type { Admission, AdmissionRequest, AdmittedIdentity, LiveSessionHandle } from './types';
 
 export interface AdmissionDeps {
@@ -48,10 +48,11 @@ function throttleSubject(deps: AdmissionDeps, request: AdmissionRequest): Thrott
 }
 
 /** Waits out the throttle's delay for this subject (after earlier failures), and says so. */
-async function waitTurn(deps: AdmissionDeps, request: AdmissionRequest, subject: ThrottleSubject | null): Promise<void> {
-  if (!subject || !deps.throttle) return;
-  const verdict = await deps.throttle.wait(subject);
-  if (verdict.delayMs > 0) deps.onThrottled?.({ ...verdict, request });
+async function waitTurn(deps: AdmissionDeps, request: AdmissionRequest, subject: ThrottleSubject | null): Promise<ThrottleTurn | undefined> {
+  if (!subject || !deps.throttle) return undefined;
+  const turn = await deps.throttle.wait(subject);
+  if (turn.delayMs > 0) deps.onThrottled?.({ delayMs: turn.delayMs, scope: turn.scope, request });
+  return turn;
 }
 
 /** Step 1: who is this? A resolver that throws is an outage, never an allow. */
@@ -167,17 +168,22 @@ function register(deps: AdmissionDeps, request: AdmissionRequest, identity: Admi
  * (a master login upstream) is a success now; a passthrough password is judged by the upstream, so
  * the front end reports that verdict through `upstreamChecked`.
  */
-async function countAttempt(deps: AdmissionDeps, subject: ThrottleSubject | null, identity: IdentityResult): Promise<((accepted: boolean) => void) | undefined> {
+async function countAttempt(
+  deps: AdmissionDeps,
+  subject: ThrottleSubject | null,
+  turn: ThrottleTurn | undefined,
+  identity: IdentityResult,
+): Promise<((accepted: boolean) => void) | undefined> {
   const throttle = deps.throttle;
   if (!subject || !throttle) return undefined;
   // Awaited, so that the next attempt (at any instance) already sees this failure.
   if (!identity.ok) return identity.failure === 'bad-credentials' ? void (await throttle.failed(subject)) : undefined;
-  if (identity.upstream.mode === 'master') return void throttle.succeeded(subject);
+  if (identity.upstream.mode === 'master') return void throttle.succeeded(subject, turn);
   let reported = false;
   return (accepted) => {
     if (reported) return;
     reported = true;
-    void (accepted ? throttle.succeeded(subject) : throttle.failed(subject));
+    void (accepted ? throttle.succeeded(subject, turn) : throttle.failed(subject));
   };
 }
 
@@ -185,9 +191,9 @@ async function countAttempt(deps: AdmissionDeps, subject: ThrottleSubject | null
 export function createAdmit(deps: AdmissionDeps): Admit {
   return async function admit(request) {
     const subject = throttleSubject(deps, request);
-    await waitTurn(deps, request, subject);
+    const turn = await waitTurn(deps, request, subject);
     const identity = await identify(deps, request);
-    const upstreamChecked = await countAttempt(deps, subject, identity);
+    const upstreamChecked = await countAttempt(deps, subject, turn, identity);
     if (!identity.ok) {
       return identity.failure === 'bad-credentials'
         ? { kind: 'bad-credentials', detail: identity.detail }

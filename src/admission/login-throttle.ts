@@ -27,6 +27,16 @@ export interface ThrottleVerdict {
   readonly scope: ThrottleScope | null;
 }
 
+/** What wait() found: the verdict, and whether any address or device failure was counted. */
+export interface ThrottleTurn extends ThrottleVerdict {
+  readonly counted: boolean;
+}
+
+/** A known-address mark is written again after this long (its TTL is knownAddressDays). */
+const MARK_REFRESH_MS = 3600_000;
+/** Marks remembered per process, so steady logins cost no write. */
+const MARKS_REMEMBERED = 10_000;
+
 /** Doubling from the base per failure, capped (0 failures: no delay). */
 export function delayAfter(failures: number, settings: Pick<LoginThrottleSettings, 'baseDelayMs' | 'maxDelayMs'>): number {
   if (failures <= 0) return 0;
@@ -42,8 +52,13 @@ export class LoginThrottle {
 
   /** How long this login waits before its credential is checked. Never throws (a counter outage = no delay). */
   async verdict(subject: ThrottleSubject): Promise<ThrottleVerdict> {
+    const { delayMs, scope } = await this.assess(subject);
+    return { delayMs, scope };
+  }
+
+  private async assess(subject: ThrottleSubject): Promise<ThrottleTurn> {
     const settings = this.settings();
-    if (!settings.enabled) return { delayMs: 0, scope: null };
+    if (!settings.enabled) return { delayMs: 0, scope: null, counted: false };
     try {
       const keys = this.keys(subject);
       const counted: [ThrottleScope, string][] = [];
@@ -59,17 +74,17 @@ export class LoginThrottle {
         const delayMs = delayAfter(failures[i] ?? 0, settings);
         if (delayMs > best.delayMs) best = { delayMs, scope };
       });
-      return best;
+      return { ...best, counted: failures.some((n, i) => n > 0 && i !== user) };
     } catch {
-      return { delayMs: 0, scope: null };
+      return { delayMs: 0, scope: null, counted: true };
     }
   }
 
   /** Waits out the verdict's delay; resolves with it. */
-  async wait(subject: ThrottleSubject): Promise<ThrottleVerdict> {
-    const verdict = await this.verdict(subject);
-    if (verdict.delayMs > 0) await this.sleep(verdict.delayMs);
-    return verdict;
+  async wait(subject: ThrottleSubject): Promise<ThrottleTurn> {
+    const turn = await this.assess(subject);
+    if (turn.delayMs > 0) await this.sleep(turn.delayMs);
+    return turn;
   }
 
   /** The credential was wrong: count it for the address, the user and the device. Never throws. */
@@ -83,16 +98,29 @@ export class LoginThrottle {
   /**
    * The credential was right: this address and this device start afresh, and the address is known
    * for the user. The user-wide count stays (others may still be guessing). Never throws.
+   * `turn` (from wait()) saves the store work a login without failures does not need: nothing to
+   * clear, and a known-address mark this process set within the hour is not written again.
    */
-  async succeeded(subject: ThrottleSubject): Promise<void> {
+  async succeeded(subject: ThrottleSubject, turn?: ThrottleTurn): Promise<void> {
     const settings = this.settings();
     if (!settings.enabled) return;
     const keys = this.keys(subject);
-    const clear = [...(keys.address === null ? [] : [keys.address]), ...(keys.device === null ? [] : [keys.device])];
+    const clear = turn?.counted === false ? [] : [keys.address, keys.device].filter((key): key is string => key !== null);
+    const now = Date.now();
+    const mark = keys.known !== null && !(turn && (this.marked.get(keys.known) ?? -Infinity) > now - MARK_REFRESH_MS);
     await Promise.all([
       clear.length > 0 ? this.counters.clear(clear) : undefined,
-      keys.known === null ? undefined : this.counters.mark(keys.known, Math.round(settings.knownAddressDays * 86400)),
+      mark ? this.counters.mark(keys.known!, Math.round(settings.knownAddressDays * 86400)).then(() => this.remember(keys.known!, now)) : undefined,
     ]).catch(() => undefined);
+  }
+
+  /** Known-address marks this process wrote, and when (bounded: the oldest go first). */
+  private readonly marked = new Map<string, number>();
+
+  private remember(key: string, atMs: number): void {
+    this.marked.delete(key);
+    this.marked.set(key, atMs);
+    if (this.marked.size > MARKS_REMEMBERED) this.marked.delete(this.marked.keys().next().value as string);
   }
 
   private keys(subject: ThrottleSubject): { address: string | null; user: string | null; device: string | null; known: string | null } {

@@ -116,7 +116,9 @@ export class AuditFeed {
   private count(event: DecisionEvent): void {
     if (event.msg !== 'decision') return;
     const at = typeof event.at === 'string' ? Date.parse(event.at) : NaN;
-    const minute = Math.floor((Number.isNaN(at) ? this.now() : at) / MINUTE) * MINUTE;
+    // Never later than now: a minute from the future (a record written to the stream directly)
+    // would never be pruned.
+    const minute = Math.floor((Number.isNaN(at) ? this.now() : Math.min(at, this.now())) / MINUTE) * MINUTE;
     if (minute < this.now() - DAY) return;
     let series = this.minutes.get(minute);
     if (!series) this.minutes.set(minute, (series = new Map()));

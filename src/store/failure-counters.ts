@@ -27,8 +27,21 @@ export interface FailureCounterOptions {
   readonly redis?: { readonly client: Redis | Cluster; readonly keyPrefix: string };
 }
 
+/**
+ * Node timers hold at most 2^31-1 ms (≈ 24.8 days). rate-limiter-flexible's memory storage sets one
+ * timer per key to forget it, and a longer one fires after 1 ms (TimeoutOverflowWarning): a 30-day
+ * known-address mark was forgotten at once in memory. Memory keys are capped to the timer's range.
+ */
+const MAX_MEMORY_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+class TimerSafeMemoryLimiter extends RateLimiterMemory {
+  override set(key: string | number, points: number, secDuration: number, options?: Record<string, unknown>): ReturnType<RateLimiterMemory['set']> {
+    return super.set(key, points, Math.min(secDuration, MAX_MEMORY_SECONDS), options);
+  }
+}
+
 export function createFailureCounters(options: FailureCounterOptions): FailureCounters {
-  const memory = (keyPrefix: string): RateLimiterMemory => new RateLimiterMemory({ keyPrefix, points: NEVER_REJECT, duration: options.windowSeconds });
+  const memory = (keyPrefix: string): RateLimiterMemory => new TimerSafeMemoryLimiter({ keyPrefix, points: NEVER_REJECT, duration: options.windowSeconds });
   const limiter = (name: string): RateLimiterAbstract => {
     if (!options.redis) return memory(name);
     return new RateLimiterRedis({
@@ -45,6 +58,17 @@ export function createFailureCounters(options: FailureCounterOptions): FailureCo
   const marks = limiter('login-known');
   return {
     async counts(keys) {
+      const redis = options.redis?.client;
+      if (redis?.status === 'ready') {
+        try {
+          // A count is all a verdict needs: one GET per key (auto-pipelined into one round trip,
+          // per node in Cluster), not the library's MULTI/GET/PTTL/EXEC for each.
+          const values = await Promise.all(keys.map((key) => redis.get(failures.getKey(key))));
+          return values.map((value) => (value === null ? 0 : Number(value) || 0));
+        } catch {
+          // Fall through: the limiter answers from its in-memory insurance while Redis does not.
+        }
+      }
       const results = await Promise.all(keys.map((key) => failures.get(key)));
       return results.map((res) => res?.consumedPoints ?? 0);
     },

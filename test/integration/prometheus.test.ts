@@ -20,7 +20,7 @@ function promtool(args: string[], input?: string): { status: number | null; outp
 
 it('promtool check rules accepts deploy/prometheus/alerts.yaml', () => {
   const result = promtool(['check', 'rules', 'alerts.yaml']);
-  expect(result.output).toContain('SUCCESS: 7 rules found');
+  expect(result.output).toContain('SUCCESS: 8 rules found');
   expect(result.status).toBe(0);
 });
 

@@ -65,3 +65,38 @@ test('counters that cannot answer mean no delay, never a thrown login; disabled 
   await off.failed({ remoteAddress: '192.0.2.1', username: 'a' });
   expect(await counters.counts(['a:192.0.2.1', 'u:a'])).toEqual([0, 0]);
 });
+
+test('a login without failures writes nothing to clear, and its known-address mark once an hour', async () => {
+  const inner = createFailureCounters({ windowSeconds: 900 });
+  const writes: string[] = [];
+  const counters: FailureCounters = {
+    ...inner,
+    clear: async (keys) => void writes.push(`clear ${keys.join(',')}`),
+    mark: async (key, seconds) => void writes.push(`mark ${key} ${seconds}`),
+  };
+  const t = throttle(counters);
+  const alice = { remoteAddress: '192.0.2.30', username: 'alice@example.com' };
+  await t.succeeded(alice, await t.wait(alice));
+  await t.succeeded(alice, await t.wait(alice));
+  expect(writes).toEqual(['mark k:alice@example.com|192.0.2.30 2592000']);
+  await t.failed(alice);
+  await t.succeeded(alice, await t.wait(alice));
+  expect(writes.at(-1)).toBe('clear a:192.0.2.30');
+});
+
+test('a known address is remembered in memory for knownAddressDays (30), not forgotten at once by a timer overflow', async () => {
+  // Node timers hold at most 2^31-1 ms (≈ 24.8 days); a longer one fires after 1 ms. In memory (the
+  // embedded store, and the insurance limiter during a Redis outage) the 30-day mark used to vanish.
+  const counters = createFailureCounters({ windowSeconds: 900 });
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    await counters.mark('k:alice@example.com|192.0.2.7', 30 * 86400);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await counters.marked('k:alice@example.com|192.0.2.7')).toBe(true);
+    expect(warnings).not.toContain('TimeoutOverflowWarning');
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
