@@ -2,10 +2,11 @@
 // passdb introspection): a shared-secret header compared in constant time, and limits on
 // connections, header and body size and time, so bad input is answered or cut, never a crash.
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
+import { listenHook, type HookListener } from './listening';
 
 export interface HttpHookLimits {
   /** Open connections at once; more are closed at accept. */
@@ -57,10 +58,7 @@ export interface HookHttpOptions {
   readonly handler: HookHttpHandler;
 }
 
-export interface HookHttpServer {
-  readonly address: { host: string; port: number };
-  close(): Promise<void>;
-}
+export type HookHttpServer = HookListener;
 
 const sha256 = (value: string | Buffer): Buffer => createHash('sha256').update(value).digest();
 
@@ -164,20 +162,5 @@ export async function startHookHttpServer(options: HookHttpOptions): Promise<Hoo
     })();
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  return {
-    address: { host: address.address, port: address.port },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      }),
-  };
+  return listenHook(server, sockets, options.host, options.port);
 }

@@ -4,6 +4,7 @@
 import net from 'node:net';
 import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
+import { listenHook, type HookListener } from './listening';
 
 export interface LineHookLimits {
   readonly maxConnections: number;
@@ -40,10 +41,7 @@ export interface LineHookOptions {
   readonly connect: () => (attributes: Attributes) => Promise<string | null>;
 }
 
-export interface LineHookServer {
-  readonly address: { host: string; port: number };
-  close(): Promise<void>;
-}
+export type LineHookServer = HookListener;
 
 /** Splits a stream into requests; reports the first limit a client breaks. */
 export class AttributeReader {
@@ -130,20 +128,5 @@ export async function startLineHookServer(options: LineHookOptions): Promise<Lin
     socket.on('close', () => sockets.delete(socket));
   });
   server.maxConnections = limits.maxConnections;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as net.AddressInfo;
-  return {
-    address: { host: address.address, port: address.port },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      }),
-  };
+  return listenHook(server, sockets, options.host, options.port);
 }
