@@ -11,14 +11,14 @@ import { createLogger, silentLogger } from '../../src/core/log';
 import type { HooksService } from '../../src/hooks/service';
 import { buildReport, enrollDevice, makeReporterKeys, pushReport, signReport } from '../../src/kit';
 import { startRedis, cleanupRedis, type RedisServer } from '../harness/redis';
+import { ALICE, TIKTOK, policyYaml } from './smtp-rig';
 import { tempDir } from '../harness/ports';
 import { makeTestPki, type TestPki } from '../harness/tls';
 import { docBlock } from './doc-blocks';
 import { writeAppPasswordKey } from '../harness/app-password-key';
 
 export const ADMIN_TOKEN = 'hooks-test-admin-token';
-export const TIKTOK = 'com.zhiliaoapp.musically';
-export const ALICE = { user: 'alice@example.com', password: 'alice-pw' };
+export { ALICE, TIKTOK };
 /** The sentence the TikTok check shows (the policy below); a client must see it. */
 export const TIKTOK_SENTENCE = /Company mail is blocked on this iOS device because TikTok is installed\. Remove TikTok\. Ref MW-[0-9A-Z]{8}\./;
 
@@ -50,26 +50,6 @@ export interface HooksRig {
   /** Redis down for the duration of `fn`, then up again with the devices re-reported. */
   withRedisDown<T>(fn: () => Promise<T>): Promise<T>;
   stop(): Promise<void>;
-}
-
-function policyYaml(tiktok: Record<string, unknown>): string {
-  return JSON.stringify({
-    helpdesk: 'the IT helpdesk',
-    blastRadius: { maxNewlyDeniedPercent: 100, maxNewlyDeniedCount: 100000 },
-    brake: { enabled: false },
-    checks: [
-      { id: 'require-device', plugin: 'require-device', message: 'Company mail needs a device report. Ref {refId}.' },
-      {
-        id: 'no-tiktok-on-mobiles',
-        plugin: 'banned-apps',
-        onUnknown: 'pass',
-        scope: { platforms: ['ios', 'ipados', 'android'] },
-        options: { apps: { ios: [TIKTOK], android: [TIKTOK] }, names: { [TIKTOK]: 'TikTok' } },
-        message: 'Company mail is blocked on this {platform} device because {app} is installed. Remove {app}. Ref {refId}.',
-        ...tiktok,
-      },
-    ],
-  });
 }
 
 export interface HooksRigOptions {

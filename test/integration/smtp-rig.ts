@@ -41,7 +41,8 @@ export interface SmtpRig {
   stop(): Promise<void>;
 }
 
-function policyYaml(tiktok: Record<string, unknown>): string {
+/** The example-like policy the SMTP and hooks rigs run: a device report required, TikTok banned on mobiles. */
+export function policyYaml(tiktok: Record<string, unknown>): string {
   return JSON.stringify({
     helpdesk: 'the IT helpdesk',
     blastRadius: { maxNewlyDeniedPercent: 100, maxNewlyDeniedCount: 100000 },
