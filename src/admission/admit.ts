@@ -132,28 +132,33 @@ function register(deps: AdmissionDeps, request: AdmissionRequest, identity: Admi
     },
   };
   const unregister = deps.sessions.add(session);
+  // The closures below outlive the login by hours: they read the session's own fields, never
+  // `request` (which holds the client's credential), and let go of the decision once confirmed.
+  let admitted: Decision | null = decision;
   let ended = false;
   return {
-    id: request.sessionId,
+    id: session.id,
     async confirm() {
+      const decided = admitted;
+      admitted = null;
       if (revokedWith) return revokedWith;
-      if (deps.policyVersion() === decision.policyVersion) return decision;
+      if (decided && deps.policyVersion() === decided.policyVersion) return decided;
       // The policy changed between the decision and the registration: the reload's re-evaluation
       // may have missed this session, so decide again (as the revoker would: only a deny ends it).
       const again = await deps.decide({
-        user: identity.user,
-        deviceId: identity.deviceId,
-        protocol: request.protocol,
-        identitySource: identity.source,
-        identityStrength: identity.strength,
+        user: session.user,
+        deviceId: session.deviceId,
+        protocol: session.protocol,
+        identitySource: session.identitySource,
+        identityStrength: session.identityStrength,
         hints: session.hints,
-        remoteAddress: request.remoteAddress,
-        sessionId: request.sessionId,
+        remoteAddress: session.remoteAddress,
+        sessionId: session.id,
         trigger: 'policy',
       });
       if (revokedWith) return revokedWith;
       if (again.action === 'deny') session.revoke(again);
-      return again.action === 'deny' ? again : decision;
+      return again.action === 'deny' || !decided ? again : decided;
     },
     end() {
       if (ended) return;

@@ -83,7 +83,8 @@ export interface LiveSessionHandle {
   /**
    * After the front end's own upstream step: the decision that stands now. The original allow,
    * unless the session was revoked meanwhile, or the policy changed since the decision (then the
-   * login is decided again). A non-allow answer means: refuse, the login must not proceed.
+   * login is decided again). A non-allow answer means: refuse, the login must not proceed. Called
+   * once; a second call decides again (the handle lets go of the first decision).
    */
   confirm(): Promise<Decision>;
   /** Remove the session from the registry (connection closed or login abandoned). Idempotent. */

@@ -113,9 +113,14 @@ export function connectionLogger(log: Logger, fields: ConnectionFields): Logger 
   return log.child({ ...fields });
 }
 
-/** The connection's logger once its login named the user (and the device, or null). */
-export function withUser(log: Logger, user: string, deviceId: string | null): Logger {
-  return log.child({ user, deviceId });
+/**
+ * The connection's logger once its login named the user (and the device, or null), made from the
+ * base logger again rather than from the connection's first child: a child of a child turns the
+ * first one into a prototype, and V8 then keeps a prototype map and info for every connection
+ * (about 1 KB per idle session, measured in heap snapshots of 1,000 IDLE sessions).
+ */
+export function withUser(base: Logger, fields: ConnectionFields, user: string, deviceId: string | null): Logger {
+  return base.child({ ...fields, user, deviceId });
 }
 
 /** A logger that writes nothing (unit tests, CLI commands that print their own output). */

@@ -24,6 +24,8 @@ export interface ReaderLimits {
   readonly maxLiteralBytes: number;
 }
 
+/** Shared by every reader with nothing buffered (an idle session keeps no buffer of its own). */
+const EMPTY = Buffer.alloc(0);
 /** At most this many literals in one pre-auth command (LOGIN needs two). */
 const MAX_LITERALS = 4;
 /** Literal sizes are capped by digit count before conversion: more than 10 digits is never valid here. */
@@ -31,7 +33,7 @@ const MAX_LITERAL_DIGITS = 10;
 const LITERAL_AT_END = /\{(\d+)(\+?)\}$/;
 
 export class CommandReader {
-  private buffer: Buffer = Buffer.alloc(0);
+  private buffer: Buffer = EMPTY;
   private segments: Segment[] = [];
   private lineBytes = 0;
   private literalLeft: number | null = null;
@@ -46,13 +48,13 @@ export class CommandReader {
   /** Hand over (and forget) every byte not consumed yet: used when the relay takes over. */
   takeRemaining(): Buffer {
     const rest = this.buffer;
-    this.buffer = Buffer.alloc(0);
+    this.buffer = EMPTY;
     return rest;
   }
 
   /** Throw away every buffered byte and any half-read command (STARTTLS: RFC 2595 §3.1, CVE-2011-0411). */
   discard(): void {
-    this.buffer = Buffer.alloc(0);
+    this.buffer = EMPTY;
     this.segments = [];
     this.lineBytes = 0;
     this.literalLeft = null;

@@ -27,9 +27,17 @@ export class Relay {
   private closed = false;
   private cutTimer: NodeJS.Timeout | null = null;
   private waitingForContinuation = false;
+  // Only what the session's life needs: an idle session is held for hours, so the options (and the
+  // pipelined bytes they carry) are not kept.
+  private readonly client: net.Socket;
+  private readonly upstream: net.Socket;
+  private readonly onClose: () => void;
 
-  constructor(private readonly options: RelayOptions) {
+  constructor(options: RelayOptions) {
     const { client, upstream } = options;
+    this.client = client;
+    this.upstream = upstream;
+    this.onClose = options.onClose;
     this.responses = new ResponseFramer(
       (data) => this.write(client, upstream, data),
       (kind, tag) => {
@@ -61,11 +69,12 @@ export class Relay {
     upstream.on('drain', () => {
       if (!this.waitingForContinuation) client.resume();
     });
+    const close = (): void => this.close();
     for (const s of [client, upstream]) {
       s.setKeepAlive(true, 60000);
-      s.on('error', () => this.close());
-      s.on('close', () => this.close());
-      s.on('end', () => this.close());
+      s.on('error', close);
+      s.on('close', close);
+      s.on('end', close);
     }
     if (options.upstreamBytes.length > 0) this.responses.push(options.upstreamBytes);
     if (options.clientBytes.length > 0) this.commands.push(options.clientBytes);
@@ -90,7 +99,7 @@ export class Relay {
    */
   end(text: string): void {
     if (this.closed || this.cutTimer) return;
-    this.options.client.pause();
+    this.client.pause();
     this.responses.inject(Buffer.from(text, 'utf8'), true);
     if (!this.closed) {
       this.cutTimer = setTimeout(() => this.close(true), CUT_WAIT_MS);
@@ -108,7 +117,7 @@ export class Relay {
     if (this.cutTimer) clearTimeout(this.cutTimer);
     this.responses.stop();
     this.commands.stop();
-    const { client, upstream } = this.options;
+    const { client, upstream } = this;
     upstream.destroy();
     if (hard) client.destroy();
     else {
@@ -116,6 +125,6 @@ export class Relay {
       // A client that never reads its last bytes must not hold the socket open.
       setTimeout(() => client.destroy(), 1000).unref();
     }
-    this.options.onClose();
+    this.onClose();
   }
 }

@@ -108,7 +108,7 @@ export async function startImapService(gate: Gate, config: ImapConfig): Promise<
       listenerSlot();
       const slot = limits.acquire(addressKey(peer.address) ?? undefined);
       if (!slot.ok) return refuse(socket, slot);
-      socket.once('close', slot.release);
+      socket.on('close', slot.release);
       if (listener.tls !== 'implicit') {
         if (head.length > 0) socket.unshift(head);
         new ImapConnection(ctx, socket, peer).start();
@@ -122,13 +122,14 @@ export async function startImapService(gate: Gate, config: ImapConfig): Promise<
     const server = net.createServer({ noDelay: true }, (socket) => {
       if (!accepting) return void socket.destroy();
       sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
+      // 'close' is emitted once: `on` spares every idle session once()'s wrapper and bound function.
+      socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => socket.destroy());
       if (!isTrusted(proxies, socket.remoteAddress)) return open(socket, null, Buffer.alloc(0), () => {});
       // A balancer's connection holds a listener slot while its PROXY header is read.
       const pending = limits.acquire(undefined);
       if (!pending.ok) return refuse(socket, pending);
-      socket.once('close', pending.release);
+      socket.on('close', pending.release);
       // From a configured balancer the header is mandatory: without it the real client is unknown.
       readProxyHeader(socket, HANDSHAKE_MS).then(
         ({ header, rest }) => open(socket, header, rest, pending.release),

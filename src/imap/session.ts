@@ -5,7 +5,7 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import type { ImapConfig, ProtocolListener } from '../core/config-types';
 import { plainAddress } from '../core/client-address';
-import { connectionLogger, withUser, type Logger } from '../core/log';
+import { connectionLogger, withUser, type ConnectionFields, type Logger } from '../core/log';
 import type { Gate } from '../app/gate';
 import {
   decodeOauthbearer,
@@ -108,7 +108,11 @@ export class ImapConnection {
   ) {
     this.tlsActive = socket instanceof tls.TLSSocket;
     this.reader = this.newReader();
-    this.log = connectionLogger(ctx.gate.log, { protocol: 'imap', sessionId: this.id, remoteAddress: plainAddress(peer.address) });
+    this.log = connectionLogger(ctx.gate.log, this.logFields());
+  }
+
+  private logFields(): ConnectionFields {
+    return { protocol: 'imap', sessionId: this.id, remoteAddress: plainAddress(this.peer.address) };
   }
 
   start(): void {
@@ -420,7 +424,7 @@ export class ImapConnection {
       gate.metrics?.onLogin('imap', 'tempfail');
       return void this.send(replies.unavailable(tag, admission.decision?.message));
     }
-    this.log = withUser(this.log, admission.identity.user, admission.identity.deviceId);
+    this.log = withUser(this.ctx.gate.log, this.logFields(), admission.identity.user, admission.identity.deviceId);
     if (admission.kind === 'refuse') {
       const refused = replies.refusal(tag, admission.decision, this.ctx.config.blockStyle);
       if (refused.kind === 'refuse') {

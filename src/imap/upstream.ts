@@ -46,6 +46,8 @@ export interface UpstreamLoginRequest {
 
 const asUpstreamError = (err: unknown): UpstreamError => (err instanceof UpstreamError ? err : new UpstreamError('protocol', (err as Error).message));
 
+const EMPTY = Buffer.alloc(0);
+
 /** One response line from the upstream (login phase only: no literals expected). */
 interface Line {
   readonly tag: string;
@@ -54,7 +56,7 @@ interface Line {
 
 /** Reads CRLF lines from a socket during the login phase, bounded. */
 class LineChannel {
-  private buffer = Buffer.alloc(0);
+  private buffer = EMPTY;
   private waiter: { resolve: (l: Line) => void; reject: (e: Error) => void } | null = null;
   private error: Error | null = null;
   private readonly onData = (chunk: Buffer): void => {
@@ -85,8 +87,9 @@ class LineChannel {
     this.socket.off('close', this.onClose);
     this.socket.off('error', this.onError);
     this.socket.pause();
-    const rest = this.buffer;
-    this.buffer = Buffer.alloc(0);
+    // A copy: the rest is a view into a pooled slab that would otherwise stay pinned for the session.
+    const rest = this.buffer.length > 0 ? Buffer.from(this.buffer) : EMPTY;
+    this.buffer = EMPTY;
     return rest;
   }
 

@@ -4,7 +4,7 @@
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Gate } from '../app/gate';
-import { connectionLogger, withUser, type Logger } from '../core/log';
+import { connectionLogger, withUser, type ConnectionFields, type Logger } from '../core/log';
 import type { Credential, UpstreamLogin } from '../identity/types';
 import type { AdmittedIdentity } from '../admission/types';
 import type { Decision } from '../policy/decision';
@@ -33,7 +33,9 @@ class ClientSession {
 
   constructor(
     readonly id: string,
-    /** Carries protocol, sessionId, remoteAddress; user and deviceId once AUTH named them. */
+    /** protocol, sessionId, remoteAddress: what every line about this session carries. */
+    readonly logFields: ConnectionFields,
+    /** Carries logFields; user and deviceId once AUTH named them. */
     public log: Logger,
   ) {}
 
@@ -132,7 +134,7 @@ export class SmtpSessions implements SmtpHandlers {
     const live = admission.kind === 'allow' ? admission.session : null;
     if (live) client.unregister = () => live.end();
     client.identity = { ...identity, upstream: login };
-    client.log = withUser(client.log, identity.user, identity.deviceId);
+    client.log = withUser(gate.log, client.logFields, identity.user, identity.deviceId);
     if (this.clients.get(session.id) !== client) {
       // The client left while the decision was made.
       live?.end();
@@ -243,7 +245,8 @@ export class SmtpSessions implements SmtpHandlers {
     let client = this.clients.get(session.id);
     if (!client) {
       const id = `smtp-${session.id}`;
-      client = new ClientSession(id, connectionLogger(this.options.gate.log, { protocol: 'smtp', sessionId: id, remoteAddress: session.remoteAddress }));
+      const fields: ConnectionFields = { protocol: 'smtp', sessionId: id, remoteAddress: session.remoteAddress };
+      client = new ClientSession(id, fields, connectionLogger(this.options.gate.log, fields));
       this.clients.set(session.id, client);
     }
     return client;

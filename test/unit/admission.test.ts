@@ -97,16 +97,37 @@ describe('admit', () => {
   it('confirm() decides again when the policy changed since the decision; only a deny ends the login', async () => {
     let next = decision('allow');
     const { admit, setVersion, requests } = setup(() => next);
+    const confirmOnce = async (): Promise<string> => {
+      const a = await admit(login({ live: { revoke: () => undefined } }));
+      if (a.kind !== 'allow' || !a.session) throw new Error('expected a session');
+      return (await a.session.confirm()).action;
+    };
+    expect(await confirmOnce()).toBe('allow');
+    expect(requests).toHaveLength(1);
+    const first = await admit(login({ live: { revoke: () => undefined } }));
+    setVersion('v2');
+    next = decision('tempfail', { reasonCode: 'STORE_UNAVAILABLE' });
+    if (first.kind !== 'allow' || !first.session) throw new Error('expected a session');
+    expect((await first.session.confirm()).action).toBe('allow');
+    expect(requests.at(-1)).toMatchObject({ trigger: 'policy', sessionId: 's-1' });
+    next = decision('allow', { policyVersion: 'v2' });
+    const second = await admit(login({ live: { revoke: () => undefined } }));
+    setVersion('v3');
+    next = decision('deny', { policyVersion: 'v3' });
+    if (second.kind !== 'allow' || !second.session) throw new Error('expected a session');
+    expect((await second.session.confirm()).action).toBe('deny');
+  });
+
+  it('a second confirm() decides again: the handle keeps no decision (nor the request) for the session\'s life', async () => {
+    let next = decision('allow');
+    const { admit, requests } = setup(() => next);
     const a = await admit(login({ live: { revoke: () => undefined } }));
     if (a.kind !== 'allow' || !a.session) throw new Error('expected a session');
     expect((await a.session.confirm()).action).toBe('allow');
     expect(requests).toHaveLength(1);
-    setVersion('v2');
-    next = decision('tempfail', { reasonCode: 'STORE_UNAVAILABLE' });
-    expect((await a.session.confirm()).action).toBe('allow');
-    next = decision('deny', { policyVersion: 'v2' });
+    next = decision('deny');
     expect((await a.session.confirm()).action).toBe('deny');
-    expect(requests.at(-1)).toMatchObject({ trigger: 'policy', sessionId: 's-1' });
+    expect(requests).toHaveLength(2);
   });
 
   it('a gateway-verified user must be the user the credential names', async () => {
