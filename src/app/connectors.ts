@@ -48,6 +48,8 @@ export class ConnectorRunner {
   private readonly now: () => number;
   private stopped = false;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Connectors this instance is syncing or applying now (the lease cannot tell its own requests apart). */
+  private readonly leased = new Set<string>();
 
   constructor(private readonly options: ConnectorRunnerOptions) {
     this.holder = `${options.instance}:${process.pid}:${randomBytes(4).toString('hex')}`;
@@ -120,33 +122,44 @@ export class ConnectorRunner {
     this.timers.add(timer);
   }
 
-  /** One sync if this instance gets the lease; null when another instance holds it. */
-  async syncWithLease(name: string, opts: { dryRun?: boolean } = {}): Promise<SyncReport | null> {
-    const config = this.config(name);
-    const leaseMs = config.syncTimeoutSeconds * 1000 + 60_000;
-    if (!(await this.options.state.acquireLease(name, this.holder, leaseMs))) {
-      this.options.log.debug('connector: another instance holds the lease', { connector: name });
-      return null;
-    }
-    // Renewed while the sync runs, so a long sync keeps it and a dead instance loses it.
-    const renew = setInterval(() => void this.options.state.acquireLease(name, this.holder, leaseMs).catch(() => undefined), leaseMs / 3);
-    renew.unref();
-    try {
-      const report = await this.engine(name).sync({ dryRun: opts.dryRun, stop: this.stopController.signal });
-      this.options.metrics?.onSync(name, report);
-      await this.refreshStatus(name);
-      return report;
-    } finally {
-      clearInterval(renew);
-      await this.options.state.releaseLease(name, this.holder).catch(() => undefined);
-    }
+  /** One sync if this instance gets the lease; null when a sync of it runs here or on another instance. */
+  syncWithLease(name: string, opts: { dryRun?: boolean } = {}): Promise<SyncReport | null> {
+    return this.withLease(name, () => this.engine(name).sync({ dryRun: opts.dryRun, stop: this.stopController.signal }));
   }
 
-  async applyHeld(name: string): Promise<SyncReport> {
-    const report = await this.engine(name).applyHeld();
-    this.options.metrics?.onSync(name, report);
-    await this.refreshStatus(name);
-    return report;
+  /** Applies the held diff behind the same lease; null when a sync of it runs here or elsewhere. */
+  applyHeld(name: string): Promise<SyncReport | null> {
+    return this.withLease(name, () => this.engine(name).applyHeld());
+  }
+
+  private async withLease(name: string, run: () => Promise<SyncReport>): Promise<SyncReport | null> {
+    const config = this.config(name);
+    // The lease is per instance and re-entrant (a renewal is an acquire), so it cannot tell this
+    // instance's running sync from a second request here: without this guard the second one would
+    // get the running sync's report (even for a dry run) and release the lease under it.
+    if (this.leased.has(name)) return null;
+    this.leased.add(name);
+    try {
+      const leaseMs = config.syncTimeoutSeconds * 1000 + 60_000;
+      if (!(await this.options.state.acquireLease(name, this.holder, leaseMs))) {
+        this.options.log.debug('connector: another instance holds the lease', { connector: name });
+        return null;
+      }
+      // Renewed while the sync runs, so a long sync keeps it and a dead instance loses it.
+      const renew = setInterval(() => void this.options.state.acquireLease(name, this.holder, leaseMs).catch(() => undefined), leaseMs / 3);
+      renew.unref();
+      try {
+        const report = await run();
+        this.options.metrics?.onSync(name, report);
+        await this.refreshStatus(name);
+        return report;
+      } finally {
+        clearInterval(renew);
+        await this.options.state.releaseLease(name, this.holder).catch(() => undefined);
+      }
+    } finally {
+      this.leased.delete(name);
+    }
   }
 
   private async refreshStatuses(): Promise<void> {
