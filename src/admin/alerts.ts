@@ -1,5 +1,6 @@
 // Admin alerts: a JSON webhook when the brake trips, a reload is refused, the store is unreachable,
-// an upstream breaker opens, the blast-radius guard refuses a policy or a change loosens it. Never throws; rate-limited
+// an upstream breaker opens, the blast-radius guard refuses a policy or a change loosens it, a connector's
+// sync is held or its source goes stale. Never throws; rate-limited
 // per kind so an outage that fails every login does not flood the ops channel.
 import type { AlertsConfig } from '../core/config-types';
 import type { Logger } from '../core/log';
@@ -12,7 +13,11 @@ export type AlertKind =
   /** A policy change removed or weakened enforcing checks (details name them). */
   | 'policy-loosened'
   /** An upstream address failed `circuitBreaker.failures` connects in a row: logins to it fail fast. */
-  | 'upstream-breaker-open';
+  | 'upstream-breaker-open'
+  /** A connector's sync tripped a guard: nothing written; details name the reasons and the apply command. */
+  | 'connector-sync-held'
+  /** A connector had no complete sync within its staleAfterSeconds (one fault for its whole fleet). */
+  | 'connector-stale';
 
 export interface Alerter {
   /**

@@ -30,8 +30,11 @@ export interface AdminServices {
   /** Who a bearer token belongs to (name, role), or null; read per request so a reload takes effect at once. */
   principalFor(token: string): Principal | null;
   readonly store: DeviceStore;
-  /** Configuration loaded and store reachable; `checks` names each part ("ok" or the problem). */
-  ready(): Promise<{ ready: boolean; checks: Record<string, string> }>;
+  /**
+   * Configuration loaded and store reachable; `checks` names each part ("ok" or the problem).
+   * `connectors` is detail only: a stale source is one connector fault, not an unready instance.
+   */
+  ready(): Promise<{ ready: boolean; checks: Record<string, string>; connectors?: Record<string, string> }>;
   /** Verifies a compact JWS report (signature, key, timestamps, schema). Writes nothing. */
   verifyReport(jws: string): Promise<ReportVerification>;
   /** TTL for stored records (config store.recordTtlHours). */
@@ -68,6 +71,8 @@ export interface AdminServiceDeps {
   reportVerifier(): ReportVerifier;
   /** The decider's side-effect-free decision (src/policy/decider.ts dryRun). */
   dryRun(request: DecisionRequest): Promise<Decision>;
+  /** The connectors this process runs (absent: none configured at start). */
+  readonly connectors?: ConnectorOperations & { readiness(): Record<string, string> };
 }
 
 /** What a policy simulation needs besides the two policies and the devices. */
@@ -90,7 +95,8 @@ export function createAdminServices(deps: AdminServiceDeps): AdminServices {
       } catch (err) {
         checks.store = errorText(err);
       }
-      return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
+      const connectors = deps.connectors?.readiness();
+      return { ready: Object.values(checks).every((v) => v === 'ok'), checks, ...(connectors && Object.keys(connectors).length > 0 ? { connectors } : {}) };
     },
     verifyReport: (jws) => deps.reportVerifier().verify(jws),
     recordTtlSeconds: () => deps.config().store.recordTtlHours * 3600,
@@ -125,5 +131,6 @@ export function createAdminServices(deps: AdminServiceDeps): AdminServices {
     },
     setKillSwitch: (on, change) => setKillSwitch(store, on, change),
     killSwitch: () => readKillSwitch(store),
+    ...(deps.connectors ? { connectors: deps.connectors } : {}),
   };
 }

@@ -15,6 +15,7 @@ import { evaluatePolicy, groupsOf, type SourceFreshness } from '../policy/engine
 import type { CompiledPolicy } from '../policy/compile';
 import type { MailwardenConfig } from '../core/config-types';
 import type { ConnectorMetrics } from '../admin/connector-metrics';
+import type { ConnectorOperations } from '../admin/routes/connectors';
 
 export interface ConnectorRunnerOptions {
   readonly connectors: () => readonly ConnectorConfig[];
@@ -28,6 +29,12 @@ export interface ConnectorRunnerOptions {
   readonly instance: string;
   /** How often every instance re-reads the shared sync status (staleness). Default 30 s. */
   readonly statusPollMs?: number;
+  /** The sync lease's lifetime, renewed every third of it while a sync runs (default 60 s): how soon a dead holder's lease frees. */
+  readonly leaseMs?: number;
+  /** Delay before the first scheduled sync (default 1–5 s at random, so instances started together do not race). */
+  readonly startDelayMs?: () => number;
+  /** Tests only: every connector's interval in ms instead of its intervalSeconds (the schema allows no less than 60 s). */
+  readonly intervalMs?: number;
   readonly now?: () => number;
 }
 
@@ -42,12 +49,18 @@ export class ConnectorRunner {
   private readonly engines = new Map<string, SyncEngine>();
   private readonly statuses = new Map<string, ConnectorStatus | null>();
   private readonly staleNow = new Set<string>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** The next scheduled sync of each connector (none while its sync runs). */
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private statusPoll: NodeJS.Timeout | null = null;
+  /** The configuration each engine was built from: a reload that changes it builds a new one. */
+  private readonly builtFrom = new Map<string, string>();
   private readonly stopController = new AbortController();
   private readonly holder: string;
   private readonly now: () => number;
   private stopped = false;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Connectors this instance is syncing or applying now (the lease cannot tell its own requests apart). */
+  private readonly leased = new Set<string>();
 
   constructor(private readonly options: ConnectorRunnerOptions) {
     this.holder = `${options.instance}:${process.pid}:${randomBytes(4).toString('hex')}`;
@@ -86,6 +99,7 @@ export class ConnectorRunner {
         instance: this.options.instance,
       });
       this.engines.set(name, engine);
+      this.builtFrom.set(name, JSON.stringify(config));
     }
     return engine;
   }
@@ -93,60 +107,134 @@ export class ConnectorRunner {
   /** Reads every connector's status once, then schedules syncs and status polls. */
   async start(): Promise<void> {
     await this.refreshStatuses();
-    for (const config of this.options.connectors()) {
-      if (!config.enabled) continue;
-      // A small random delay so that instances started together do not all race for the lease.
-      this.schedule(config.name, 1000 + Math.floor(Math.random() * 4000));
+    for (const config of this.options.connectors()) if (config.enabled) this.schedule(config.name, this.startDelay());
+    this.statusPoll = setInterval(() => void this.refreshStatuses(), this.options.statusPollMs ?? 30_000);
+    this.statusPoll.unref();
+  }
+
+  /**
+   * After a configuration reload: a new or re-enabled connector is scheduled, a removed or disabled
+   * one is no longer, and one whose settings changed gets a new engine (credentials read again) and
+   * its next sync soon. A sync running meanwhile finishes with the settings it started with.
+   */
+  reconfigure(): void {
+    if (this.stopped) return;
+    const configs = new Map(this.options.connectors().map((c) => [c.name, c]));
+    for (const [name, built] of this.builtFrom) {
+      if (JSON.stringify(configs.get(name)) === built) continue;
+      this.engines.delete(name);
+      this.builtFrom.delete(name);
+      this.unschedule(name);
     }
-    const poll = setInterval(() => void this.refreshStatuses(), this.options.statusPollMs ?? 30_000);
-    poll.unref();
-    this.timers.add(poll);
+    for (const name of [...this.timers.keys()]) if (!configs.get(name)?.enabled) this.unschedule(name);
+    for (const config of configs.values()) {
+      if (config.enabled && !this.timers.has(config.name) && !this.leased.has(config.name)) this.schedule(config.name, this.startDelay());
+    }
+    void this.refreshStatuses();
+  }
+
+  private startDelay(): number {
+    return this.options.startDelayMs?.() ?? 1000 + Math.floor(Math.random() * 4000);
+  }
+
+  private intervalMs(config: ConnectorConfig): number {
+    return this.options.intervalMs ?? config.intervalSeconds * 1000;
+  }
+
+  private unschedule(name: string): void {
+    clearTimeout(this.timers.get(name));
+    this.timers.delete(name);
   }
 
   private schedule(name: string, delayMs: number): void {
     if (this.stopped) return;
+    this.unschedule(name);
     const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      const run = this.syncWithLease(name)
-        .catch((err: unknown) => this.options.log.error('connector run failed', { connector: name, error: errorText(err) }))
-        .finally(() => {
+      this.timers.delete(name);
+      const run = this.scheduledSync(name)
+        .catch((err: unknown) => {
+          this.options.log.error('connector run failed', { connector: name, error: errorText(err) });
+          return null;
+        })
+        .then((next) => {
           this.inFlight.delete(run);
           const config = this.options.connectors().find((c) => c.name === name);
-          if (config?.enabled) this.schedule(name, config.intervalSeconds * 1000);
+          if (config?.enabled && !this.timers.has(name)) this.schedule(name, next ?? this.intervalMs(config));
         });
       this.inFlight.add(run);
     }, delayMs);
     timer.unref();
-    this.timers.add(timer);
+    this.timers.set(name, timer);
   }
 
-  /** One sync if this instance gets the lease; null when another instance holds it. */
-  async syncWithLease(name: string, opts: { dryRun?: boolean } = {}): Promise<SyncReport | null> {
+  /**
+   * A scheduled sync, once per interval across all instances: under the lease it reads the shared
+   * status, and when another instance attempted a sync less than an interval ago it skips and
+   * answers when the next one is due (ms) — the lease alone only keeps syncs from overlapping.
+   */
+  private async scheduledSync(name: string): Promise<number | null> {
     const config = this.config(name);
-    const leaseMs = config.syncTimeoutSeconds * 1000 + 60_000;
-    if (!(await this.options.state.acquireLease(name, this.holder, leaseMs))) {
-      this.options.log.debug('connector: another instance holds the lease', { connector: name });
-      return null;
-    }
-    // Renewed while the sync runs, so a long sync keeps it and a dead instance loses it.
-    const renew = setInterval(() => void this.options.state.acquireLease(name, this.holder, leaseMs).catch(() => undefined), leaseMs / 3);
-    renew.unref();
-    try {
-      const report = await this.engine(name).sync({ dryRun: opts.dryRun, stop: this.stopController.signal });
-      this.options.metrics?.onSync(name, report);
-      await this.refreshStatus(name);
-      return report;
-    } finally {
-      clearInterval(renew);
-      await this.options.state.releaseLease(name, this.holder).catch(() => undefined);
-    }
+    const interval = this.intervalMs(config);
+    let nextInMs: number | null = null;
+    await this.withLease(name, async () => {
+      const status = await this.options.state.getStatus(name);
+      const sinceLast = status ? this.now() - Date.parse(status.lastAttemptAt) : Infinity;
+      // 5% slack: this instance's own timer fires an interval after its last attempt ended.
+      if (sinceLast < interval * 0.95) {
+        nextInMs = interval - sinceLast + this.jitter(interval);
+        return null;
+      }
+      return this.engine(name).sync({ stop: this.stopController.signal });
+    });
+    return nextInMs;
   }
 
-  async applyHeld(name: string): Promise<SyncReport> {
-    const report = await this.engine(name).applyHeld();
-    this.options.metrics?.onSync(name, report);
-    await this.refreshStatus(name);
-    return report;
+  /** Up to 5% of the interval (at most 5 s): instances that skipped do not all fire together. */
+  private jitter(interval: number): number {
+    return Math.floor(Math.random() * Math.min(5000, interval * 0.05)) + 1;
+  }
+
+  /** One sync if this instance gets the lease; null when a sync of it runs here or on another instance. */
+  syncWithLease(name: string, opts: { dryRun?: boolean } = {}): Promise<SyncReport | null> {
+    return this.withLease(name, () => this.engine(name).sync({ dryRun: opts.dryRun, stop: this.stopController.signal }));
+  }
+
+  /** Applies the held diff behind the same lease; null when a sync of it runs here or elsewhere. */
+  applyHeld(name: string): Promise<SyncReport | null> {
+    return this.withLease(name, () => this.engine(name).applyHeld());
+  }
+
+  /** `run` under this connector's lease; null when busy here or elsewhere (or when `run` skips). */
+  private async withLease(name: string, run: () => Promise<SyncReport | null>): Promise<SyncReport | null> {
+    this.config(name); // an unknown name throws, naming those configured
+    // The lease is per instance and re-entrant (a renewal is an acquire), so it cannot tell this
+    // instance's running sync from a second request here: without this guard the second one would
+    // get the running sync's report (even for a dry run) and release the lease under it.
+    if (this.leased.has(name)) return null;
+    this.leased.add(name);
+    try {
+      const leaseMs = this.options.leaseMs ?? 60_000;
+      if (!(await this.options.state.acquireLease(name, this.holder, leaseMs))) {
+        this.options.log.debug('connector: another instance holds the lease', { connector: name });
+        return null;
+      }
+      // Renewed while the sync runs, so a long sync keeps it and a dead instance loses it.
+      const renew = setInterval(() => void this.options.state.acquireLease(name, this.holder, leaseMs).catch(() => undefined), leaseMs / 3);
+      renew.unref();
+      try {
+        const report = await run();
+        if (report) {
+          this.options.metrics?.onSync(name, report);
+          await this.refreshStatus(name);
+        }
+        return report;
+      } finally {
+        clearInterval(renew);
+        await this.options.state.releaseLease(name, this.holder).catch(() => undefined);
+      }
+    } finally {
+      this.leased.delete(name);
+    }
   }
 
   private async refreshStatuses(): Promise<void> {
@@ -226,10 +314,31 @@ export class ConnectorRunner {
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopController.abort();
-    for (const timer of this.timers) clearTimeout(timer);
-    this.timers.clear();
+    for (const name of [...this.timers.keys()]) this.unschedule(name);
+    if (this.statusPoll) clearInterval(this.statusPoll);
     await Promise.allSettled([...this.inFlight]);
   }
+}
+
+/** What the admin API (GET /v1/connectors, sync, apply) and so the CLI reach of the runner. */
+export function connectorOperations(runner: ConnectorRunner): ConnectorOperations {
+  return {
+    async list() {
+      return (await runner.views()).map(({ config, status, stale, held }) => ({
+        name: config.name,
+        type: config.type,
+        enabled: config.enabled,
+        intervalSeconds: config.intervalSeconds,
+        staleAfterSeconds: config.staleAfterSeconds,
+        onStaleSource: config.onStaleSource,
+        stale,
+        held,
+        status,
+      }));
+    },
+    sync: (name, { dryRun }) => runner.syncWithLease(name, { dryRun }),
+    applyHeld: (name) => runner.applyHeld(name),
+  };
 }
 
 /**

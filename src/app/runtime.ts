@@ -36,6 +36,11 @@ import { appPasswordKeyFor, appPasswordOwner } from '../identity/app-password';
 import { CircuitBreakers } from '../core/circuit-breaker';
 import { VERSION } from '../core/version';
 import { logReloadScope } from './reload-scope';
+import { ConnectorRunner, connectorOperations, policyJudge } from './connectors';
+import { createConnectorMetrics } from '../admin/connector-metrics';
+import type { ConnectorStatePort } from '../core/connector-state';
+import { RedisConnectorState } from '../store/redis/connector-state';
+import { MemoryConnectorState } from '../store/memory-connector-state';
 
 /** How often the store is pinged, so an outage and its end are noticed without logins. */
 const STORE_PROBE_MS = 2000;
@@ -54,6 +59,8 @@ export interface RuntimeOptions {
   readonly admin?: boolean;
   /** Set in a node:cluster worker (src/app/workers.ts): brake trips are shared with the other workers. */
   readonly workers?: WorkerLink | null;
+  /** Tests only: the connector runner's timing (lease lifetime, first delay, interval in ms). */
+  readonly connectorTiming?: { readonly leaseMs?: number; readonly startDelayMs?: number; readonly intervalMs?: number; readonly statusPollMs?: number };
 }
 
 export type ReloadOutcome =
@@ -73,6 +80,8 @@ export interface Runtime {
   readonly smtp: ProtocolService | null;
   /** The gateway hooks listening now (null: none enabled); a reload that moves them restarts them. */
   hooks(): HooksService | null;
+  /** The inventory connectors' runner (null: none configured at start). */
+  readonly connectors: ConnectorRunner | null;
   config(): MailwardenConfig;
   policy(): CompiledPolicy;
   /** Re-read both files; on any error the configuration in force stays. */
@@ -130,6 +139,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     shareOfDecisions: link ? 1 / link.workers : 1,
   });
   link?.onBrakeTrip((trip) => brake.adopt(trip));
+  // Built below when connectors are configured; the decider asks it how current their records are.
+  let connectors: ConnectorRunner | null = null;
+  const sourceFreshness = (source: string) => connectors?.freshness(source);
   const decider = new Decider({
     store,
     log,
@@ -137,6 +149,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     getConfig: () => current.config,
     metrics,
     brake,
+    sourceFreshness,
   });
   const revoker = new Revoker({ store, sessions, decider, log, metrics });
   // One breaker per upstream address for the whole process: IMAP and SMTP legs share them.
@@ -236,6 +249,36 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   metrics.onPolicyActivated(current.policy.version);
   await revoker.start();
 
+  // Inventory connectors (docs/connectors.md): each on its interval behind a Redis lease, so one
+  // instance syncs it at a time; every instance reads the shared status to judge staleness.
+  let closeConnectorState: () => Promise<void> = async () => undefined;
+  if (current.config.connectors.length > 0) {
+    const redisConfig = current.config.store.type === 'redis' ? current.config.store.redis : undefined;
+    let connectorState: ConnectorStatePort = new MemoryConnectorState(store);
+    if (redisConfig) {
+      const redisState = new RedisConnectorState(redisConfig, store);
+      connectorState = redisState;
+      closeConnectorState = () => redisState.close();
+    }
+    const timing = options.connectorTiming ?? {};
+    connectors = new ConnectorRunner({
+      connectors: () => current.config.connectors,
+      state: connectorState,
+      recordTtlSeconds: () => current.config.store.recordTtlHours * 3600,
+      blastRadius: () => current.policy.config.blastRadius,
+      isDenied: policyJudge(() => current.policy, () => current.config, sourceFreshness),
+      log,
+      alert: (kind, details) => void alerter.alert(kind, details),
+      metrics: createConnectorMetrics(metrics.registry),
+      instance: current.config.instanceName,
+      ...(timing.leaseMs !== undefined ? { leaseMs: timing.leaseMs } : {}),
+      ...(timing.startDelayMs !== undefined ? { startDelayMs: () => timing.startDelayMs! } : {}),
+      ...(timing.intervalMs !== undefined ? { intervalMs: timing.intervalMs } : {}),
+      ...(timing.statusPollMs !== undefined ? { statusPollMs: timing.statusPollMs } : {}),
+    });
+    await connectors.start();
+  }
+
   let reloading: Promise<ReloadOutcome> | null = null;
   async function reloadOnce(force: boolean): Promise<ReloadOutcome> {
     let next: Loaded;
@@ -288,6 +331,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     identity = nextIdentity;
     appPasswordKey = nextAppPasswordKey;
     await restartHooksIfMoved(previous.config, next.config);
+    if (connectors) connectors.reconfigure();
+    else if (next.config.connectors.length > 0) log.warn('connectors added by a reload run after the next restart (none were configured at start)', { connectors: next.config.connectors.map((c) => c.name) });
     reportVerifier = await createReportVerifier(next.config.reports, configDir, log).catch((err: unknown) => {
       log.error('reporter keys could not be reloaded; the previous keys stay', { error: errorText(err) });
       return reportVerifier;
@@ -324,6 +369,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       policy: () => current.policy,
       reportVerifier: () => reportVerifier,
       dryRun: (request) => decider.dryRun(request),
+      ...(connectors ? { connectors: { ...connectorOperations(connectors), readiness: () => connectors!.readiness() } } : {}),
     });
     // The console is mounted at start (admin.console.enabled); a reload that turns it off makes
     // its pages answer 404 until the next restart unmounts it.
@@ -399,6 +445,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       await Promise.all([imap?.shutdown(drain), smtp?.shutdown(drain), hooks?.close()]);
       await webConsole?.close();
       await admin?.close();
+      await connectors?.stop();
+      await closeConnectorState();
       await revoker.stop();
       await decider.idle();
       await store.close();
@@ -418,6 +466,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     imap,
     smtp,
     hooks: () => hooks,
+    connectors,
     config: () => current.config,
     policy: () => current.policy,
     reload,

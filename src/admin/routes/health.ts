@@ -19,8 +19,8 @@ export function healthRoutes(services: AdminServices): Route[] {
       quiet: true,
       handle: async () => {
         try {
-          const { ready, checks } = await services.ready();
-          return { status: ready ? 200 : 503, body: { status: ready ? 'ready' : 'not ready', checks } };
+          const { ready, checks, connectors } = await services.ready();
+          return { status: ready ? 200 : 503, body: { status: ready ? 'ready' : 'not ready', checks, ...(connectors ? { connectors } : {}) } };
         } catch (err) {
           return { status: 503, body: { status: 'not ready', checks: { ready: (err as Error).message } } };
         }
