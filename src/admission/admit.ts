@@ -50,7 +50,7 @@ function throttleSubject(deps: AdmissionDeps, request: AdmissionRequest): Thrott
 /** Waits out the throttle's delay for this subject (after earlier failures), and says so. */
 async function waitTurn(deps: AdmissionDeps, request: AdmissionRequest, subject: ThrottleSubject | null): Promise<ThrottleTurn | undefined> {
   if (!subject || !deps.throttle) return undefined;
-  const turn = await deps.throttle.wait(subject);
+  const turn = await deps.throttle.wait(subject, request.throttleWaitMaxMs);
   if (turn.delayMs > 0) deps.onThrottled?.({ delayMs: turn.delayMs, scope: turn.scope, request });
   return turn;
 }

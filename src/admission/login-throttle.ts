@@ -80,9 +80,10 @@ export class LoginThrottle {
     }
   }
 
-  /** Waits out the verdict's delay; resolves with it. */
-  async wait(subject: ThrottleSubject): Promise<ThrottleTurn> {
-    const turn = await this.assess(subject);
+  /** Waits out the verdict's delay, at most `maxWaitMs`; resolves with the delay it waited. */
+  async wait(subject: ThrottleSubject, maxWaitMs = Infinity): Promise<ThrottleTurn> {
+    const assessed = await this.assess(subject);
+    const turn = assessed.delayMs > maxWaitMs ? { ...assessed, delayMs: maxWaitMs } : assessed;
     if (turn.delayMs > 0) await this.sleep(turn.delayMs);
     return turn;
   }

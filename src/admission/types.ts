@@ -13,8 +13,8 @@ export type FrontEnd = 'imap' | 'smtp' | 'nginx' | 'dovecot' | 'postfix';
  * - `mailwarden` (the default): the configured identity sources, as the IMAP and SMTP proxies do.
  * - `gateway`: the calling daemon already verified it for `user` (e.g. Dovecot's passdb ran before
  *   its policy request); the sources only derive the device, and a different user is refused.
- * - `backend`: the backend verifies it after the decision (nginx auth_http passing the login on,
- *   a passthrough password); mailwarden decides on the claimed identity and never says "verified".
+ * (A passthrough password that the backend verifies after the decision is the identity sources'
+ * business: they pass it on, as for the IMAP and SMTP proxies.)
  */
 export type Verification =
   | { readonly by: 'mailwarden' }
@@ -27,8 +27,7 @@ export type Verification =
        * the identity sources are not asked (the Dovecot policy hook sets it).
        */
       readonly deviceId?: string;
-    }
-  | { readonly by: 'backend' };
+    };
 
 /**
  * The password of a credential the gateway verified (it never passes the password on): not empty,
@@ -66,6 +65,11 @@ export interface AdmissionRequest {
   readonly verification?: Verification;
   /** Present: an allowed login is registered as a live session before the answer returns. */
   readonly live?: LiveRegistration;
+  /**
+   * The longest the failed-login throttle may delay this answer (a gateway that gives up on a slow
+   * answer: nginx's auth_http_timeout). Absent: the throttle's own delay, up to its maxDelayMs.
+   */
+  readonly throttleWaitMaxMs?: number;
 }
 
 /** Who the login proved to be. */

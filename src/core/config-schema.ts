@@ -286,6 +286,8 @@ const hooks = withDefault(
         maxWaitAttempts: int(1, 10, 20),
         tempfailWaitSeconds: int(1, 3, 60),
         maxFailedLoginWaitSeconds: int(1, 16, 60),
+        // Below nginx's auth_http_timeout (docs/hooks.md sets 5s): nginx drops a slower answer.
+        throttleWaitMaxMs: int(0, 3000, 60000),
         limits: httpHookLimits,
       },
       ['listen', 'secret', 'backends'],

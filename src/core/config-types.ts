@@ -245,6 +245,12 @@ export interface NginxHookConfig {
   readonly maxWaitAttempts: number;
   readonly tempfailWaitSeconds: number;
   readonly maxFailedLoginWaitSeconds: number;
+  /**
+   * The longest the failed-login throttle may hold an answer to nginx. It must stay below nginx's
+   * `auth_http_timeout`: nginx gives up on a slower answer with "internal server error" (measured),
+   * so a longer wait would shut the right password out as long as the failures are remembered.
+   */
+  readonly throttleWaitMaxMs: number;
   readonly limits: HttpHookLimitsConfig;
 }
 

@@ -202,6 +202,7 @@ export function createNginxHandler(deps: HookDeps, config: () => NginxHookConfig
           credential: { kind: 'password', username: login.user, password: login.password },
           remoteAddress: login.clientIp,
           upstreamLogin: cfg.backends[login.protocol]?.login ?? 'passthrough',
+          throttleWaitMaxMs: cfg.throttleWaitMaxMs,
           ...(login.certificate ? { peerCertificate: asPeerCertificate(login.certificate) } : {}),
         };
         const admission = await deps.admit(admissionRequest);

@@ -143,6 +143,20 @@ test('a wrong app password: NO [AUTHENTICATIONFAILED] after nginx waited the Aut
   expect(Date.now() - started).toBeGreaterThanOrEqual(900);
 });
 
+test('after failed guesses the right password still gets in: the throttle never holds an answer past nginx\'s auth_http_timeout', async () => {
+  // Three wrong app passwords from this address: the throttle's next delay (2, 4, 8 s) is past the
+  // documented auth_http_timeout 5s. Waiting that long inside the hook made nginx give up with
+  // "* BAD internal server error" (measured): the user could not log in until the failures expired.
+  // (The Redis-down case restarted an empty redis-server: the app password is issued again.)
+  passwords.laptop = await rig.enroll('alice-laptop');
+  const wrong = `${passwords.laptop!.split('.')[0]}.${'b'.repeat(26)}`;
+  for (let i = 0; i < 3; i++) expect(await imapLogin(ALICE.user, wrong)).toBe('ERR [AUTHENTICATIONFAILED] Authentication failed.');
+  const started = Date.now();
+  expect(await imapLogin(ALICE.user, passwords.laptop!)).toMatch(/^OK \d+$/);
+  // Still delayed (the throttle's wait, capped by hooks.nginx.throttleWaitMaxMs), not answered at once.
+  expect(Date.now() - started).toBeGreaterThanOrEqual(2500);
+}, 60000);
+
 test('mailwarden unreachable (the hook switched off by a reload): nginx refuses the login, never lets it in', async () => {
   // The Redis-down case above restarted an empty redis-server: the app password must be issued again.
   passwords.laptop = await rig.enroll('alice-laptop');

@@ -31,6 +31,7 @@ const nginxConfig: NginxHookConfig = {
   maxWaitAttempts: 3,
   tempfailWaitSeconds: 2,
   maxFailedLoginWaitSeconds: 16,
+  throttleWaitMaxMs: 3000,
   limits: { maxConnections: 1, maxHeaderBytes: 8192, maxBodyBytes: 1024, requestTimeoutMs: 1000, idleTimeoutMs: 1000 },
 };
 const login = (over: Partial<AuthHttpLogin> = {}): AuthHttpLogin => ({ protocol: 'imap', user: 'alice@example.com', password: 'pw', attempt: 1, clientIp: '192.0.2.1', ssl: true, ...over });

@@ -100,3 +100,14 @@ test('a known address is remembered in memory for knownAddressDays (30), not for
     process.off('warning', onWarning);
   }
 });
+
+test('wait() sleeps the delay, or at most the caller\'s bound (a gateway that drops slow answers)', async () => {
+  const slept: number[] = [];
+  const t = new LoginThrottle(createFailureCounters({ windowSeconds: 900 }), () => SETTINGS, async (ms) => void slept.push(ms));
+  const guesser = { remoteAddress: '192.0.2.77', username: 'carol@example.com' };
+  for (let i = 0; i < 3; i++) await t.failed(guesser);
+  expect((await t.wait(guesser)).delayMs).toBe(8000);
+  expect(await t.wait(guesser, 3000)).toMatchObject({ delayMs: 3000, scope: 'address' });
+  expect((await t.wait(guesser, 0)).delayMs).toBe(0);
+  expect(slept).toEqual([8000, 3000]);
+});
