@@ -6,27 +6,11 @@ import { ConnectorRunner } from '../../src/app/connectors';
 import type { ConnectorConfig } from '../../src/core/config-types';
 import { silentLogger } from '../../src/core/log';
 import { MemoryConnectorState } from '../../src/store/memory-connector-state';
-import type { DeviceLookup, DeviceRecord } from '../../src/store/device-store';
+import { deviceMap } from './connector-fakes';
 import { graphDevice, startFakeIntune, type FakeIntune } from '../fakes/intune';
 
 const SECRET_ENV = 'MW_TEST_RUNNER_INTUNE_SECRET';
 
-function deviceMap() {
-  const records = new Map<string, DeviceRecord>();
-  return {
-    records,
-    async getDevices(ids: readonly string[]): Promise<DeviceLookup[]> {
-      return ids.map((id) => (records.has(id) ? { state: 'found' as const, record: records.get(id)! } : { state: 'missing' as const }));
-    },
-    async putDevice(record: DeviceRecord) {
-      records.set(record.deviceId, record);
-      return true;
-    },
-    async deleteDevice(id: string) {
-      records.delete(id);
-    },
-  };
-}
 
 let fake: FakeIntune;
 let state: MemoryConnectorState;

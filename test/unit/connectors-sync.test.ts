@@ -6,35 +6,19 @@ import { intuneConnector } from '../../src/connectors/intune';
 import { clientCredentialsToken } from '../../src/connectors/tokens';
 import { MemoryConnectorState } from '../../src/store/memory-connector-state';
 import { SyncEngine, formatSyncReport, type SyncSettings } from '../../src/connectors/sync';
-import type { DeviceLookup, DeviceRecord } from '../../src/store/device-store';
+import type { DeviceRecord } from '../../src/store/device-store';
+import { deviceMap } from './connector-fakes';
 import { silentLogger } from '../../src/core/log';
 import { graphDevice, startFakeIntune, type FakeIntune } from '../fakes/intune';
 
 type Stored = DeviceRecord & { appNames?: string[] };
 
-/** The device slice of the store: a map, so the test sees exactly what was written. */
-function deviceMap() {
-  const records = new Map<string, Stored>();
-  return {
-    records,
-    async getDevices(ids: readonly string[]): Promise<DeviceLookup[]> {
-      return ids.map((id) => (records.has(id) ? { state: 'found' as const, record: records.get(id)! } : { state: 'missing' as const }));
-    },
-    async putDevice(record: DeviceRecord) {
-      records.set(record.deviceId, record as Stored);
-      return true;
-    },
-    async deleteDevice(id: string) {
-      records.delete(id);
-    },
-  };
-}
 
 const isDenied = async (record: DeviceRecord | null) =>
   record === null || ((record as Stored).appNames ?? []).some((n) => n.toLowerCase() === 'tiktok');
 
 let fake: FakeIntune;
-let devices: ReturnType<typeof deviceMap>;
+let devices: ReturnType<typeof deviceMap<Stored>>;
 let state: MemoryConnectorState;
 let alerts: unknown[];
 let settings: SyncSettings;
@@ -63,7 +47,7 @@ beforeEach(async () => {
       { id: 'outlook', displayName: 'Outlook', deviceIds: Array.from({ length: FLEET }, (_, i) => `d${i}`) },
     ],
   });
-  devices = deviceMap();
+  devices = deviceMap<Stored>();
   state = new MemoryConnectorState(devices);
   alerts = [];
   settings = { removeAfterAbsentSyncs: 3, recordTtlSeconds: 86400, syncTimeoutMs: 10000, maxRemovedPercent: 10, maxInventoryLostPercent: 10 };
