@@ -3,6 +3,7 @@
 // coverage: warm up, reset the counters (v8.takeCoverage), log in once, collect — every file under src/
 // or plugins/ with a function that ran in that window. The same script, with its imports pointed at the
 // older layout, counts an older tree the same way (issue 9 asks for the count before and after).
+// Also: calls into each npm package in that window (LOGIN_PATH_FUNCTIONS=winston lists one package's).
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -95,7 +96,16 @@ async function measure(coverageDir: string): Promise<void> {
       result: { url: string; functions: { functionName: string; ranges: { count: number }[] }[] }[];
     };
     const ran = new Map<string, number>();
+    const packageCalls = new Map<string, number>();
     for (const script of coverage.result) {
+      const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(script.url);
+      if (pkg) {
+        const calls = script.functions.reduce((sum, f) => sum + f.ranges[0]!.count, 0);
+        if (calls > 0) packageCalls.set(pkg[1]!, (packageCalls.get(pkg[1]!) ?? 0) + calls);
+        if (process.env.LOGIN_PATH_FUNCTIONS === pkg[1]) {
+          for (const f of script.functions) if (f.ranges[0]!.count > 0) console.log(`    ${pkg[2]} ${f.functionName || '(anonymous)'} ×${f.ranges[0]!.count}`);
+        }
+      }
       const m = /\/dist\/((?:src|plugins)\/.*)\.js$/.exec(script.url);
       if (!m) continue;
       const functions = script.functions.filter((f) => f.ranges[0]!.count > 0).length;
@@ -104,6 +114,7 @@ async function measure(coverageDir: string): Promise<void> {
     const files = [...ran.keys()].sort();
     console.log(`source files with code that ran during one IMAP login: ${files.length}`);
     for (const f of files) console.log(`  ${f} (${ran.get(f)} functions)`);
+    console.log(`function calls into npm packages: ${[...packageCalls].sort((a, b) => b[1] - a[1]).map(([p, n]) => `${p} ${n}`).join(', ')}`);
     console.log(`Redis commands for that login (its audit batch included): ${commands.map(([c, n]) => `${c} ${n}`).join(', ')}`);
   } finally {
     await runtime.stop(0);
