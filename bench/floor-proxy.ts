@@ -105,10 +105,9 @@ export async function serveFloor(options: FloorOptions, ports: { imap: number; i
     socket.on('error', () => socket.destroy());
     session(socket).catch(() => socket.destroy());
   };
-  const context = tls.createSecureContext(options.tls);
   const servers = [
     net.createServer(guard((s) => imapSession(options, s))).listen(ports.imap, '127.0.0.1'),
-    tls.createServer({ secureContext: context }, guard((s) => imapSession(options, s))).listen(ports.imaps, '127.0.0.1'),
+    tls.createServer({ cert: options.tls.cert, key: options.tls.key }, guard((s) => imapSession(options, s))).listen(ports.imaps, '127.0.0.1'),
     net.createServer(guard((s) => smtpSession(options, s))).listen(ports.smtp, '127.0.0.1'),
   ];
   await Promise.all(servers.map((s) => new Promise((resolve) => s.once('listening', resolve))));

@@ -1,7 +1,7 @@
 // `node dist/bench/profile-groups.js FILE.cpuprofile [OPERATIONS] [--callers GROUP]`: a V8 CPU
 // profile's self time by where the code lives (our folders, each npm package, Node's internals by
 // module, GC, native functions by name), in ms and, given the number of operations the profile
-// covered, in µs per operation; `--callers GROUP` shows which frames outside GROUP called into it.
+// covered, in µs per operation; `--callers GROUP` shows which frames of ours or of a package (Node's internals passed through) called into it.
 // For a `BENCH_CPU_PROF` profile of bench:imap or bench:smtp, or `--cpu-prof` of the rig's proxy.
 import fs from 'node:fs';
 
@@ -58,8 +58,12 @@ function main(): void {
       return;
     }
     if (groupOf(node.callFrame) !== callersOf) return;
-    // Up the stack to the first frame that is not in the group: that frame called into it.
-    for (let up = parentOf.get(node.id); up !== undefined && groupOf(node.callFrame) === callersOf; up = parentOf.get(node.id)) node = byId.get(up)!;
+    // Up the stack to the first frame of ours or of a package (Node's internals are passed through).
+    const through = (n: ProfileNode) => {
+      const g = groupOf(n.callFrame);
+      return g === callersOf || g.startsWith('node:') || g.startsWith('native');
+    };
+    for (let up = parentOf.get(node.id); up !== undefined && through(node); up = parentOf.get(node.id)) node = byId.get(up)!;
     const caller = frameName(node);
     selfUs.set(caller, (selfUs.get(caller) ?? 0) + us);
   });
