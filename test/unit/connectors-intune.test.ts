@@ -114,17 +114,7 @@ test('a token that expires mid-sync is refreshed before it is used expired', asy
 });
 
 test('a token revoked mid-sync: one 401, a fresh token, and the sync goes on', async () => {
-  let revoked = false;
-  fake.server.fail(
-    (r) => {
-      if (!revoked && r.path.endsWith('/managedDevices') && r.query.has('$skiptoken')) {
-        revoked = true;
-        fake.server.revokeTokens();
-      }
-      return false;
-    },
-    { status: 200 },
-  );
+  fake.server.once((r) => r.path.endsWith('/managedDevices') && r.query.has('$skiptoken'), () => fake.server.revokeTokens());
   const inventory = await list();
   expect(inventory.devices).toHaveLength(7);
   expect(fake.server.rejectedTokens).toBe(1);
