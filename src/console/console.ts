@@ -13,7 +13,7 @@ import { OidcClient, OidcError, type OidcPending } from './oidc';
 import { CandidateInvalidError, type ConsoleServices, type SourceView } from './ports';
 import { SESSION_COOKIE, SessionKeeper, cookieHeader, isSecure, readCookie, sameOrigin, type ConsoleSession } from './session';
 import { AUDIT_SCRIPT, FilterError, auditPage, auditRow, matches, parseFilter } from './pages/audit';
-import { devicePage } from './pages/device';
+import { devicePage, endedPage } from './pages/device';
 import { consoleLogin, myLogin } from './pages/login';
 import { myPage, type MyDevice } from './pages/my';
 import { overviewPage } from './pages/overview';
@@ -45,7 +45,6 @@ const SECURITY_HEADERS = {
 /** Notices shown after an action (chosen by key, never reflected from the query). */
 const NOTICES: Record<string, string> = {
   exempted: 'The device is exempted; its live sessions are re-evaluated and its next login is allowed.',
-  ended: 'Live sessions of this device were ended.',
   reevaluated: 'Every instance is re-evaluating the live sessions of this device.',
   'kill-on': 'The kill switch is ON.',
   'kill-off': 'The kill switch is off.',
@@ -299,9 +298,11 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
       return redirect(r, `/console/devices/${seg(deviceId)}?done=exempted`);
     }
     if (action === 'end-sessions') {
-      const ended = await services.endSessions(deviceId);
-      await audit('sessions-ended', s, { deviceId, user, ended });
-      return redirect(r, `/console/devices/${seg(deviceId)}?done=ended`);
+      const ended = await services.endSessions(deviceId, principal(s));
+      const byInstance = Object.fromEntries(ended.byInstance.map((row) => [row.instance, row.ended]));
+      await audit('sessions-ended', s, { deviceId, user, ended: ended.total, byInstance, reachedOthers: ended.reachedOthers });
+      // A page, not a redirect: the counts per instance are shown once, never reflected from a query.
+      return render(r, `Device ${deviceId}`, endedPage(deviceId, ended), s);
     }
     await services.reevaluate(deviceId, user);
     await audit('re-evaluate', s, { deviceId, user });

@@ -16,6 +16,24 @@ export interface LiveSessionView {
   readonly remoteAddress?: string;
 }
 
+/** The live sessions of a device on every instance that answered the console's question in time. */
+export interface LiveSessionsView {
+  readonly sessions: readonly LiveSessionView[];
+  /** Instance names that answered (each once, sorted). */
+  readonly answered: readonly string[];
+  /** False when the other instances could not be asked (store unreachable): only this one's are shown. */
+  readonly reachedOthers: boolean;
+  readonly windowMs: number;
+}
+
+/** What "end sessions" did: per answering instance, how many sessions it ended. */
+export interface EndedSessionsView {
+  readonly byInstance: readonly { readonly instance: string; readonly ended: number }[];
+  readonly total: number;
+  readonly reachedOthers: boolean;
+  readonly windowMs: number;
+}
+
 export interface PolicyView {
   readonly version: string;
   readonly file: string;
@@ -66,8 +84,10 @@ export interface ConsoleServices {
 
   /** The decision this device would get now (a dry run: no audit, no grace marks). */
   decideForDevice(deviceId: string, user: string): Promise<Decision>;
-  liveSessions(deviceId: string): Promise<LiveSessionView[]>;
-  endSessions(deviceId: string): Promise<number>;
+  /** Asks every instance (bounded wait); never throws for instances that do not answer. */
+  liveSessions(deviceId: string): Promise<LiveSessionsView>;
+  /** Every instance that hears the request ends the device's sessions; `by` is who asked. */
+  endSessions(deviceId: string, by: Principal): Promise<EndedSessionsView>;
   /** Publishes a device change so every instance re-evaluates the device's live sessions. */
   reevaluate(deviceId: string, user: string): Promise<void>;
 

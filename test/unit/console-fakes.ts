@@ -70,8 +70,8 @@ export async function startConsoleRig(config: Partial<ConsoleConfig> = {}): Prom
       const lookup = await store.getDevice(id);
       return decide(lookup.state === 'found' ? lookup.record : null, id, user);
     },
-    liveSessions: async () => [],
-    endSessions: async (id) => (calls.ended.push(id), 0),
+    liveSessions: async () => ({ sessions: [], answered: ['test-1'], reachedOthers: true, windowMs: 0 }),
+    endSessions: async (id) => (calls.ended.push(id), { byInstance: [{ instance: 'test-1', ended: 0 }], total: 0, reachedOthers: true, windowMs: 0 }),
     reevaluate: async () => undefined,
     policy: () => ({ version: 'v1', file: 'policy.yaml', reportOnly: false, helpdesk: 'the helpdesk', checks: [{ id: 'no-tiktok', plugin: 'banned-apps', mode: 'enforce', action: 'deny', graceHours: 0 }], brakeReportOnly: [] }),
     killSwitch: async () => kill,
