@@ -1,6 +1,7 @@
 // Wires the web console's port (src/console/ports.ts) to the running mailwarden: the shared store,
 // the decider's dry run, the live sessions of every instance (asked on demand), the policy in force
-// and its brake, simulate, the kill switch, and the IMAP upstream for the /my/ page's own-credential sign-in.
+// and its brake, simulate, the kill switch, the connectors' last syncs, and the IMAP upstream for
+// the /my/ page's own-credential sign-in.
 import { randomUUID } from 'node:crypto';
 import type { MailwardenConfig } from '../core/config-types';
 import type { Logger } from '../core/log';
@@ -8,6 +9,7 @@ import { errorText } from '../core/errors';
 import type { SessionDirectory } from './session-directory';
 import { principalFor } from '../admin/roles';
 import { CandidateInvalidError, type ConsoleServices, type Simulation, type SourceView } from '../console/ports';
+import type { ConnectorRunner } from './connectors';
 import { AdminError } from '../admin/errors';
 import type { AdminServices } from '../admin/services';
 import type { CompiledPolicy } from '../policy/compile';
@@ -25,6 +27,8 @@ export interface ConsoleWiring {
   readonly directory: SessionDirectory;
   config(): MailwardenConfig;
   policy(): CompiledPolicy;
+  /** The inventory connectors' runner (null: none configured at start). */
+  connectors(): ConnectorRunner | null;
   /** Throws CandidateInvalidError for a candidate that does not validate. */
   simulate(candidateYaml: string): Promise<Simulation>;
   setKillSwitch(on: boolean, by: string): Promise<void>;
@@ -104,6 +108,19 @@ export function consoleServices(w: ConsoleWiring): ConsoleServices {
         bySource.set(r.source, s);
       }
       return [...bySource].map(([source, s]): SourceView => ({ source, devices: s.devices, lastDelivery: s.last })).sort((a, b) => a.source.localeCompare(b.source));
+    },
+    async connectors() {
+      const runner = w.connectors();
+      if (!runner) return [];
+      return (await runner.views()).map(({ config, status, stale, held }) => ({
+        name: config.name,
+        type: config.type,
+        enabled: config.enabled,
+        ...(status?.lastSuccessAt ? { lastSuccessAt: status.lastSuccessAt } : {}),
+        ...(status ? { lastAttemptAt: status.lastAttemptAt, result: status.result } : {}),
+        stale,
+        held,
+      }));
     },
     async checkMailLogin(user, password) {
       const client = imapUpstream();

@@ -392,6 +392,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           log,
           decider,
           directory,
+          connectors: () => connectors,
           config: () => current.config,
           policy: () => current.policy,
           simulate: consoleSimulate(adminServices),

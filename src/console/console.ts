@@ -218,7 +218,12 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
 
   async function overview(r: Request): Promise<void> {
     const s = staffSession(r, 'audit:read');
-    render(r, 'Overview', overviewPage(feed, await loadSources()), s);
+    const connectors = services.connectors().catch((err: unknown) => {
+      services.log.warn('console: connector statuses could not be read', { error: errorText(err) });
+      return null;
+    });
+    const [sourceRows, connectorRows] = await Promise.all([loadSources(), connectors]);
+    render(r, 'Overview', overviewPage(feed, sourceRows, connectorRows), s);
   }
 
   async function search(r: Request): Promise<void> {

@@ -51,6 +51,19 @@ export interface SourceView {
   readonly lastDelivery: string;
 }
 
+/** An inventory connector as a source: when it last completed a sync (it rewrites only changed records). */
+export interface ConnectorSourceView {
+  readonly name: string;
+  readonly type: string;
+  readonly enabled: boolean;
+  /** ISO time of the last sync that completed. */
+  readonly lastSuccessAt?: string;
+  readonly lastAttemptAt?: string;
+  readonly result?: string;
+  readonly stale: boolean;
+  readonly held: boolean;
+}
+
 export type Simulation = SimulationResult & { readonly blastRadius?: { ok: boolean; message?: string } };
 
 /** Thrown by `simulate` for a candidate that does not validate; `issues` are `file:line: key: message` lines. */
@@ -98,6 +111,8 @@ export interface ConsoleServices {
   /** Throws CandidateInvalidError for a candidate that does not validate. */
   simulate(candidateYaml: string): Promise<Simulation>;
   sources(): Promise<SourceView[]>;
+  /** The configured inventory connectors and their last syncs (none configured: empty). */
+  connectors(): Promise<ConnectorSourceView[]>;
 
   /**
    * Checks a person's own mail credentials against the upstream, as a login would: 'ok' with the

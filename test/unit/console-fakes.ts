@@ -83,6 +83,10 @@ export async function startConsoleRig(config: Partial<ConsoleConfig> = {}): Prom
       return sim;
     },
     sources: async () => [{ source: 'mdm-1', devices: 1, lastDelivery: new Date().toISOString() }],
+    connectors: async () => [
+      { name: 'intune', type: 'intune', enabled: true, lastSuccessAt: '2026-12-07T08:00:00.000Z', lastAttemptAt: '2026-12-07T08:15:00.000Z', result: 'failed', stale: true, held: false },
+      { name: '<b>jamf</b>', type: 'jamf', enabled: true, stale: false, held: false },
+    ],
     checkMailLogin: async (user, password) =>
       user === 'alice@example.com' && password === 'alice-pw' ? { result: 'ok', user } : { result: 'bad' },
   };

@@ -202,3 +202,13 @@ test('/my/: own credentials, own devices only', async () => {
   // The self-service session opens no staff page.
   expect((await person.request('/console/devices/bob-phone')).status).toBe(303);
 });
+
+test('the overview lists the inventory connectors with their last complete sync, stale ones marked, names escaped', async () => {
+  const viewer = new ConsoleClient(rig.url);
+  await viewer.signIn('viewer');
+  const page = await viewer.request('/console/overview');
+  expect(page.status).toBe(200);
+  expect(page.text).toContain('<tr data-connector="intune"><td>intune</td><td>intune</td><td>2026-12-07T08:00:00.000Z</td><td>2026-12-07T08:15:00.000Z (failed)</td><td class="deny">stale</td></tr>');
+  expect(page.text).toContain('<td>&lt;b&gt;jamf&lt;/b&gt;</td><td>jamf</td><td>never</td><td></td><td class="">never synced</td>');
+  expect(page.text).not.toContain('<b>jamf</b>');
+});
