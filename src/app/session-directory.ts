@@ -1,7 +1,8 @@
 // Live sessions on every instance, asked on demand over the change channel: the console publishes
-// "which sessions has device D?" (or "end them") with a request id, every instance answers with its
-// own, and the asker collects the answers for a bounded window. Nothing is written per login: the
-// login path's Redis commands stay as they are (test/integration/login-redis-calls.test.ts).
+// "which sessions has device D?" (or "end them") with a request id, every other instance answers
+// with its own, and the asker (which answers itself at once) collects the answers for a bounded
+// window. Nothing is written per login: the login path's Redis commands stay as they are
+// (test/integration/login-redis-calls.test.ts).
 import { randomUUID } from 'node:crypto';
 import { errorText } from '../core/errors';
 import type { Logger } from '../core/log';
@@ -49,13 +50,16 @@ export interface SessionDirectoryOptions {
   readonly answerWindowMs?: number;
 }
 
-type Question = { op: 'list' | 'end'; requestId: string; deviceId: string; by: string };
+/** `from` names the asking process, which answers its own question directly, not over the channel. */
+type Question = { op: 'list' | 'end'; requestId: string; deviceId: string; by: string; from: string };
 type Answer = { op: 'answer'; requestId: string; instance: string; sessions: DirectorySession[]; ended: number };
 
 export class SessionDirectory {
   private readonly pending = new Map<string, InstanceAnswer[]>();
   private unsubscribe: (() => Promise<void>) | null = null;
   private readonly windowMs: number;
+  /** This process (with node:cluster workers, each worker is one). */
+  private readonly self = randomUUID();
 
   constructor(private readonly options: SessionDirectoryOptions) {
     this.windowMs = options.answerWindowMs ?? DEFAULT_ANSWER_WINDOW_MS;
@@ -84,25 +88,27 @@ export class SessionDirectory {
   }
 
   private async ask(op: Question['op'], deviceId: string, by: string): Promise<DirectoryAnswers> {
-    const requestId = randomUUID();
-    const answers: InstanceAnswer[] = [];
-    this.pending.set(requestId, answers);
+    const question: Question = { op, requestId: randomUUID(), deviceId, by, from: this.self };
+    // This process answers at once; the others over the channel, within the window.
+    const answers: InstanceAnswer[] = [this.answerLocally(question)];
+    this.pending.set(question.requestId, answers);
     try {
-      await this.options.feed.publish({ kind: 'sessions', body: { op, requestId, deviceId, by } satisfies Question });
+      await this.options.feed.publish({ kind: 'sessions', body: question });
     } catch (err) {
-      // The store is unreachable: nobody else can be asked, so this instance answers alone.
-      this.pending.delete(requestId);
+      // The store is unreachable: nobody else can be asked, so this process answers alone.
+      this.pending.delete(question.requestId);
       this.options.log.warn('session directory: the other instances could not be asked', { error: errorText(err) });
-      return { answers: [this.answerLocally({ op, requestId, deviceId, by })], reachedOthers: false, windowMs: this.windowMs };
+      return { answers, reachedOthers: false, windowMs: this.windowMs };
     }
     await new Promise((resolve) => setTimeout(resolve, this.windowMs));
-    this.pending.delete(requestId);
+    this.pending.delete(question.requestId);
     return { answers, reachedOthers: true, windowMs: this.windowMs };
   }
 
   private onMessage(body: Readonly<Record<string, unknown>>): void {
     const question = readQuestion(body);
     if (question) {
+      if (question.from === this.self) return; // answered when asked
       const answer = this.answerLocally(question);
       const message: Answer = { op: 'answer', requestId: question.requestId, ...answer, sessions: [...answer.sessions] };
       this.options.feed.publish({ kind: 'sessions', body: message }).catch((err: unknown) => {
@@ -154,8 +160,8 @@ function view(s: LiveSession): DirectorySession {
 const text = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_FIELD;
 
 function readQuestion(b: Readonly<Record<string, unknown>>): Question | null {
-  if ((b.op !== 'list' && b.op !== 'end') || !text(b.requestId) || !text(b.deviceId)) return null;
-  return { op: b.op, requestId: b.requestId, deviceId: b.deviceId, by: typeof b.by === 'string' ? b.by.slice(0, MAX_FIELD) : '' };
+  if ((b.op !== 'list' && b.op !== 'end') || !text(b.requestId) || !text(b.deviceId) || !text(b.from)) return null;
+  return { op: b.op, requestId: b.requestId, deviceId: b.deviceId, by: typeof b.by === 'string' ? b.by.slice(0, MAX_FIELD) : '', from: b.from };
 }
 
 /** Another instance's answer, checked field by field: anything malformed is dropped, never shown half. */

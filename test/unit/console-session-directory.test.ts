@@ -1,13 +1,13 @@
-// The session directory (src/app/session-directory.ts) with two "instances" on one change feed (the
-// in-memory store's): each lists and ends the other's sessions, answers that are malformed are
-// dropped, and an unreachable store leaves the asker answering alone instead of failing.
+// The session directory (src/app/session-directory.ts) with two "instances" on one change feed (a
+// synchronous one here, so no answer depends on timing; Redis is in console-sessions.test.ts): each
+// lists and ends the other's sessions, the asker answers itself even with a zero window, answers
+// that are malformed are dropped, and an unreachable store leaves the asker answering alone.
 import { silentLogger } from '../../src/core/log';
 import { SessionDirectory } from '../../src/app/session-directory';
 import { SessionRegistry } from '../../src/app/sessions';
 import type { Decision } from '../../src/policy/decision';
 import type { LiveSession } from '../../src/policy/live-session';
-import type { ChangeEvent } from '../../src/store/device-store';
-import { MemoryDeviceStore } from '../../src/store/memory-store';
+import type { ChangeEvent, ChangeFeed } from '../../src/store/device-store';
 import { decodeChangeEvent } from '../../src/store/record-codec';
 
 function liveSession(id: string, deviceId: string, ended: Decision[]): LiveSession {
@@ -24,7 +24,23 @@ function liveSession(id: string, deviceId: string, ended: Decision[]): LiveSessi
   };
 }
 
-function instance(name: string, feed: MemoryDeviceStore | Pick<MemoryDeviceStore, 'publish' | 'subscribe'>, windowMs = 20) {
+type Feed = Pick<ChangeFeed, 'publish' | 'subscribe'>;
+
+/** Delivers every message to every subscriber before publish() resolves. */
+function syncFeed(): Feed {
+  const listeners = new Set<(event: ChangeEvent) => void>();
+  return {
+    async publish(event) {
+      for (const listener of [...listeners]) listener(JSON.parse(JSON.stringify(event)) as ChangeEvent);
+    },
+    async subscribe(listener) {
+      listeners.add(listener);
+      return async () => void listeners.delete(listener);
+    },
+  };
+}
+
+function instance(name: string, feed: Feed, windowMs = 20) {
   const sessions = new SessionRegistry();
   const directory = new SessionDirectory({
     feed,
@@ -38,9 +54,9 @@ function instance(name: string, feed: MemoryDeviceStore | Pick<MemoryDeviceStore
 }
 
 test('an instance lists and ends the sessions another instance holds, and says who answered', async () => {
-  const store = new MemoryDeviceStore();
-  const a = instance('mw-a', store);
-  const b = instance('mw-b', store);
+  const feed = syncFeed();
+  const a = instance('mw-a', feed);
+  const b = instance('mw-b', feed);
   await Promise.all([a.directory.start(), b.directory.start()]);
   const ended: Decision[] = [];
   b.sessions.add(liveSession('s-b1', 'ipad-1', ended));
@@ -61,8 +77,20 @@ test('an instance lists and ends the sessions another instance holds, and says w
   await Promise.all([a.directory.stop(), b.directory.stop()]);
 });
 
+test('with a zero window (the memory store: one process) the asker still lists and ends its own sessions', async () => {
+  const a = instance('solo', syncFeed(), 0);
+  await a.directory.start();
+  const ended: Decision[] = [];
+  a.sessions.add(liveSession('s-1', 'ipad-1', ended));
+  expect((await a.directory.list('ipad-1')).answers).toEqual([{ instance: 'solo', sessions: [expect.objectContaining({ id: 's-1' })], ended: 0 }]);
+  const result = await a.directory.end('ipad-1', 'someone');
+  expect(result.answers).toEqual([{ instance: 'solo', sessions: [expect.objectContaining({ id: 's-1' })], ended: 1 }]);
+  expect(ended).toHaveLength(1);
+  await a.directory.stop();
+});
+
 test('malformed answers on the channel are dropped, not shown', async () => {
-  const store = new MemoryDeviceStore();
+  const store = syncFeed();
   const a = instance('mw-a', store);
   await a.directory.start();
   // A hostile or garbled publisher answers every question with bad fields.
@@ -83,7 +111,7 @@ test('malformed answers on the channel are dropped, not shown', async () => {
 });
 
 test('when the question cannot be published, the asker answers alone and says so', async () => {
-  const store = new MemoryDeviceStore();
+  const store = syncFeed();
   const down = {
     publish: async (_event: ChangeEvent) => {
       throw Object.assign(new Error('redis down'), { code: 'STORE_UNAVAILABLE' });
