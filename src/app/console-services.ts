@@ -10,6 +10,7 @@ import type { SessionDirectory } from './session-directory';
 import { principalFor } from '../admin/roles';
 import { CandidateInvalidError, type ConsoleServices, type Simulation, type SourceView } from '../console/ports';
 import type { ConnectorRunner } from './connectors';
+import type { LoginThrottle, ThrottleSubject } from '../admission/login-throttle';
 import { AdminError } from '../admin/errors';
 import type { AdminServices } from '../admin/services';
 import type { CompiledPolicy } from '../policy/compile';
@@ -27,6 +28,8 @@ export interface ConsoleWiring {
   readonly directory: SessionDirectory;
   config(): MailwardenConfig;
   policy(): CompiledPolicy;
+  /** The failed-login throttle of the IMAP and SMTP logins (src/admission/login-throttle.ts). */
+  readonly throttle: Pick<LoginThrottle, 'wait' | 'failed' | 'succeeded'>;
   /** The inventory connectors' runner (null: none configured at start). */
   connectors(): ConnectorRunner | null;
   /** Throws CandidateInvalidError for a candidate that does not validate. */
@@ -122,9 +125,13 @@ export function consoleServices(w: ConsoleWiring): ConsoleServices {
         held,
       }));
     },
-    async checkMailLogin(user, password) {
+    async checkMailLogin(user, password, remoteAddress) {
       const client = imapUpstream();
       if (!client) return { result: 'unavailable' };
+      // A password check like an IMAP login, so the same throttle and the same shared counters: the
+      // /my/ sign-in is no way around the delay that guessing through the proxy gets.
+      const subject: ThrottleSubject = { username: user, ...(remoteAddress ? { remoteAddress } : {}) };
+      const turn = await w.throttle.wait(subject);
       // The person's own credentials, replayed as a passthrough login would (never the master user).
       const answer = await client.login({
         login: { mode: 'passthrough', credential: { kind: 'password', username: user, password }, username: user },
@@ -132,8 +139,13 @@ export function consoleServices(w: ConsoleWiring): ConsoleServices {
         sessionId: randomUUID(),
         secure: false,
       });
-      if (!answer.ok) return { result: answer.failure === 'bad-credentials' ? 'bad' : 'unavailable' };
+      if (!answer.ok) {
+        if (answer.failure !== 'bad-credentials') return { result: 'unavailable' };
+        await w.throttle.failed(subject);
+        return { result: 'bad' };
+      }
       answer.session.socket.end('x LOGOUT\r\n');
+      await w.throttle.succeeded(subject, turn);
       return { result: 'ok', user };
     },
   };

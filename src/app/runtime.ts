@@ -256,7 +256,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     log,
     instanceName: () => current.config.instanceName,
     policy: () => ({ version: current.policy.version, helpdesk: current.policy.config.helpdesk }),
-    // The embedded store answers synchronously and has no other instance to wait for.
+    // The embedded store is one process's: there is no other instance to wait for.
     ...(store.kind === 'memory' ? { answerWindowMs: 0 } : {}),
   });
   await directory.start();
@@ -393,6 +393,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           decider,
           directory,
           connectors: () => connectors,
+          throttle,
           config: () => current.config,
           policy: () => current.policy,
           simulate: consoleSimulate(adminServices),

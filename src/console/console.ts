@@ -419,7 +419,7 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
     const password = form.get('password') ?? '';
     const again = (problem: string, status: number) => render(r, 'Sign in', myLogin(keeper.csrfToken(pre), problem), null, { status });
     if (user === '' || password === '' || user.length > 256 || /[\s\u0000-\u001f{}]/.test(user)) return again('enter your mail address and mail password', 400);
-    const checked = await services.checkMailLogin(user, password);
+    const checked = await services.checkMailLogin(user, password, r.req.socket.remoteAddress);
     if (checked.result === 'unavailable') return again('your mail server cannot be reached right now; try again in a minute', 503);
     if (checked.result !== 'ok') return again('the mail address or password is not right', 401);
     const session = keeper.create(checked.user, 'self', 'mail', Math.min(60, services.config().sessionMinutes));

@@ -117,6 +117,7 @@ export interface ConsoleServices {
   /**
    * Checks a person's own mail credentials against the upstream, as a login would: 'ok' with the
    * user name as the upstream knows it, 'bad' for wrong credentials, 'unavailable' when it cannot tell.
+   * Throttled like a login (failures counted for the user and `remoteAddress`, later tries delayed).
    */
-  checkMailLogin(user: string, password: string): Promise<{ result: 'ok'; user: string } | { result: 'bad' | 'unavailable' }>;
+  checkMailLogin(user: string, password: string, remoteAddress?: string): Promise<{ result: 'ok'; user: string } | { result: 'bad' | 'unavailable' }>;
 }
