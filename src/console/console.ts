@@ -244,10 +244,9 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
   async function decision(r: Request, refId: string): Promise<void> {
     const s = staffSession(r, 'audit:read');
     if (!REF_ID.test(refId)) throw new PageError(400, 'Decision', `${refId} is not a reference id (MW- and 8 characters)`);
-    await feed.refresh();
-    const entry = feed.newest().find((e) => String((e.event as { refId?: unknown }).refId).toUpperCase() === refId.toUpperCase());
+    const { entry } = await feed.findRef(refId);
     if (!entry) {
-      throw new PageError(404, 'Decision', `no decision with reference ${refId} among the newest ${services.config().auditScanEntries} audit entries`);
+      throw new PageError(404, 'Decision', `no decision with reference ${refId} in the audit stream (it keeps the newest store.auditMaxLen entries)`);
     }
     render(r, `Decision ${refId}`, decisionPage(entry), s);
   }

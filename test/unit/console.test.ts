@@ -212,3 +212,20 @@ test('the overview lists the inventory connectors with their last complete sync,
   expect(page.text).toContain('<td>&lt;b&gt;jamf&lt;/b&gt;</td><td>jamf</td><td>never</td><td></td><td class="">never synced</td>');
   expect(page.text).not.toContain('<b>jamf</b>');
 });
+
+test('a reference id older than the entries kept in memory is still found in the stream; an unknown one is a clear 404', async () => {
+  // auditScanEntries is 1000 in the rig: the decision is followed by 2,000 newer entries.
+  await rig.store.appendAudit({ msg: 'decision', refId: 'MW-01DDEC1S', user: 'alice@example.com', deviceId: 'iphone-1', action: 'deny', reasonCode: 'BANNED_APP', decidedBy: 'no-tiktok', checks: [], at: new Date().toISOString() });
+  for (let i = 0; i < 2000; i++) await rig.store.appendAudit({ msg: 'decision', refId: `MW-N${String(i).padStart(7, '0')}`, user: 'bob@example.com', action: 'allow', checks: [], at: new Date().toISOString() });
+  await rig.console.feed.refresh();
+  expect(rig.console.feed.newest().some((e) => e.event.refId === 'MW-01DDEC1S')).toBe(false);
+  const viewer = new ConsoleClient(rig.url);
+  await viewer.signIn('viewer');
+  const old = await viewer.request('/console/decisions/MW-01DDEC1S');
+  expect(old.status).toBe(200);
+  expect(old.text).toContain('MW-01DDEC1S');
+  expect(old.text).toContain('iphone-1');
+  const unknown = await viewer.request('/console/decisions/MW-ZZZZZZZZ');
+  expect(unknown.status).toBe(404);
+  expect(unknown.text).toContain('no decision with reference MW-ZZZZZZZZ in the audit stream');
+});
