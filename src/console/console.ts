@@ -428,6 +428,8 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
   async function logout(r: Request, home: string): Promise<void> {
     const s = currentSession(r);
     if (s) await checkedForm(r, s);
+    if (s) keeper.signOut(s);
+    if (s && s.role !== 'self') await services.audit('console-sign-out', { name: s.name, role: s.role }, { via: s.via === 'oidc' ? 'console-oidc' : 'console' });
     redirect(r, home, { 'set-cookie': sessionCookie(r, null) });
   }
 

@@ -229,3 +229,20 @@ test('a reference id older than the entries kept in memory is still found in the
   expect(unknown.status).toBe(404);
   expect(unknown.text).toContain('no decision with reference MW-ZZZZZZZZ in the audit stream');
 });
+
+test('signing out needs the CSRF token, clears the cookie, refuses a kept copy of it and is audited', async () => {
+  const helpdesk = new ConsoleClient(rig.url);
+  await helpdesk.signIn('helpdesk');
+  const csrf = await helpdesk.csrf('/console/overview');
+  const kept = (helpdesk as unknown as { cookies: Map<string, string> }).cookies.get('mw_console')!;
+  expect((await helpdesk.request('/console/logout', { form: { _csrf: 'forged' } })).status).toBe(403);
+  const out = await helpdesk.request('/console/logout', { form: { _csrf: csrf } });
+  expect(out.status).toBe(303);
+  expect(out.location).toBe('/console/login');
+  expect((await helpdesk.request('/console/overview')).location).toMatch(/^\/console\/login/);
+  // A copy of the cookie taken before signing out opens nothing either.
+  const replay = await fetch(`${rig.url}/console/overview`, { headers: { cookie: `mw_console=${kept}` }, redirect: 'manual' });
+  expect(replay.status).toBe(303);
+  const audit = (await rig.store.readAudit('0', 100)).map((e) => e.event);
+  expect(audit).toContainEqual(expect.objectContaining({ msg: 'admin', operation: 'console-sign-out', by: 'helpdesk-holder', role: 'helpdesk', via: 'console' }));
+});
