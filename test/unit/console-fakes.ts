@@ -48,7 +48,7 @@ export interface ConsoleRig {
   stop(): Promise<void>;
 }
 
-export async function startConsoleRig(config: Partial<ConsoleConfig> = {}): Promise<ConsoleRig> {
+export async function startConsoleRig(config: Partial<ConsoleConfig> = {}, overrides: Partial<ConsoleServices> = {}): Promise<ConsoleRig> {
   const store = new MemoryDeviceStore();
   const calls = { killSwitch: [] as boolean[], ended: [] as string[] };
   let kill = false;
@@ -90,7 +90,7 @@ export async function startConsoleRig(config: Partial<ConsoleConfig> = {}): Prom
     checkMailLogin: async (user, password) =>
       user === 'alice@example.com' && password === 'alice-pw' ? { result: 'ok', user } : { result: 'bad' },
   };
-  const web = createConsole(services, { pollMs: 50 });
+  const web = createConsole({ ...services, ...overrides }, { pollMs: 50 });
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://console.invalid');
     void web.handle(req, res, url).then((handled) => {

@@ -6,7 +6,8 @@ import { stackedBars } from '../charts';
 import { ALL, type AuditFeed } from '../audit-feed';
 import type { ConnectorSourceView, SourceView } from '../ports';
 
-export function overviewPage(feed: AuditFeed, sources: readonly SourceView[] | null, connectors: readonly ConnectorSourceView[] | null = []): SafeHtml {
+/** `sources`: null = the store cannot be read; 'reading' = not read yet (the page does not wait for 10,000 records). */
+export function overviewPage(feed: AuditFeed, sources: readonly SourceView[] | null | 'reading', connectors: readonly ConnectorSourceView[] | null = []): SafeHtml {
   const charts = (key: string, label: string) =>
     html`<div class="series"><h3>${label}</h3>${stackedBars(`${label}, last hour (per minute)`, feed.buckets(key, 60, 1), { width: 480 })}${stackedBars(
       `${label}, last day (per 30 minutes)`,
@@ -17,13 +18,15 @@ export function overviewPage(feed: AuditFeed, sources: readonly SourceView[] | n
 <h2>Logins</h2>${charts(ALL, 'All logins')}
 <h2>Per check</h2><p>Per check: allowed = the check passed, refused = it failed (in any mode), failed = it errored.</p>${feed.seriesKeys().map((k) => charts(k, `Check ${k}`))}
 <h2>Sources</h2>${
-    sources === null
-      ? html`<p>The device store cannot be read right now.</p>`
-      : sources.length === 0
-        ? html`<p>No device reports are stored.</p>`
-        : html`<table id="sources"><tr><th>Source</th><th>Devices</th><th>Last delivery</th></tr>${sources.map(
-            (s) => html`<tr><td>${s.source}</td><td>${s.devices}</td><td>${s.lastDelivery}</td></tr>`,
-          )}</table>`
+    sources === 'reading'
+      ? html`<p class="notice">The device records are being counted; reload in a few seconds.</p>`
+      : sources === null
+        ? html`<p>The device store cannot be read right now.</p>`
+        : sources.length === 0
+          ? html`<p>No device reports are stored.</p>`
+          : html`<table id="sources"><tr><th>Source</th><th>Devices</th><th>Last delivery</th></tr>${sources.map(
+              (s) => html`<tr><td>${s.source}</td><td>${s.devices}</td><td>${s.lastDelivery}</td></tr>`,
+            )}</table>`
   }${connectorsTable(connectors)}`;
 }
 
