@@ -9,7 +9,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfigFile } from '../src/core/config';
+import Redis from 'ioredis';
 import { findRig } from './perf-rig';
+import { serveFloor } from './floor-proxy';
 import { createLogger } from '../src/core/log';
 import { startRuntime } from '../src/app/runtime';
 import { runPrimary } from '../src/app/workers';
@@ -60,6 +62,8 @@ function readSettings() {
     cache: process.env.MW_CACHE === '1',
     // The `workers` setting (1: one process; the rig's nginx runs worker_processes auto).
     workers: Number(process.env.MW_WORKERS ?? 1),
+    // `floor`: a bare Node.js proxy (bench/floor-proxy.ts) in this column instead of mailwarden.
+    proxy: process.env.MW_PROXY === 'floor' ? 'floor' : 'mailwarden',
   };
 }
 
@@ -143,6 +147,7 @@ async function serve(): Promise<void> {
   try {
     const configFile = writeConfig(dir, settings);
     await seedDevices(configFile, settings);
+    if (settings.proxy === 'floor') return await runFloor(configFile, settings);
     if (settings.workers > 1) {
       // Each worker runs `mailwarden start` on this config, as a deployment with `workers` does.
       cluster.setupPrimary({ exec: path.join(__dirname, '../src/cli/index.js'), args: ['start', '--config', configFile], silent: false });
@@ -155,14 +160,33 @@ async function serve(): Promise<void> {
       `mailwarden rig: imap 127.0.0.1:${settings.ports.imap}, imaps ${settings.ports.imaps}, smtp ${settings.ports.smtp}; ` +
         `redis :${settings.redisPort} prefix ${settings.keyPrefix} cache ${settings.cache ? 'on' : 'off'}; ${settings.users + 2} devices seeded\n`,
     );
-    await new Promise<void>((resolve) => {
-      process.once('SIGTERM', resolve);
-      process.once('SIGINT', resolve);
-    });
+    await untilSignal();
     await runtime.stop(1000);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+}
+
+/** The floor column: the same seeded devices and certificate, the bare proxy of bench/floor-proxy.ts. */
+async function runFloor(configFile: string, settings: Settings): Promise<void> {
+  const config = await loadConfigFile(configFile);
+  const redis = new Redis({ host: '127.0.0.1', port: settings.redisPort });
+  const tlsFiles = { cert: fs.readFileSync(config.tls!.cert, 'utf8'), key: fs.readFileSync(config.tls!.key, 'utf8') };
+  const close = await serveFloor(
+    { redis, keyPrefix: settings.keyPrefix, imapUpstreamPort: settings.dovecotPort, smtpUpstreamPort: settings.sinkPort, tls: tlsFiles },
+    settings.ports,
+  );
+  process.stderr.write(`mailwarden rig: FLOOR proxy (bench/floor-proxy.ts) on imap ${settings.ports.imap}, imaps ${settings.ports.imaps}, smtp ${settings.ports.smtp}\n`);
+  await untilSignal();
+  close();
+  redis.disconnect();
 }
 
 const SMTP_BAD_DEVICE_CHECK = "smtpSession(t, 'u1+dbad', 0)";

@@ -34,19 +34,27 @@ export interface DiffOptions {
   readonly recordTtlSeconds: number;
 }
 
-/** The content that decides "changed": everything mapped except the times. */
+/**
+ * The content that decides "changed": everything mapped except the times. The JSON is built in a
+ * fixed key order (the order earlier versions hashed: a different order would make every device
+ * look changed once after an upgrade); undefined lists are left out by JSON.stringify.
+ */
 export function contentHash(device: SourceDevice): string {
-  const { lastSeenAt: _lastSeen, ...content } = device;
-  return createHash('sha256').update(JSON.stringify(content)).digest('base64url').slice(0, 22);
+  const { deviceId, user, platform, osVersion, managed, ownership, apps, appNames } = device;
+  const content = JSON.stringify({ deviceId, user, platform, osVersion, managed, ownership, apps, appNames });
+  return createHash('sha256').update(content).digest('base64url').slice(0, 22);
 }
 
 export function sourceName(connector: string): string {
   return `connector:${connector}`;
 }
 
-export function toRecord(device: SourceDevice, connector: string, at: string): DeviceRecord {
-  const { lastSeenAt: _lastSeen, ...fields } = device;
-  return { ...fields, reportedAt: at, receivedAt: at, source: sourceName(connector) };
+/** The stored record: one complete object literal per shape (see mapping.ts sourceDevice: size). */
+export function toRecord(device: SourceDevice, source: string, at: string): DeviceRecord {
+  const { deviceId, user, platform, osVersion, managed, ownership, apps, appNames } = device;
+  return apps === undefined
+    ? { deviceId, user, platform, osVersion, managed, ownership, reportedAt: at, receivedAt: at, source }
+    : { deviceId, user, platform, osVersion, managed, ownership, apps, appNames, reportedAt: at, receivedAt: at, source };
 }
 
 export function computeDiff(inventory: Inventory, owned: ReadonlyMap<string, OwnedDevice>, options: DiffOptions): SyncDiff {
@@ -60,14 +68,15 @@ export function computeDiff(inventory: Inventory, owned: ReadonlyMap<string, Own
   const nextOwned = new Map<string, OwnedDevice>();
   const seenByPlatform: Record<string, number> = {};
   const listed = new Set<string>();
+  const source = sourceName(options.connector);
 
   for (const device of inventory.devices) {
     listed.add(device.deviceId);
     seenByPlatform[device.platform] = (seenByPlatform[device.platform] ?? 0) + 1;
     const hash = contentHash(device);
     const before = owned.get(device.deviceId);
-    if (!before) created.push(toRecord(device, options.connector, at));
-    else if (before.hash !== hash) changed.push(toRecord(device, options.connector, at));
+    if (!before) created.push(toRecord(device, source, at));
+    else if (before.hash !== hash) changed.push(toRecord(device, source, at));
     else {
       if (nowMs - before.writtenAtMs > refreshAfterMs) {
         refreshTtl.push(device.deviceId);

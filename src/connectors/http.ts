@@ -19,6 +19,8 @@ export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 6, baseMs: 500, maxMs: 
 export interface TokenSource {
   authorization(signal: AbortSignal): Promise<string>;
   invalidate(): void;
+  /** Set for a fixed token, which no refresh can renew: a 401 fails at once, with this sentence. */
+  readonly refusedHint?: string;
 }
 
 export interface HttpClientOptions {
@@ -70,6 +72,9 @@ export class HttpClient {
       if (request.signal.aborted) throw new SourceError(`${describeUrl(url)}: sync timed out or was stopped`);
       const outcome = await this.once(url, request);
       if (outcome.kind === 'ok') return outcome.body;
+      if (outcome.kind === 'unauthorized' && request.auth?.refusedHint) {
+        throw new SourceError(`${describeUrl(url)}: ${outcome.detail} — ${request.auth.refusedHint}`);
+      }
       if (outcome.kind === 'unauthorized' && request.auth && !refreshedAfter401) {
         // A token can expire early (revoked, clock skew): fetch a new one once, then give up.
         refreshedAfter401 = true;

@@ -1,6 +1,6 @@
-// Microsoft Intune through Graph v1.0: managedDevices for the devices, then detectedApps and, per
-// app, /detectedApps/{id}/managedDevices (the app → devices direction: one request per app page, not
-// one per device). Intune lists unmanaged apps only on corporate-owned devices and gives display
+// Microsoft Intune through Graph v1.0: detectedApps and, per app, /detectedApps/{id}/managedDevices
+// (the app → devices direction: one request per app page, not one per device), then managedDevices,
+// each page mapped as it comes. Intune lists unmanaged apps only on corporate-owned devices and gives display
 // names, not bundle ids: personal devices get no inventory (unknown), corporate ones the names.
 import type { Connector, Inventory, ListContext, Ownership } from './contract';
 import { SourceError } from './contract';
@@ -70,16 +70,8 @@ export function intuneConnector(options: IntuneOptions): Connector {
     name: options.name,
     type: 'intune',
     async listDevices(context): Promise<Inventory> {
-      const raw: Record<string, unknown>[] = [];
-      const builder = new InventoryBuilder();
-      for await (const page of pages(`${base}/deviceManagement/managedDevices?$select=${DEVICE_FIELDS}&$top=1000`, context)) {
-        for (const item of page) {
-          if (isObject(item) && str(item.id)) raw.push(item);
-          else builder.skip({ reason: 'managedDevice without an id' });
-        }
-      }
-
-      // App → devices: every detected app (or only the named ones), then its device list.
+      // App → devices first, so that each managedDevices page is mapped as it arrives and dropped:
+      // the raw Graph objects of the whole fleet are never held at once.
       const apps: { id: string; name: string }[] = [];
       for await (const page of pages(`${base}/deviceManagement/detectedApps?$top=1000`, context)) {
         for (const item of page) {
@@ -109,7 +101,17 @@ export function intuneConnector(options: IntuneOptions): Connector {
       };
       await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 4) }, worker));
 
-      for (const item of raw) builder.add(mapDevice(item, namesByDevice, options));
+      const builder = new InventoryBuilder();
+      for await (const page of pages(`${base}/deviceManagement/managedDevices?$select=${DEVICE_FIELDS}&$top=1000`, context)) {
+        for (const item of page) {
+          if (!isObject(item) || !str(item.id)) {
+            builder.skip({ reason: 'managedDevice without an id' });
+            continue;
+          }
+          builder.add(mapDevice(item, namesByDevice, options));
+          namesByDevice.delete(str(item.id)!);
+        }
+      }
       return builder.build();
     },
   };

@@ -81,31 +81,47 @@ export function finishDevice(fields: MappedFields, deviceIdField: string): Sourc
   if (!fields.platform) return skip('no platform');
   if (validatePlatform(fields.platform) !== null) return skip(`platform "${fields.platform}" is not one of ${PLATFORMS.join(', ')}`);
   if (!fields.osVersion) return skip('no OS version');
-  const inventory = fields.apps === null ? {} : normaliseApps(fields.apps);
-  const lastSeen = fields.lastSeenAt && !Number.isNaN(Date.parse(fields.lastSeenAt)) ? { lastSeenAt: new Date(fields.lastSeenAt).toISOString() } : {};
-  return {
-    deviceId: fields.deviceId,
-    user: fields.user,
-    platform: fields.platform,
-    osVersion: fields.osVersion,
-    managed: fields.managed,
-    ownership: fields.ownership,
-    ...inventory,
-    ...lastSeen,
-  };
+  const lastSeenAt = fields.lastSeenAt && !Number.isNaN(Date.parse(fields.lastSeenAt)) ? new Date(fields.lastSeenAt).toISOString() : undefined;
+  const { deviceId, user, platform, osVersion, managed, ownership } = fields;
+  return sourceDevice({ deviceId, user, platform, osVersion, managed, ownership }, fields.apps === null ? null : normaliseApps(fields.apps), lastSeenAt);
 }
 
-/** Collects mapped devices and skipped items while a connector pages through its source. */
+type DeviceCore = Pick<SourceDevice, 'deviceId' | 'user' | 'platform' | 'osVersion' | 'managed' | 'ownership'>;
+
+/**
+ * A SourceDevice as one complete object literal per shape. Built with spreads, V8 gave each device
+ * about 500 bytes instead of about 120 (measured on 100,000 with --expose-gc): at fleet scale the
+ * difference is tens of MB. The key order is the one contentHash has always hashed.
+ */
+function sourceDevice(c: DeviceCore, inventory: { apps: readonly string[]; appNames: readonly string[] } | null, lastSeenAt: string | undefined): SourceDevice {
+  const { deviceId, user, platform, osVersion, managed, ownership } = c;
+  if (inventory === null) {
+    return lastSeenAt === undefined ? { deviceId, user, platform, osVersion, managed, ownership } : { deviceId, user, platform, osVersion, managed, ownership, lastSeenAt };
+  }
+  const { apps, appNames } = inventory;
+  return lastSeenAt === undefined
+    ? { deviceId, user, platform, osVersion, managed, ownership, apps, appNames }
+    : { deviceId, user, platform, osVersion, managed, ownership, apps, appNames, lastSeenAt };
+}
+
+/**
+ * Collects mapped devices and skipped items while a connector pages through its source. Equal app
+ * lists and OS versions are stored once and shared (a fleet has a few thousand apps and versions but
+ * 100,000 devices): the lists are read-only, so sharing changes nothing but the memory they take.
+ */
 export class InventoryBuilder {
   readonly devices: SourceDevice[] = [];
   readonly skipped: SkippedItem[] = [];
   private readonly seen = new Set<string>();
+  private readonly lists = new Map<string, readonly string[]>();
+  private readonly versions = new Map<string, string>();
 
   add(result: SourceDevice | SkippedItem): void {
     if (!('user' in result)) {
       this.skipped.push(result);
       return;
     }
+    result = this.shared(result);
     // Two source items mapping to one login id (a re-enrolled device, a shared serial) cannot both be
     // right: both are skipped, so the device counts as unknown rather than as whichever came last.
     if (this.seen.has(result.deviceId)) {
@@ -116,6 +132,21 @@ export class InventoryBuilder {
     }
     this.seen.add(result.deviceId);
     this.devices.push(result);
+  }
+
+  private shared(device: SourceDevice): SourceDevice {
+    const osVersion = this.versions.get(device.osVersion) ?? (this.versions.set(device.osVersion, device.osVersion), device.osVersion);
+    const inventory = device.apps === undefined ? null : { apps: this.sharedList(device.apps), appNames: this.sharedList(device.appNames ?? []) };
+    return sourceDevice({ ...device, osVersion }, inventory, device.lastSeenAt);
+  }
+
+  /** Names and ids never contain a newline (normaliseApps drops control characters), so it separates them. */
+  private sharedList(list: readonly string[]): readonly string[] {
+    const key = list.join('\n');
+    const known = this.lists.get(key);
+    if (known) return known;
+    this.lists.set(key, list);
+    return list;
   }
 
   skip(item: SkippedItem): void {

@@ -93,7 +93,9 @@ export class SyncEngine {
     if (text === null) throw new Error(`connector ${name} has no held sync to apply`);
     const diff = diffFromJson(text);
     const judged = await this.judge(diff);
-    await this.apply(diff);
+    const failure = await this.applyOrFailure(started, diff);
+    // The held diff stays: `apply --force` can be run again once the store is back.
+    if (failure) return failure;
     await this.options.state.putHeld(name, null);
     this.options.log.warn('connector: held sync applied by force', { connector: name, newlyDenied: judged.newlyDenied.length, removed: diff.removed.length });
     return this.finish(started, 'applied', diff, judged, []);
@@ -106,15 +108,7 @@ export class SyncEngine {
     const signal = AbortSignal.any([AbortSignal.timeout(settings.syncTimeoutMs), ...(stop ? [stop] : [])]);
     let diff: SyncDiff;
     try {
-      const inventory = await connector.listDevices({ signal, observer: this.options.observer });
-      if (signal.aborted) throw new Error(`sync took longer than ${settings.syncTimeoutMs} ms`);
-      const owned = await state.loadOwned(connector.name);
-      diff = computeDiff(inventory, owned, {
-        connector: connector.name,
-        now: this.now(),
-        removeAfterAbsentSyncs: settings.removeAfterAbsentSyncs,
-        recordTtlSeconds: settings.recordTtlSeconds,
-      });
+      diff = await this.computeFromSource(signal, settings);
     } catch (err) {
       // Failed or partial: nothing is written but the status.
       const error = errorText(err);
@@ -134,7 +128,8 @@ export class SyncEngine {
       await this.writeStatus(started, 'held', diff, heldBecause.join('; '));
       return this.finish(started, 'held', diff, judged, heldBecause);
     }
-    await this.apply(diff);
+    const failure = await this.applyOrFailure(started, diff);
+    if (failure) return failure;
     await state.putHeld(connector.name, null);
     await this.writeStatus(started, 'applied', diff);
     log.info('connector sync applied', {
@@ -148,32 +143,55 @@ export class SyncEngine {
     return this.finish(started, 'applied', diff, judged, []);
   }
 
-  /** Before/after under the policy in force, for every device the diff touches. */
+  /**
+   * The whole listing, then its diff against what the connector owns. Its own method so that the
+   * inventory (every mapped device) is garbage once the diff exists: only the diff is kept.
+   */
+  private async computeFromSource(signal: AbortSignal, settings: SyncSettings): Promise<SyncDiff> {
+    const { connector, state } = this.options;
+    const inventory = await connector.listDevices({ signal, observer: this.options.observer });
+    if (signal.aborted) throw new Error(`sync took longer than ${settings.syncTimeoutMs} ms`);
+    const owned = await state.loadOwned(connector.name);
+    return computeDiff(inventory, owned, {
+      connector: connector.name,
+      now: this.now(),
+      removeAfterAbsentSyncs: settings.removeAfterAbsentSyncs,
+      recordTtlSeconds: settings.recordTtlSeconds,
+    });
+  }
+
+  /**
+   * Before/after under the policy in force, for every device the diff touches: their stored records
+   * are read CHUNK at a time and judged chunk by chunk, so no more than CHUNK old records are held.
+   */
   private async judge(diff: SyncDiff): Promise<Judged> {
-    const touched = [...diff.created, ...diff.changed];
-    const ids = [...touched.map((r) => r.deviceId), ...diff.removed];
-    const before = new Map<string, DeviceRecord>();
-    for (let i = 0; i < ids.length; i += CHUNK) {
-      const chunk = ids.slice(i, i + CHUNK);
-      const lookups = await this.options.state.getDevices(chunk);
-      lookups.forEach((lookup, j) => {
-        if (lookup.state === 'found') before.set(chunk[j]!, lookup.record);
-      });
-    }
     const newlyDenied: Judged['newlyDenied'] = [];
     let inventoryLost = 0;
     const removedPlatforms = new Map<string, string>();
-    const check = async (deviceId: string, after: DeviceRecord | null) => {
-      const old = before.get(deviceId) ?? null;
+    // "No record" is judged once per sync: it carries nothing that differs from device to device.
+    let deniedWithoutRecord: Promise<boolean> | null = null;
+    const isDenied = (record: DeviceRecord | null) => (record ? this.options.isDenied(record) : (deniedWithoutRecord ??= this.options.isDenied(null)));
+    const check = async (deviceId: string, old: DeviceRecord | null, after: DeviceRecord | null) => {
       if (after === null && old) removedPlatforms.set(deviceId, old.platform);
       if (hasInventory(old) && !hasInventory(after)) inventoryLost++;
-      if (!(await this.options.isDenied(old)) && (await this.options.isDenied(after))) {
+      if (!(await isDenied(old)) && (await isDenied(after))) {
         const shown = after ?? old!;
         newlyDenied.push({ deviceId, user: shown.user, platform: shown.platform });
       }
     };
-    for (const record of touched) await check(record.deviceId, record);
-    for (const deviceId of diff.removed) await check(deviceId, null);
+    const lists: readonly (readonly DeviceRecord[] | readonly string[])[] = [diff.created, diff.changed, diff.removed];
+    for (const list of lists) {
+      for (let i = 0; i < list.length; i += CHUNK) {
+        const chunk = list.slice(i, i + CHUNK);
+        const ids = chunk.map((item) => (typeof item === 'string' ? item : item.deviceId));
+        const lookups = await this.options.state.getDevices(ids);
+        for (let j = 0; j < chunk.length; j++) {
+          const lookup = lookups[j]!;
+          const item = chunk[j]!;
+          await check(ids[j]!, lookup.state === 'found' ? lookup.record : null, typeof item === 'string' ? null : item);
+        }
+      }
+    }
     return { newlyDenied, inventoryLost, removedPlatforms };
   }
 
@@ -205,16 +223,29 @@ export class SyncEngine {
     return reasons;
   }
 
+  /**
+   * Applies the diff; a write that fails (the store went away mid-apply) ends it as a failed sync
+   * with its status, not an exception. Some records may be written by then; the bookkeeping is not,
+   * so the next sync sees the same changes and writes them again.
+   */
+  private async applyOrFailure(started: number, diff: SyncDiff): Promise<SyncReport | null> {
+    try {
+      await this.apply(diff);
+      return null;
+    } catch (err) {
+      const error = `writing the diff failed: ${errorText(err)} (records written before the failure stay; the next sync writes the rest)`;
+      this.options.log.error('connector sync failed while writing', { connector: this.name, error });
+      await this.writeStatus(started, 'failed', diff, error);
+      return { ...emptyReport(this.name, (Date.now() - started) / 1000), result: 'failed', error };
+    }
+  }
+
   private async apply(diff: SyncDiff): Promise<void> {
     const { state } = this.options;
     const ttl = this.options.settings().recordTtlSeconds;
-    for (let i = 0; i < diff.removed.length; i += WRITE_CONCURRENCY) {
-      await Promise.all(diff.removed.slice(i, i + WRITE_CONCURRENCY).map((id) => state.deleteDevice(id)));
-    }
-    const writes = [...diff.created, ...diff.changed];
-    for (let i = 0; i < writes.length; i += WRITE_CONCURRENCY) {
-      await Promise.all(writes.slice(i, i + WRITE_CONCURRENCY).map((record) => state.putDevice(record, ttl)));
-    }
+    await eachWithConcurrency(diff.removed, WRITE_CONCURRENCY, (id) => state.deleteDevice(id));
+    await eachWithConcurrency(diff.created, WRITE_CONCURRENCY, (record) => state.putDevice(record, ttl));
+    await eachWithConcurrency(diff.changed, WRITE_CONCURRENCY, (record) => state.putDevice(record, ttl));
     for (let i = 0; i < diff.refreshTtl.length; i += CHUNK) await state.refreshDeviceTtl(diff.refreshTtl.slice(i, i + CHUNK), ttl);
     // Bookkeeping last: if a write above failed, the next sync sees the same changes and writes them again.
     await state.saveOwned(diff.connector, diff.owned, diff.removed);
@@ -265,6 +296,27 @@ interface Judged {
   readonly newlyDenied: { deviceId: string; user: string; platform: string }[];
   readonly inventoryLost: number;
   readonly removedPlatforms: ReadonlyMap<string, string>;
+}
+
+/**
+ * `fn` over every item with at most `limit` calls in flight; a new call starts as soon as one ends
+ * (not batch by batch, where each batch waits for its slowest write). The first failure stops it.
+ */
+async function eachWithConcurrency<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 function hasInventory(record: DeviceRecord | null): boolean {

@@ -14,7 +14,11 @@ interface IssuedToken {
 
 /** A fixed token (no expiry known): the Fleet API-only user's token, a pre-issued Jamf bearer token. */
 export function staticToken(token: string): TokenSource {
-  return { authorization: async () => `Bearer ${token}`, invalidate: () => undefined };
+  return {
+    authorization: async () => `Bearer ${token}`,
+    invalidate: () => undefined,
+    refusedHint: 'the configured API token was refused (revoked, expired or mistyped); a fixed token cannot be renewed, so set a new one in the connector\'s token file or variable',
+  };
 }
 
 /**

@@ -78,6 +78,21 @@ export class FakeHttpServer {
     return { token_type: 'Bearer', expires_in: this.tokenLifetimeSeconds, access_token: token };
   }
 
+  /** Run `action` once, just before the first request that matches is answered (a token revoked mid-sync). */
+  once(match: (request: FakeRequest) => boolean, action: () => void): void {
+    let done = false;
+    this.fail(
+      (request) => {
+        if (!done && match(request)) {
+          done = true;
+          action();
+        }
+        return false;
+      },
+      { status: 200 },
+    );
+  }
+
   /** Makes every issued token invalid at once (a revoked secret, a rotated key). */
   revokeTokens(): void {
     this.tokens.clear();

@@ -8,17 +8,17 @@ export type FleetHost = Record<string, unknown>;
 export interface FakeFleet {
   readonly server: FakeHttpServer;
   readonly url: string;
-  readonly token: string;
+  /** The one API token the fake accepts; a test assigns a new one to revoke the old (a logged-out API user). */
+  token: string;
   hosts: FleetHost[];
   stop(): Promise<void>;
 }
 
 export async function startFakeFleet(init: { hosts?: FleetHost[] } = {}): Promise<FakeFleet> {
   let fake!: FakeFleet;
-  const token = 'fleet-api-only-user-token';
   const server: FakeHttpServer = new FakeHttpServer((request) => {
     if (request.path !== '/api/v1/fleet/hosts') return undefined;
-    if (request.headers.authorization !== `Bearer ${token}`) return { status: 401, body: { message: 'Authentication required', errors: [{ name: 'base', reason: 'Authentication required' }] } };
+    if (request.headers.authorization !== `Bearer ${fake.token}`) return { status: 401, body: { message: 'Authentication required', errors: [{ name: 'base', reason: 'Authentication required' }] } };
     const page = Number(request.query.get('page') ?? 0);
     const perPage = Number(request.query.get('per_page') ?? 100);
     const withSoftware = request.query.get('populate_software') === 'true';
@@ -30,7 +30,7 @@ export async function startFakeFleet(init: { hosts?: FleetHost[] } = {}): Promis
     return { status: 200, body: { hosts } };
   });
   await server.start();
-  fake = { server, url: server.url, token, hosts: init.hosts ?? [], stop: () => server.stop() };
+  fake = { server, url: server.url, token: 'fleet-api-only-user-token', hosts: init.hosts ?? [], stop: () => server.stop() };
   return fake;
 }
 

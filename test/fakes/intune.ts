@@ -51,12 +51,27 @@ export async function startFakeIntune(init: { devices?: GraphManagedDevice[]; ap
   const clientSecret = 'intune-secret-value';
   let fake!: FakeIntune;
 
+  // Device id → index in fake.devices, so that no request scans the whole fleet. Rebuilt when a test
+  // replaces or resizes the list, or a lookup finds another id at the index (a reordered list).
+  let index = new Map<string, number>();
+  let indexed: { list: GraphManagedDevice[]; length: number } | null = null;
+  const deviceById = (id: string): GraphManagedDevice | undefined => {
+    const at = index.get(id);
+    if (at !== undefined && fake.devices[at]?.id === id) return fake.devices[at];
+    if (at === undefined && indexed?.list === fake.devices && indexed.length === fake.devices.length) return undefined;
+    index = new Map(fake.devices.map((d, i) => [d.id, i]));
+    indexed = { list: fake.devices, length: fake.devices.length };
+    const again = index.get(id);
+    return again === undefined ? undefined : fake.devices[again];
+  };
+
   const graphError = (status: number, code: string, message: string): FakeResponse => ({ status, body: { error: { code, message } } });
 
-  function page(request: FakeRequest, items: unknown[], path: string, type: string): FakeResponse {
+  /** One page of `items`, each shaped by `shape` — only the page's items, so a page costs its size, not the list's. */
+  function page<T>(request: FakeRequest, items: readonly T[], shape: (item: T) => object, path: string, type: string): FakeResponse {
     const offset = pageToken.decode(request.query.get('$skiptoken'));
     const size = Math.min(fake.pageSize, Number(request.query.get('$top') ?? fake.pageSize));
-    const value = items.slice(offset, offset + size).map((item) => ({ '@odata.type': `#microsoft.graph.${type}`, ...(item as object) }));
+    const value = items.slice(offset, offset + size).map((item) => ({ '@odata.type': `#microsoft.graph.${type}`, ...shape(item) }));
     const next = offset + size < items.length ? `${fake.graphUrl}${path}?$skiptoken=${pageToken.encode(offset + size)}` : undefined;
     return { status: 200, body: { '@odata.context': `${CONTEXT}/${path.split('/').pop()}`, ...(next ? { '@odata.nextLink': next } : {}), value } };
   }
@@ -75,24 +90,19 @@ export async function startFakeIntune(init: { devices?: GraphManagedDevice[]; ap
     const path = request.path.slice('/v1.0'.length);
     if (path === '/deviceManagement/managedDevices') {
       const select = request.query.get('$select')?.split(',');
-      const devices = select ? fake.devices.map((d) => Object.fromEntries(Object.entries(d).filter(([k]) => select.includes(k)))) : fake.devices;
-      return page(request, devices, path, 'managedDevice');
+      const shape = (d: GraphManagedDevice) => (select ? Object.fromEntries(Object.entries(d).filter(([k]) => select.includes(k))) : d);
+      return page(request, fake.devices, shape, path, 'managedDevice');
     }
     if (path === '/deviceManagement/detectedApps') {
       if (request.query.has('$expand')) return graphError(400, 'BadRequest', 'managedDevices is not a property of detectedApps');
-      return page(
-        request,
-        fake.apps.map(({ deviceIds, ...app }) => ({ sizeInByte: 0, publisher: '', version: '1.0', platform: 'ios', ...app, deviceCount: deviceIds.length })),
-        path,
-        'detectedApp',
-      );
+      const shape = ({ deviceIds, ...app }: FakeDetectedApp) => ({ sizeInByte: 0, publisher: '', version: '1.0', platform: 'ios', ...app, deviceCount: deviceIds.length });
+      return page(request, fake.apps, shape, path, 'detectedApp');
     }
     const appDevices = /^\/deviceManagement\/detectedApps\/([^/]+)\/managedDevices$/.exec(path);
     if (appDevices) {
       const app = fake.apps.find((a) => a.id === appDevices[1]);
       if (!app) return graphError(404, 'ResourceNotFound', 'detectedApp not found');
-      const byId = new Map(fake.devices.map((d) => [d.id, d]));
-      return page(request, app.deviceIds.map((id) => byId.get(id) ?? { id }).map((d) => ({ id: d.id, deviceName: d.deviceName })), path, 'managedDevice');
+      return page(request, app.deviceIds, (id) => ({ id, deviceName: deviceById(id)?.deviceName }), path, 'managedDevice');
     }
     return undefined;
   });

@@ -1,7 +1,7 @@
 // The connector runner's lease on one instance: a sync asked for while this instance's own sync of
 // the same connector runs answers busy (it must not re-enter its own lease, hand back the running
 // sync's report for a dry run, or release the lease under the running sync); applying a held diff
-// takes the lease too.
+// takes the lease too. And a stale source (issue 11 item 4) as one connector fault.
 import { ConnectorRunner } from '../../src/app/connectors';
 import type { ConnectorConfig } from '../../src/core/config-types';
 import { silentLogger } from '../../src/core/log';
@@ -106,4 +106,48 @@ test('applying a held diff takes the lease: busy while a sync runs here or anoth
   expect(applied?.result).toBe('applied');
   expect(await state.getHeld('intune')).toBeNull();
   expect(await state.acquireLease('intune', 'other-instance', 60_000)).toBe(true);
+});
+
+test('a source with no complete sync within staleAfterSeconds is one connector fault: one alert, the metric, a /readyz line, stale freshness; a success clears it', async () => {
+  let nowMs = Date.parse('2026-12-07T12:00:00Z');
+  const alerts: { kind: string; details: Readonly<Record<string, unknown>> }[] = [];
+  const staleMetric: boolean[] = [];
+  const watcher = new ConnectorRunner({
+    connectors: () => [intune()],
+    state,
+    recordTtlSeconds: () => 86400,
+    blastRadius: () => ({ maxNewlyDeniedPercent: 10, maxNewlyDeniedCount: 1 }),
+    isDenied: async () => false,
+    log: silentLogger(),
+    alert: (kind, details) => alerts.push({ kind, details }),
+    metrics: { observer: () => ({ onApiError: () => undefined, onThrottleWait: () => undefined }), onSync: () => undefined, onStatus: (_name, _status, stale) => staleMetric.push(stale) },
+    instance: 'watcher',
+    now: () => nowMs,
+  });
+  const status = (lastSuccessAt: string) => ({ connector: 'intune', lastSuccessAt, lastAttemptAt: lastSuccessAt, result: 'applied' as 'applied' | 'failed', durationSeconds: 1, devicesSeen: 6, skipped: 0 });
+  // Synced 59 minutes ago: within the 3600 s bound.
+  await state.putStatus(status(new Date(nowMs - 59 * 60_000).toISOString()));
+  await watcher.views();
+  expect(watcher.readiness()).toEqual({ intune: 'ok' });
+  expect(alerts).toEqual([]);
+
+  // Two hours without a complete sync (a failed attempt just now does not count): stale, said once.
+  const lastSuccess = new Date(nowMs - 59 * 60_000).toISOString();
+  nowMs += 61 * 60_000;
+  await state.putStatus({ ...status(lastSuccess), lastAttemptAt: new Date(nowMs).toISOString(), result: 'failed', error: 'HTTP 503' });
+  await watcher.views();
+  await watcher.views();
+  expect(alerts.map((a) => a.kind)).toEqual(['connector-stale']);
+  expect(alerts[0]!.details).toMatchObject({ connector: 'intune', rule: 'last-known', lastError: 'HTTP 503' });
+  expect(watcher.readiness().intune).toMatch(/^stale: no complete sync since .* \(last-known\)$/);
+  expect(watcher.freshness('connector:intune')).toMatchObject({ stale: true, onStale: 'last-known' });
+  expect(staleMetric.slice(-2)).toEqual([true, true]);
+
+  await state.putStatus(status(new Date(nowMs).toISOString()));
+  await watcher.views();
+  expect(watcher.readiness()).toEqual({ intune: 'ok' });
+  expect(watcher.freshness('connector:intune')).toMatchObject({ stale: false });
+  expect(staleMetric.at(-1)).toBe(false);
+  expect(alerts).toHaveLength(1);
+  await watcher.stop();
 });

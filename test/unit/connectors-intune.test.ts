@@ -75,6 +75,16 @@ test('follows every nextLink and maps platform, user, ownership and apps by disp
   expect(fake.server.count(/\/detectedApps$/)).toBe(2);
 });
 
+test('equal app lists are held once for the fleet, not once per device', async () => {
+  const byId = new Map((await list()).devices.map((d) => [d.deviceId, d]));
+  const macbook = byId.get('macbook-1')!;
+  const pixel = byId.get('pixel-1')!;
+  expect(macbook.appNames).toEqual(['Outlook']);
+  expect(macbook.appNames).toBe(pixel.appNames);
+  expect(macbook.apps).toBe(pixel.apps);
+  expect(byId.get('iphone-1')!.appNames).not.toBe(macbook.appNames);
+});
+
 test('a personal device has no visible inventory (unknown), even though Graph lists TikTok on it', async () => {
   const byod = (await list()).devices.find((d) => d.deviceId === 'byod-1')!;
   expect(byod.ownership).toBe('personal');
@@ -100,8 +110,9 @@ test('429 with Retry-After waits exactly that long; without it backs off with ji
   fake.server.fail(on(/detectedApps$/), { status: 429, body: { error: { code: 'TooManyRequests', message: 'throttled' } } }, 2);
   const inventory = await list();
   expect(inventory.devices).toHaveLength(7);
-  // random() = 0.5: half of 500 ms, then half of 1000 ms.
-  expect(waits).toEqual([3000, 250, 500]);
+  // detectedApps is read first: random() = 0.5 gives half of 500 ms, then half of 1000 ms; then the
+  // first managedDevices request (an app's device list) waits its Retry-After.
+  expect(waits).toEqual([250, 500, 3000]);
 });
 
 test('a token that expires mid-sync is refreshed before it is used expired', async () => {
@@ -114,17 +125,7 @@ test('a token that expires mid-sync is refreshed before it is used expired', asy
 });
 
 test('a token revoked mid-sync: one 401, a fresh token, and the sync goes on', async () => {
-  let revoked = false;
-  fake.server.fail(
-    (r) => {
-      if (!revoked && r.path.endsWith('/managedDevices') && r.query.has('$skiptoken')) {
-        revoked = true;
-        fake.server.revokeTokens();
-      }
-      return false;
-    },
-    { status: 200 },
-  );
+  fake.server.once((r) => r.path.endsWith('/managedDevices') && r.query.has('$skiptoken'), () => fake.server.revokeTokens());
   const inventory = await list();
   expect(inventory.devices).toHaveLength(7);
   expect(fake.server.rejectedTokens).toBe(1);
