@@ -67,6 +67,11 @@ test('the helpdesk finds the TikTok iPhone by its reference id, exempts it for a
   const refId = /Ref (MW-[0-9A-Z]{8})/.exec(refused)![1]!;
 
   await signIn('helpdesk');
+  // The first overview does not wait long for the device records: it may say they are being counted.
+  for (let tries = 0; tries < 20 && (await page.locator('#sources').count()) === 0; tries++) {
+    await new Promise((r) => setTimeout(r, 250));
+    await page.goto(`${rig.adminUrl}/console/overview`);
+  }
   await page.screenshot({ path: screenshotPath('overview'), fullPage: true });
   expect(await page.locator('svg[role=img]').count()).toBeGreaterThan(0);
   expect(await page.textContent('#sources')).toContain('mdm-1');
