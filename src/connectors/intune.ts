@@ -108,8 +108,9 @@ export function intuneConnector(options: IntuneOptions): Connector {
             builder.skip({ reason: 'managedDevice without an id' });
             continue;
           }
+          // namesByDevice is kept whole until the end: Graph may list one device twice, and the
+          // second copy must not come out with an empty (clean) app list.
           builder.add(mapDevice(item, namesByDevice, options));
-          namesByDevice.delete(str(item.id)!);
         }
       }
       return builder.build();

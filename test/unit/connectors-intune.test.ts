@@ -85,6 +85,15 @@ test('equal app lists are held once for the fleet, not once per device', async (
   expect(byId.get('iphone-1')!.appNames).not.toBe(macbook.appNames);
 });
 
+test('a managedDevice Graph lists twice gets its apps both times, never an empty (clean) list the second time', async () => {
+  // The same Intune device on two pages, its serial changed in between: with deviceId: serial these
+  // are two login ids, and both carry what Graph detected on that Intune id.
+  fake.devices.push(graphDevice('iphone-1', { serialNumber: 'SN-replaced-board' }));
+  const byId = new Map((await list(connector('serial'))).devices.map((d) => [d.deviceId, d]));
+  expect(byId.get('SNiphone-1')?.appNames).toEqual(['Outlook', 'TikTok']);
+  expect(byId.get('SN-replaced-board')?.appNames).toEqual(['Outlook', 'TikTok']);
+});
+
 test('a personal device has no visible inventory (unknown), even though Graph lists TikTok on it', async () => {
   const byod = (await list()).devices.find((d) => d.deviceId === 'byod-1')!;
   expect(byod.ownership).toBe('personal');
