@@ -1,19 +1,20 @@
 // Wires the web console's port (src/console/ports.ts) to the running mailwarden: the shared store,
-// the decider's dry run, this instance's live sessions, the policy in force and its brake, simulate,
-// the kill switch, and the IMAP upstream for the /my/ page's own-credential sign-in.
+// the decider's dry run, the live sessions of every instance (asked on demand), the policy in force
+// and its brake, simulate, the kill switch, the connectors' last syncs, and the IMAP upstream for
+// the /my/ page's own-credential sign-in.
 import { randomUUID } from 'node:crypto';
 import type { MailwardenConfig } from '../core/config-types';
 import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
-import type { SessionRegistry } from './sessions';
+import type { SessionDirectory } from './session-directory';
 import { principalFor } from '../admin/roles';
 import { CandidateInvalidError, type ConsoleServices, type Simulation, type SourceView } from '../console/ports';
+import type { ConnectorRunner } from './connectors';
+import type { LoginThrottle, ThrottleSubject } from '../admission/login-throttle';
 import { AdminError } from '../admin/errors';
 import type { AdminServices } from '../admin/services';
 import type { CompiledPolicy } from '../policy/compile';
 import type { Decider } from '../policy/decider';
-import { newRefId } from '../policy/decider';
-import { CoreReasonCodes, type Decision } from '../policy/decision';
 import type { DeviceStore } from '../store/device-store';
 import { KILL_SWITCH_FLAG } from '../store/device-store';
 import { killSwitchOn } from '../store/record-codec';
@@ -23,9 +24,14 @@ export interface ConsoleWiring {
   readonly store: DeviceStore;
   readonly log: Logger;
   readonly decider: Decider;
-  readonly sessions: SessionRegistry;
+  /** Live sessions on every instance, asked on demand (src/app/session-directory.ts). */
+  readonly directory: SessionDirectory;
   config(): MailwardenConfig;
   policy(): CompiledPolicy;
+  /** The failed-login throttle of the IMAP and SMTP logins (src/admission/login-throttle.ts). */
+  readonly throttle: Pick<LoginThrottle, 'wait' | 'failed' | 'succeeded'>;
+  /** The inventory connectors' runner (null: none configured at start). */
+  connectors(): ConnectorRunner | null;
   /** Throws CandidateInvalidError for a candidate that does not validate. */
   simulate(candidateYaml: string): Promise<Simulation>;
   setKillSwitch(on: boolean, by: string): Promise<void>;
@@ -67,12 +73,19 @@ export function consoleServices(w: ConsoleWiring): ConsoleServices {
     },
     decideForDevice: (deviceId, user) =>
       w.decider.dryRun({ user, deviceId, protocol: 'imap', identitySource: 'app-password', identityStrength: 'strong', trigger: 'console' }),
-    liveSessions: async (deviceId) =>
-      w.sessions.byDevice(deviceId).map((s) => ({ instance: w.config().instanceName, id: s.id, protocol: s.protocol, user: s.user, remoteAddress: s.remoteAddress })),
-    async endSessions(deviceId) {
-      const live = w.sessions.byDevice(deviceId);
-      for (const s of live) s.revoke(endedDecision(s.user, deviceId, s.protocol, w.policy().version, w.policy().config.helpdesk));
-      return live.length;
+    async liveSessions(deviceId) {
+      const { answers, reachedOthers, windowMs } = await w.directory.list(deviceId);
+      const sessions = answers.flatMap((a) => a.sessions.map((s) => ({ instance: a.instance, ...s })));
+      sessions.sort((a, b) => a.instance.localeCompare(b.instance) || a.id.localeCompare(b.id));
+      return { sessions, answered: [...new Set(answers.map((a) => a.instance))].sort(), reachedOthers, windowMs };
+    },
+    async endSessions(deviceId, by) {
+      const { answers, reachedOthers, windowMs } = await w.directory.end(deviceId, `${by.name} (${by.role}, console)`);
+      // With node:cluster workers one instance answers once per worker: add them up per instance.
+      const byInstance = new Map<string, number>();
+      for (const a of answers) byInstance.set(a.instance, (byInstance.get(a.instance) ?? 0) + a.ended);
+      const rows = [...byInstance].map(([instance, ended]) => ({ instance, ended })).sort((a, b) => a.instance.localeCompare(b.instance));
+      return { byInstance: rows, total: rows.reduce((n, r) => n + r.ended, 0), reachedOthers, windowMs };
     },
     reevaluate: (deviceId, user) => w.store.publish({ kind: 'device', deviceId, ...(user ? { user } : {}) }),
     policy: () => {
@@ -99,9 +112,26 @@ export function consoleServices(w: ConsoleWiring): ConsoleServices {
       }
       return [...bySource].map(([source, s]): SourceView => ({ source, devices: s.devices, lastDelivery: s.last })).sort((a, b) => a.source.localeCompare(b.source));
     },
-    async checkMailLogin(user, password) {
+    async connectors() {
+      const runner = w.connectors();
+      if (!runner) return [];
+      return (await runner.views()).map(({ config, status, stale, held }) => ({
+        name: config.name,
+        type: config.type,
+        enabled: config.enabled,
+        ...(status?.lastSuccessAt ? { lastSuccessAt: status.lastSuccessAt } : {}),
+        ...(status ? { lastAttemptAt: status.lastAttemptAt, result: status.result } : {}),
+        stale,
+        held,
+      }));
+    },
+    async checkMailLogin(user, password, remoteAddress) {
       const client = imapUpstream();
       if (!client) return { result: 'unavailable' };
+      // A password check like an IMAP login, so the same throttle and the same shared counters: the
+      // /my/ sign-in is no way around the delay that guessing through the proxy gets.
+      const subject: ThrottleSubject = { username: user, ...(remoteAddress ? { remoteAddress } : {}) };
+      const turn = await w.throttle.wait(subject);
       // The person's own credentials, replayed as a passthrough login would (never the master user).
       const answer = await client.login({
         login: { mode: 'passthrough', credential: { kind: 'password', username: user, password }, username: user },
@@ -109,8 +139,13 @@ export function consoleServices(w: ConsoleWiring): ConsoleServices {
         sessionId: randomUUID(),
         secure: false,
       });
-      if (!answer.ok) return { result: answer.failure === 'bad-credentials' ? 'bad' : 'unavailable' };
+      if (!answer.ok) {
+        if (answer.failure !== 'bad-credentials') return { result: 'unavailable' };
+        await w.throttle.failed(subject);
+        return { result: 'bad' };
+      }
       answer.session.socket.end('x LOGOUT\r\n');
+      await w.throttle.succeeded(subject, turn);
       return { result: 'ok', user };
     },
   };
@@ -128,26 +163,5 @@ export function consoleSimulate(admin: Pick<AdminServices, 'simulate'>): (yaml: 
       if (err instanceof AdminError && err.code === 'POLICY_INVALID') throw new CandidateInvalidError(err.message.split('\n'));
       throw err;
     }
-  };
-}
-
-/** What a session ended from the console is told (IMAP BYE text). */
-function endedDecision(user: string, deviceId: string, protocol: Decision['protocol'], version: string, helpdesk: string): Decision {
-  const refId = newRefId();
-  return {
-    action: 'deny',
-    reasonCode: CoreReasonCodes.ENDED_BY_ADMIN,
-    fault: 'policy',
-    refId,
-    message: `This mail session was ended by ${helpdesk}. Sign in again. Ref ${refId}.`,
-    warnings: [],
-    checks: [],
-    user,
-    deviceId,
-    identitySource: 'none',
-    identityStrength: 'weak',
-    protocol,
-    policyVersion: version,
-    at: new Date().toISOString(),
   };
 }

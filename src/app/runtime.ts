@@ -8,6 +8,7 @@ import { ConfigError, errorText } from '../core/errors';
 import { watchConfig, onSighup, type ConfigWatcher } from '../core/config-watcher';
 import { createLogger, type Logger } from '../core/log';
 import { SessionRegistry } from './sessions';
+import { SessionDirectory } from './session-directory';
 import type { Gate, ProtocolService } from './gate';
 import { createStore } from '../store/create-store';
 import type { CachedDeviceStore } from '../store/cached-store';
@@ -248,6 +249,17 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   decider.policyChanged(null, current.policy, await activation.activated(null, current.policy));
   metrics.onPolicyActivated(current.policy.version);
   await revoker.start();
+  // The console's "live sessions on every instance": answered by every instance, asked by the console.
+  const directory = new SessionDirectory({
+    feed: store,
+    sessions,
+    log,
+    instanceName: () => current.config.instanceName,
+    policy: () => ({ version: current.policy.version, helpdesk: current.policy.config.helpdesk }),
+    // The embedded store is one process's: there is no other instance to wait for.
+    ...(store.kind === 'memory' ? { answerWindowMs: 0 } : {}),
+  });
+  await directory.start();
 
   // Inventory connectors (docs/connectors.md): each on its interval behind a Redis lease, so one
   // instance syncs it at a time; every instance reads the shared status to judge staleness.
@@ -379,7 +391,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           store,
           log,
           decider,
-          sessions,
+          directory,
+          connectors: () => connectors,
+          throttle,
           config: () => current.config,
           policy: () => current.policy,
           simulate: consoleSimulate(adminServices),
@@ -447,6 +461,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       await admin?.close();
       await connectors?.stop();
       await closeConnectorState();
+      await directory.stop();
       await revoker.stop();
       await decider.idle();
       await store.close();

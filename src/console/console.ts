@@ -13,7 +13,7 @@ import { OidcClient, OidcError, type OidcPending } from './oidc';
 import { CandidateInvalidError, type ConsoleServices, type SourceView } from './ports';
 import { SESSION_COOKIE, SessionKeeper, cookieHeader, isSecure, readCookie, sameOrigin, type ConsoleSession } from './session';
 import { AUDIT_SCRIPT, FilterError, auditPage, auditRow, matches, parseFilter } from './pages/audit';
-import { devicePage } from './pages/device';
+import { devicePage, endedPage } from './pages/device';
 import { consoleLogin, myLogin } from './pages/login';
 import { myPage, type MyDevice } from './pages/my';
 import { overviewPage } from './pages/overview';
@@ -27,6 +27,14 @@ const UPLOAD_LIMIT = 1024 * 1024;
 const EXEMPTION_MAX_HOURS = 366 * 24;
 const AUDIT_ROWS = 200;
 const SOURCES_MAX_AGE_MS = 30_000;
+/**
+ * How long the overview waits for the sources when they must be read (the first view, then at
+ * most every 30 s in the background): reading 10,000 device records takes longer than a page may
+ * (bench:console: the first overview after start took 1.9-2.1 s before this bound).
+ */
+const SOURCES_WAIT_MS = 50;
+/** Until the feed has read the last day, the audit page searches only this many newest entries. */
+const AUDIT_EARLY_ENTRIES = 2000;
 
 /** Console roles: the reporter and metrics tokens have no pages. */
 const CONSOLE_ROLES: readonly Role[] = ['viewer', 'helpdesk', 'admin'];
@@ -45,11 +53,19 @@ const SECURITY_HEADERS = {
 /** Notices shown after an action (chosen by key, never reflected from the query). */
 const NOTICES: Record<string, string> = {
   exempted: 'The device is exempted; its live sessions are re-evaluated and its next login is allowed.',
-  ended: 'Live sessions of this device were ended.',
   reevaluated: 'Every instance is re-evaluating the live sessions of this device.',
   'kill-on': 'The kill switch is ON.',
   'kill-off': 'The kill switch is off.',
 };
+
+const TIMED_OUT = Symbol('timed out');
+
+/** The value if it comes within `ms`, else TIMED_OUT (the work goes on; a later view gets it). */
+function withinMs<T>(value: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms)));
+  return Promise.race([value, late]).finally(() => clearTimeout(timer));
+}
 
 class PageError extends Error {
   constructor(
@@ -219,7 +235,12 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
 
   async function overview(r: Request): Promise<void> {
     const s = staffSession(r, 'audit:read');
-    render(r, 'Overview', overviewPage(feed, await loadSources()), s);
+    const connectors = services.connectors().catch((err: unknown) => {
+      services.log.warn('console: connector statuses could not be read', { error: errorText(err) });
+      return null;
+    });
+    const [sourceRows, connectorRows] = await Promise.all([withinMs(loadSources(), SOURCES_WAIT_MS), connectors]);
+    render(r, 'Overview', overviewPage(feed, sourceRows === TIMED_OUT ? 'reading' : sourceRows, connectorRows), s);
   }
 
   async function search(r: Request): Promise<void> {
@@ -240,10 +261,9 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
   async function decision(r: Request, refId: string): Promise<void> {
     const s = staffSession(r, 'audit:read');
     if (!REF_ID.test(refId)) throw new PageError(400, 'Decision', `${refId} is not a reference id (MW- and 8 characters)`);
-    await feed.refresh();
-    const entry = feed.newest().find((e) => String((e.event as { refId?: unknown }).refId).toUpperCase() === refId.toUpperCase());
+    const { entry } = await feed.findRef(refId);
     if (!entry) {
-      throw new PageError(404, 'Decision', `no decision with reference ${refId} among the newest ${services.config().auditScanEntries} audit entries`);
+      throw new PageError(404, 'Decision', `no decision with reference ${refId} in the audit stream (it keeps the newest store.auditMaxLen entries)`);
     }
     render(r, `Decision ${refId}`, decisionPage(entry), s);
   }
@@ -299,9 +319,11 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
       return redirect(r, `/console/devices/${seg(deviceId)}?done=exempted`);
     }
     if (action === 'end-sessions') {
-      const ended = await services.endSessions(deviceId);
-      await audit('sessions-ended', s, { deviceId, user, ended });
-      return redirect(r, `/console/devices/${seg(deviceId)}?done=ended`);
+      const ended = await services.endSessions(deviceId, principal(s));
+      const byInstance = Object.fromEntries(ended.byInstance.map((row) => [row.instance, row.ended]));
+      await audit('sessions-ended', s, { deviceId, user, ended: ended.total, byInstance, reachedOthers: ended.reachedOthers });
+      // A page, not a redirect: the counts per instance are shown once, never reflected from a query.
+      return render(r, `Device ${deviceId}`, endedPage(deviceId, ended), s);
     }
     await services.reevaluate(deviceId, user);
     await audit('re-evaluate', s, { deviceId, user });
@@ -311,8 +333,9 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
   async function auditView(r: Request): Promise<void> {
     const s = staffSession(r, 'audit:read');
     const parsed = parseFilterOrPage(r.url.searchParams);
-    await feed.refresh();
-    const newest = feed.newest();
+    // Right after start the feed is still reading the last day: the newest entries straight from the
+    // store, rather than a wait of seconds (or the oldest of the day shown as the newest).
+    const newest = feed.ready ? (await feed.refresh(), feed.newest()) : [...(await services.readAuditLast(AUDIT_EARLY_ENTRIES))].reverse();
     const rows = [];
     for (const entry of newest) {
       if (rows.length >= AUDIT_ROWS) break;
@@ -413,7 +436,7 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
     const password = form.get('password') ?? '';
     const again = (problem: string, status: number) => render(r, 'Sign in', myLogin(keeper.csrfToken(pre), problem), null, { status });
     if (user === '' || password === '' || user.length > 256 || /[\s\u0000-\u001f{}]/.test(user)) return again('enter your mail address and mail password', 400);
-    const checked = await services.checkMailLogin(user, password);
+    const checked = await services.checkMailLogin(user, password, r.req.socket.remoteAddress);
     if (checked.result === 'unavailable') return again('your mail server cannot be reached right now; try again in a minute', 503);
     if (checked.result !== 'ok') return again('the mail address or password is not right', 401);
     const session = keeper.create(checked.user, 'self', 'mail', Math.min(60, services.config().sessionMinutes));
@@ -423,6 +446,8 @@ export function createConsole(services: ConsoleServices, options: { pollMs?: num
   async function logout(r: Request, home: string): Promise<void> {
     const s = currentSession(r);
     if (s) await checkedForm(r, s);
+    if (s) keeper.signOut(s);
+    if (s && s.role !== 'self') await services.audit('console-sign-out', { name: s.name, role: s.role }, { via: s.via === 'oidc' ? 'console-oidc' : 'console' });
     redirect(r, home, { 'set-cookie': sessionCookie(r, null) });
   }
 

@@ -16,6 +16,24 @@ export interface LiveSessionView {
   readonly remoteAddress?: string;
 }
 
+/** The live sessions of a device on every instance that answered the console's question in time. */
+export interface LiveSessionsView {
+  readonly sessions: readonly LiveSessionView[];
+  /** Instance names that answered (each once, sorted). */
+  readonly answered: readonly string[];
+  /** False when the other instances could not be asked (store unreachable): only this one's are shown. */
+  readonly reachedOthers: boolean;
+  readonly windowMs: number;
+}
+
+/** What "end sessions" did: per answering instance, how many sessions it ended. */
+export interface EndedSessionsView {
+  readonly byInstance: readonly { readonly instance: string; readonly ended: number }[];
+  readonly total: number;
+  readonly reachedOthers: boolean;
+  readonly windowMs: number;
+}
+
 export interface PolicyView {
   readonly version: string;
   readonly file: string;
@@ -31,6 +49,19 @@ export interface SourceView {
   readonly devices: number;
   /** ISO time of the newest record it delivered. */
   readonly lastDelivery: string;
+}
+
+/** An inventory connector as a source: when it last completed a sync (it rewrites only changed records). */
+export interface ConnectorSourceView {
+  readonly name: string;
+  readonly type: string;
+  readonly enabled: boolean;
+  /** ISO time of the last sync that completed. */
+  readonly lastSuccessAt?: string;
+  readonly lastAttemptAt?: string;
+  readonly result?: string;
+  readonly stale: boolean;
+  readonly held: boolean;
 }
 
 export type Simulation = SimulationResult & { readonly blastRadius?: { ok: boolean; message?: string } };
@@ -66,8 +97,10 @@ export interface ConsoleServices {
 
   /** The decision this device would get now (a dry run: no audit, no grace marks). */
   decideForDevice(deviceId: string, user: string): Promise<Decision>;
-  liveSessions(deviceId: string): Promise<LiveSessionView[]>;
-  endSessions(deviceId: string): Promise<number>;
+  /** Asks every instance (bounded wait); never throws for instances that do not answer. */
+  liveSessions(deviceId: string): Promise<LiveSessionsView>;
+  /** Every instance that hears the request ends the device's sessions; `by` is who asked. */
+  endSessions(deviceId: string, by: Principal): Promise<EndedSessionsView>;
   /** Publishes a device change so every instance re-evaluates the device's live sessions. */
   reevaluate(deviceId: string, user: string): Promise<void>;
 
@@ -78,10 +111,13 @@ export interface ConsoleServices {
   /** Throws CandidateInvalidError for a candidate that does not validate. */
   simulate(candidateYaml: string): Promise<Simulation>;
   sources(): Promise<SourceView[]>;
+  /** The configured inventory connectors and their last syncs (none configured: empty). */
+  connectors(): Promise<ConnectorSourceView[]>;
 
   /**
    * Checks a person's own mail credentials against the upstream, as a login would: 'ok' with the
    * user name as the upstream knows it, 'bad' for wrong credentials, 'unavailable' when it cannot tell.
+   * Throttled like a login (failures counted for the user and `remoteAddress`, later tries delayed).
    */
-  checkMailLogin(user: string, password: string): Promise<{ result: 'ok'; user: string } | { result: 'bad' | 'unavailable' }>;
+  checkMailLogin(user: string, password: string, remoteAddress?: string): Promise<{ result: 'ok'; user: string } | { result: 'bad' | 'unavailable' }>;
 }

@@ -23,6 +23,8 @@ export interface ConsoleSession {
 export class SessionKeeper {
   // One key per process: a restart signs everyone out, which is the safe direction.
   private readonly key = randomBytes(32);
+  /** Signed-out sessions (sid → expiry), so a copy of the cookie kept elsewhere opens nothing either. */
+  private readonly signedOut = new Map<string, number>();
 
   private mac(text: string): Buffer {
     return createHmac('sha256', this.key).update(text).digest();
@@ -56,7 +58,16 @@ export class SessionKeeper {
   read(req: http.IncomingMessage, cookieName = SESSION_COOKIE): ConsoleSession | null {
     const session = this.unseal<ConsoleSession>(readCookie(req, cookieName));
     if (!session || typeof session.expires !== 'number' || session.expires <= Date.now()) return null;
+    if (this.signedOut.has(session.sid)) return null;
     return session;
+  }
+
+  /** Sign-out: the session's cookie is refused until it would have expired anyway. */
+  signOut(session: ConsoleSession): void {
+    const now = Date.now();
+    // Kept only while they could still be presented: bounded by the sign-outs within sessionMinutes.
+    for (const [sid, expires] of this.signedOut) if (expires <= now) this.signedOut.delete(sid);
+    this.signedOut.set(session.sid, session.expires);
   }
 
   csrfToken(session: ConsoleSession): string {

@@ -69,6 +69,8 @@ export class Revoker {
       case 'policy':
       case 'kill-switch':
         return sessions.all();
+      case 'sessions':
+        return []; // a session-directory question or answer changes no decision
     }
   }
 

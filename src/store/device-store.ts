@@ -38,7 +38,13 @@ export type ChangeEvent =
   | { readonly kind: 'exemption'; readonly scope: ExemptionScope; readonly subject: string }
   | { readonly kind: 'policy'; readonly version: string }
   /** The kill switch: every check in `report` on every instance. */
-  | { readonly kind: 'kill-switch'; readonly on: boolean };
+  | { readonly kind: 'kill-switch'; readonly on: boolean }
+  /**
+   * The console's on-demand session directory (src/app/session-directory.ts): a question to every
+   * instance about its live sessions, or one instance's answer. The store checks only that `body` is
+   * an object; nothing is re-evaluated or invalidated for it.
+   */
+  | { readonly kind: 'sessions'; readonly body: Readonly<Record<string, unknown>> };
 
 export interface AuditEntry {
   /** Stream id assigned by the store (Redis stream id, or a counter in memory). */

@@ -247,6 +247,8 @@ export function decodeChangeEvent(raw: string): ChangeEvent | null {
       return str(e.version) ? { kind: 'policy', version: e.version } : null;
     case 'kill-switch':
       return typeof e.on === 'boolean' ? { kind: 'kill-switch', on: e.on } : null;
+    case 'sessions':
+      return e.body !== null && typeof e.body === 'object' && !Array.isArray(e.body) ? { kind: 'sessions', body: e.body as Record<string, unknown> } : null;
     default:
       return null;
   }

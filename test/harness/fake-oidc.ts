@@ -10,6 +10,8 @@ export interface FakeOidcOptions {
   readonly clientId: string;
   /** Claims of the person who signs in (sub, email, roles, ...). */
   claims: Record<string, unknown>;
+  /** Tests of the client's checks: issue a bad ID token (another audience, nonce, signing key, or expired). */
+  forge?: { audience?: string; nonce?: string; foreignKey?: boolean; expired?: boolean };
 }
 
 export interface FakeOidc {
@@ -29,6 +31,7 @@ interface Grant {
 
 export async function startFakeOidc(options: FakeOidcOptions): Promise<FakeOidc> {
   const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const foreign = await generateKeyPair('ES256');
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'fake-oidc-1', alg: 'ES256', use: 'sig' };
   const grants = new Map<string, Grant>();
   const tokenRequests: URLSearchParams[] = [];
@@ -82,13 +85,14 @@ export async function startFakeOidc(options: FakeOidcOptions): Promise<FakeOidc>
           if (!grant || grant.challenge !== challenge || grant.redirectUri !== form.get('redirect_uri') || grant.clientId !== form.get('client_id')) {
             return json(res, 400, { error: 'invalid_grant' });
           }
-          const idToken = await new SignJWT({ ...fake.options.claims, nonce: grant.nonce })
+          const forge = fake.options.forge ?? {};
+          const idToken = await new SignJWT({ ...fake.options.claims, nonce: forge.nonce ?? grant.nonce })
             .setProtectedHeader({ alg: 'ES256', kid: jwk.kid })
             .setIssuer(issuer)
-            .setAudience(grant.clientId)
-            .setIssuedAt()
-            .setExpirationTime('5m')
-            .sign(privateKey);
+            .setAudience(forge.audience ?? grant.clientId)
+            .setIssuedAt(forge.expired ? Math.floor(Date.now() / 1000) - 3600 : undefined)
+            .setExpirationTime(forge.expired ? Math.floor(Date.now() / 1000) - 1800 : '5m')
+            .sign(forge.foreignKey ? foreign.privateKey : privateKey);
           json(res, 200, { access_token: 'unused', token_type: 'Bearer', id_token: idToken, expires_in: 300 });
         })();
       });

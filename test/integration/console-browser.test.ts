@@ -67,6 +67,11 @@ test('the helpdesk finds the TikTok iPhone by its reference id, exempts it for a
   const refId = /Ref (MW-[0-9A-Z]{8})/.exec(refused)![1]!;
 
   await signIn('helpdesk');
+  // The first overview does not wait long for the device records: it may say they are being counted.
+  for (let tries = 0; tries < 20 && (await page.locator('#sources').count()) === 0; tries++) {
+    await new Promise((r) => setTimeout(r, 250));
+    await page.goto(`${rig.adminUrl}/console/overview`);
+  }
   await page.screenshot({ path: screenshotPath('overview'), fullPage: true });
   expect(await page.locator('svg[role=img]').count()).toBeGreaterThan(0);
   expect(await page.textContent('#sources')).toContain('mdm-1');
@@ -91,6 +96,21 @@ test('the helpdesk finds the TikTok iPhone by its reference id, exempts it for a
   expect(await imapLogin('tiktok-iphone')).toMatch(/a1 OK /);
   const audit = (await rig.runtime.store.readAudit('0', 10000)).map((e) => e.event as Record<string, unknown>);
   expect(audit).toContainEqual(expect.objectContaining({ msg: 'admin', operation: 'exemption-set', by: 'helpdesk-person', role: 'helpdesk', via: 'console', deviceId: 'tiktok-iphone' }));
+});
+
+test('the helpdesk sees a live IDLE session with its instance name and ends it from the device page', async () => {
+  const raw = await RawClient.connect(rig.ports.plain);
+  await raw.waitFor(/^\* OK/);
+  raw.write(`a1 LOGIN ${ALICE.user}+tiktok-iphone ${ALICE.password}\r\na2 SELECT INBOX\r\na3 IDLE\r\n`);
+  await raw.waitFor(/\+ idling/);
+  await signIn('helpdesk');
+  await page.goto(`${rig.adminUrl}/console/devices/tiktok-iphone`);
+  expect(await page.textContent('table.sessions tr[data-instance="imap-it"]')).toContain('alice@example.com');
+  expect(await page.textContent('p.answered')).toContain('imap-it');
+  await Promise.all([page.waitForURL(/\/end-sessions$/), page.click('form.end-sessions button')]);
+  expect(await page.textContent('.notice')).toContain('1 live session was ended');
+  await raw.waitClosed(2000);
+  expect(raw.data).toMatch(/\* BYE This mail session was ended by/);
 });
 
 test('the audit page filters by device and shows a new decision live', async () => {

@@ -48,7 +48,7 @@ export interface ConsoleRig {
   stop(): Promise<void>;
 }
 
-export async function startConsoleRig(config: Partial<ConsoleConfig> = {}): Promise<ConsoleRig> {
+export async function startConsoleRig(config: Partial<ConsoleConfig> = {}, overrides: Partial<ConsoleServices> = {}): Promise<ConsoleRig> {
   const store = new MemoryDeviceStore();
   const calls = { killSwitch: [] as boolean[], ended: [] as string[] };
   let kill = false;
@@ -70,8 +70,8 @@ export async function startConsoleRig(config: Partial<ConsoleConfig> = {}): Prom
       const lookup = await store.getDevice(id);
       return decide(lookup.state === 'found' ? lookup.record : null, id, user);
     },
-    liveSessions: async () => [],
-    endSessions: async (id) => (calls.ended.push(id), 0),
+    liveSessions: async () => ({ sessions: [], answered: ['test-1'], reachedOthers: true, windowMs: 0 }),
+    endSessions: async (id) => (calls.ended.push(id), { byInstance: [{ instance: 'test-1', ended: 0 }], total: 0, reachedOthers: true, windowMs: 0 }),
     reevaluate: async () => undefined,
     policy: () => ({ version: 'v1', file: 'policy.yaml', reportOnly: false, helpdesk: 'the helpdesk', checks: [{ id: 'no-tiktok', plugin: 'banned-apps', mode: 'enforce', action: 'deny', graceHours: 0 }], brakeReportOnly: [] }),
     killSwitch: async () => kill,
@@ -83,10 +83,14 @@ export async function startConsoleRig(config: Partial<ConsoleConfig> = {}): Prom
       return sim;
     },
     sources: async () => [{ source: 'mdm-1', devices: 1, lastDelivery: new Date().toISOString() }],
+    connectors: async () => [
+      { name: 'intune', type: 'intune', enabled: true, lastSuccessAt: '2026-12-07T08:00:00.000Z', lastAttemptAt: '2026-12-07T08:15:00.000Z', result: 'failed', stale: true, held: false },
+      { name: '<b>jamf</b>', type: 'jamf', enabled: true, stale: false, held: false },
+    ],
     checkMailLogin: async (user, password) =>
       user === 'alice@example.com' && password === 'alice-pw' ? { result: 'ok', user } : { result: 'bad' },
   };
-  const web = createConsole(services, { pollMs: 50 });
+  const web = createConsole({ ...services, ...overrides }, { pollMs: 50 });
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://console.invalid');
     void web.handle(req, res, url).then((handled) => {

@@ -1,5 +1,6 @@
 // Console sign-in through OpenID Connect against a fake provider: code + PKCE, the ID token verified
-// with jose, the role claim mapped to a console role; tampered state and unmapped roles refused.
+// with jose, the role claim mapped to a console role; tampered state, unmapped roles and ID tokens
+// with a foreign signature, another audience, an old expiry or another nonce refused.
 import { startFakeOidc, type FakeOidc } from '../harness/fake-oidc';
 import { ConsoleClient, startConsoleRig, type ConsoleRig } from './console-fakes';
 
@@ -10,6 +11,7 @@ beforeAll(async () => {
   provider = await startFakeOidc({ clientId: 'mailwarden-console', claims: { sub: 'u-1', email: 'hd@example.com', groups: ['mail-helpdesk', 'staff'] } });
 });
 beforeEach(async () => {
+  delete provider.options.forge;
   provider.options.claims = { sub: 'u-1', email: 'hd@example.com', groups: ['mail-helpdesk', 'staff'] };
   rig = await startConsoleRig({
     oidc: { issuer: provider.issuer, clientId: 'mailwarden-console', scopes: ['openid', 'email'], roleClaim: 'groups', roles: { 'mail-helpdesk': 'helpdesk', 'mail-admins': 'admin' }, nameClaim: 'email' },
@@ -63,4 +65,18 @@ test('an account without a mapped role is refused', async () => {
 test('a callback without the start cookie is refused', async () => {
   const done = await new ConsoleClient(rig.url).request('/console/oidc/callback?code=x&state=y');
   expect(done.status).toBe(401);
+});
+
+test.each([
+  ['signed by another key', { foreignKey: true }, 'the ID token does not verify'],
+  ['for another client', { audience: 'someone-else' }, 'the ID token does not verify'],
+  ['expired', { expired: true }, 'the ID token does not verify'],
+  ['for another sign-in (nonce)', { nonce: 'replayed' }, 'not issued for this sign-in (nonce)'],
+])('an ID token %s is refused and opens no page', async (_what, forge, message) => {
+  provider.options.forge = forge;
+  const client = new ConsoleClient(rig.url);
+  const done = await signIn(client);
+  expect(done.status).toBe(401);
+  expect(done.text).toContain(message);
+  expect((await client.request('/console/overview')).status).toBe(303);
 });

@@ -202,3 +202,47 @@ test('/my/: own credentials, own devices only', async () => {
   // The self-service session opens no staff page.
   expect((await person.request('/console/devices/bob-phone')).status).toBe(303);
 });
+
+test('the overview lists the inventory connectors with their last complete sync, stale ones marked, names escaped', async () => {
+  const viewer = new ConsoleClient(rig.url);
+  await viewer.signIn('viewer');
+  const page = await viewer.request('/console/overview');
+  expect(page.status).toBe(200);
+  expect(page.text).toContain('<tr data-connector="intune"><td>intune</td><td>intune</td><td>2026-12-07T08:00:00.000Z</td><td>2026-12-07T08:15:00.000Z (failed)</td><td class="deny">stale</td></tr>');
+  expect(page.text).toContain('<td>&lt;b&gt;jamf&lt;/b&gt;</td><td>jamf</td><td>never</td><td></td><td class="">never synced</td>');
+  expect(page.text).not.toContain('<b>jamf</b>');
+});
+
+test('a reference id older than the entries kept in memory is still found in the stream; an unknown one is a clear 404', async () => {
+  // auditScanEntries is 1000 in the rig: the decision is followed by 2,000 newer entries.
+  await rig.store.appendAudit({ msg: 'decision', refId: 'MW-01DDEC1S', user: 'alice@example.com', deviceId: 'iphone-1', action: 'deny', reasonCode: 'BANNED_APP', decidedBy: 'no-tiktok', checks: [], at: new Date().toISOString() });
+  for (let i = 0; i < 2000; i++) await rig.store.appendAudit({ msg: 'decision', refId: `MW-N${String(i).padStart(7, '0')}`, user: 'bob@example.com', action: 'allow', checks: [], at: new Date().toISOString() });
+  await rig.console.feed.refresh();
+  expect(rig.console.feed.newest().some((e) => e.event.refId === 'MW-01DDEC1S')).toBe(false);
+  const viewer = new ConsoleClient(rig.url);
+  await viewer.signIn('viewer');
+  const old = await viewer.request('/console/decisions/MW-01DDEC1S');
+  expect(old.status).toBe(200);
+  expect(old.text).toContain('MW-01DDEC1S');
+  expect(old.text).toContain('iphone-1');
+  const unknown = await viewer.request('/console/decisions/MW-ZZZZZZZZ');
+  expect(unknown.status).toBe(404);
+  expect(unknown.text).toContain('no decision with reference MW-ZZZZZZZZ in the audit stream');
+});
+
+test('signing out needs the CSRF token, clears the cookie, refuses a kept copy of it and is audited', async () => {
+  const helpdesk = new ConsoleClient(rig.url);
+  await helpdesk.signIn('helpdesk');
+  const csrf = await helpdesk.csrf('/console/overview');
+  const kept = (helpdesk as unknown as { cookies: Map<string, string> }).cookies.get('mw_console')!;
+  expect((await helpdesk.request('/console/logout', { form: { _csrf: 'forged' } })).status).toBe(403);
+  const out = await helpdesk.request('/console/logout', { form: { _csrf: csrf } });
+  expect(out.status).toBe(303);
+  expect(out.location).toBe('/console/login');
+  expect((await helpdesk.request('/console/overview')).location).toMatch(/^\/console\/login/);
+  // A copy of the cookie taken before signing out opens nothing either.
+  const replay = await fetch(`${rig.url}/console/overview`, { headers: { cookie: `mw_console=${kept}` }, redirect: 'manual' });
+  expect(replay.status).toBe(303);
+  const audit = (await rig.store.readAudit('0', 100)).map((e) => e.event);
+  expect(audit).toContainEqual(expect.objectContaining({ msg: 'admin', operation: 'console-sign-out', by: 'helpdesk-holder', role: 'helpdesk', via: 'console' }));
+});

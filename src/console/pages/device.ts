@@ -1,16 +1,16 @@
 // The device page: the stored record, the decision it would get now with every check and the user's
-// sentence, exemptions and grace windows, live sessions, and the helpdesk's actions.
+// sentence, exemptions and grace windows, live sessions on every instance, and the helpdesk's actions.
 import { html, seg, type SafeHtml } from '../html';
 import type { Decision } from '../../policy/decision';
 import type { DeviceLookup, Exemption } from '../../store/device-store';
-import type { LiveSessionView } from '../ports';
+import type { EndedSessionsView, LiveSessionsView } from '../ports';
 
 export interface DeviceView {
   readonly deviceId: string;
   readonly lookup: DeviceLookup;
   readonly decision: Decision | null;
   readonly exemptions: readonly Exemption[];
-  readonly sessions: readonly LiveSessionView[];
+  readonly sessions: LiveSessionsView;
   /** Which actions the signed-in role may take. */
   readonly may: { readonly exempt: boolean; readonly endSessions: boolean };
   readonly csrf: string;
@@ -59,12 +59,13 @@ export function devicePage(v: DeviceView): SafeHtml {
       : html`<table><tr><th>Scope</th><th>Subject</th><th>Checks</th><th>Until</th><th>Note</th><th>By</th></tr>${v.exemptions.map(
           (e) => html`<tr><td>${e.scope}</td><td>${e.subject}</td><td>${e.checks?.join(', ') ?? 'all'}</td><td>${e.expiresAt}</td><td>${e.note}</td><td>${e.createdBy}</td></tr>`,
         )}</table>`;
-  const sessions =
-    v.sessions.length === 0
+  const sessions = html`${
+    v.sessions.sessions.length === 0
       ? html`<p>No live sessions.</p>`
-      : html`<table><tr><th>Instance</th><th>Session</th><th>Protocol</th><th>User</th><th>From</th></tr>${v.sessions.map(
-          (s) => html`<tr><td>${s.instance}</td><td>${s.id}</td><td>${s.protocol}</td><td>${s.user}</td><td>${s.remoteAddress ?? ''}</td></tr>`,
-        )}</table>`;
+      : html`<table class="sessions"><tr><th>Instance</th><th>Session</th><th>Protocol</th><th>User</th><th>From</th></tr>${v.sessions.sessions.map(
+          (s) => html`<tr data-instance="${s.instance}"><td>${s.instance}</td><td>${s.id}</td><td>${s.protocol}</td><td>${s.user}</td><td>${s.remoteAddress ?? ''}</td></tr>`,
+        )}</table>`
+  }${answeredLine(v.sessions.answered, v.sessions.reachedOthers, v.sessions.windowMs)}`;
   const action = (path: string) => `/console/devices/${seg(v.deviceId)}/${path}`;
   const csrf = html`<input type="hidden" name="_csrf" value="${v.csrf}">`;
   const actions = html`<h2>Actions</h2>${
@@ -83,4 +84,23 @@ export function devicePage(v: DeviceView): SafeHtml {
 ${v.decision ? html`<h2>Decision now</h2>${decisionSummary(v.decision)}${checksTable(v.decision)}` : ''}
 <h2>Exemptions</h2>${exemptions}<h2>Live sessions</h2>${sessions}${actions}
 <p><a href="/console/audit?device=${seg(v.deviceId)}">Audit entries for this device</a></p>`;
+}
+
+/** Which instances answered: an instance that is down or slow is missing here, not silently counted as "no sessions". */
+function answeredLine(answered: readonly string[], reachedOthers: boolean, windowMs: number): SafeHtml {
+  if (!reachedOthers) {
+    return html`<p class="problem answered">Only this instance (${answered.join(', ')}) was asked: the device store is unreachable, so the other instances could not be.</p>`;
+  }
+  return html`<p class="answered">Instances that answered within ${windowMs} ms: ${answered.length === 0 ? 'none' : answered.join(', ')}.</p>`;
+}
+
+/** After "end live sessions": how many each instance ended. */
+export function endedPage(deviceId: string, v: EndedSessionsView): SafeHtml {
+  const rows = v.byInstance.map((row) => html`<tr data-instance="${row.instance}"><td>${row.instance}</td><td>${row.ended}</td></tr>`);
+  return html`<p class="notice">${v.total === 1 ? '1 live session was' : `${v.total} live sessions were`} ended.</p>
+<table class="ended"><tr><th>Instance</th><th>Sessions ended</th></tr>${rows}</table>${answeredLine(
+    v.byInstance.map((row) => row.instance),
+    v.reachedOthers,
+    v.windowMs,
+  )}<p><a href="/console/devices/${seg(deviceId)}">Back to the device</a></p>`;
 }
