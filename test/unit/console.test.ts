@@ -246,3 +246,28 @@ test('signing out needs the CSRF token, clears the cookie, refuses a kept copy o
   const audit = (await rig.store.readAudit('0', 100)).map((e) => e.event);
   expect(audit).toContainEqual(expect.objectContaining({ msg: 'admin', operation: 'console-sign-out', by: 'helpdesk-holder', role: 'helpdesk', via: 'console' }));
 });
+
+test('helpdesk re-evaluates a device: every instance is asked (a device change is published), the audit names who; a viewer may not', async () => {
+  const asked: [string, string][] = [];
+  const own = await startConsoleRig({}, { reevaluate: async (deviceId, user) => void asked.push([deviceId, user]) });
+  try {
+    await own.store.putDevice(device(), 3600);
+    const viewer = new ConsoleClient(own.url);
+    await viewer.signIn('viewer');
+    const viewerCsrf = await viewer.csrf('/console/devices/iphone-1');
+    expect((await viewer.request('/console/devices/iphone-1/reevaluate', { form: { _csrf: viewerCsrf } })).status).toBe(403);
+    expect(asked).toEqual([]);
+    const helpdesk = new ConsoleClient(own.url);
+    await helpdesk.signIn('helpdesk');
+    const csrf = await helpdesk.csrf('/console/devices/iphone-1');
+    const res = await helpdesk.request('/console/devices/iphone-1/reevaluate', { form: { _csrf: csrf } });
+    expect(res).toMatchObject({ status: 303, location: '/console/devices/iphone-1?done=reevaluated' });
+    expect(asked).toEqual([['iphone-1', 'alice@example.com']]);
+    const page = await helpdesk.request(res.location!);
+    expect(page.text).toContain('Every instance is re-evaluating the live sessions of this device.');
+    const events = (await own.store.readAudit('0', 100)).map((e) => e.event);
+    expect(events).toContainEqual(expect.objectContaining({ operation: 're-evaluate', by: 'helpdesk-holder', role: 'helpdesk', via: 'console', deviceId: 'iphone-1' }));
+  } finally {
+    await own.stop();
+  }
+});
