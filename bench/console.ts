@@ -192,21 +192,23 @@ async function main(): Promise<void> {
       const refId = refIdOf(AUDIT - 7);
       // One far older than the entries the console keeps in memory: found by reading the stream.
       const oldRefId = refIdOf(7);
-      const pages: Record<string, string> = {
+      const pages: Record<string, string | ((rep: number) => string)> = {
         overview: '/console/overview',
         audit: '/console/audit',
         'audit ?check=no-tiktok&since=1h': '/console/audit?check=no-tiktok&since=1h',
         'audit ?user=user7@example.com': '/console/audit?user=user7%40example.com',
         'decision (recent ref id)': `/console/decisions/${refId}`,
         'decision (ref id of 24 h ago)': `/console/decisions/${oldRefId}`,
-        'decision (unknown ref id: 404 after reading the stream)': `/console/decisions/${refIdOf(AUDIT + 1000)}`,
+        // A new unknown id each time: a repeated one is remembered as unknown for a minute.
+        'decision (unknown ref id: 404 after reading the stream)': (rep) => `/console/decisions/${refIdOf(AUDIT + 1000 + rep)}`,
         device: '/console/devices/dev-10',
       };
       const times: Record<string, { ttfb: number[]; total: number[]; bytes: number }> = {};
       for (const name of Object.keys(pages)) times[name] = { ttfb: [], total: [], bytes: 0 };
       // Alternate the pages, so a slow moment of the machine falls on all of them alike.
       for (let rep = 0; rep < REPS; rep++) {
-        for (const [name, route] of Object.entries(pages)) {
+        for (const [name, page] of Object.entries(pages)) {
+          const route = typeof page === 'string' ? page : page(rep);
           const t = await get(base, route, cookie);
           if (t.status !== (name.includes('404') ? 404 : 200)) throw new Error(`${route}: HTTP ${t.status}: ${t.body.slice(0, 300)}`);
           times[name]!.ttfb.push(t.ttfbMs);

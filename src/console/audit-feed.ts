@@ -25,6 +25,10 @@ const PAGE = 500;
 /** A reference-id search past the entries in memory reads at most this many pages (the default stream cap is 100,000). */
 const DEEP_PAGES = 240;
 
+/** A reference id the stream search did not find is not searched for again for this long. */
+const MISS_MEMORY_MS = 60_000;
+const MISSES_KEPT = 1000;
+
 /** Orders stream ids: Redis `<ms>-<seq>`, or the memory store's counters. */
 function compareIds(a: string, b: string): number {
   const [am = 0, as = 0] = a.split('-').map(Number);
@@ -47,6 +51,8 @@ export class AuditFeed {
   private polling: Promise<void> | null = null;
   private readonly listeners = new Set<(entries: readonly AuditEntry[]) => void>();
   private deepSearch: Promise<unknown> | null = null;
+  /** Reference ids a stream search did not find lately (ref → when): a reload does not read the stream again. */
+  private readonly misses = new Map<string, number>();
   /** False until the last day has been counted once. */
   ready = false;
 
@@ -85,9 +91,17 @@ export class AuditFeed {
     const named = (e: AuditEntry) => String((e.event as { refId?: unknown }).refId).toUpperCase() === wanted;
     await this.refresh();
     for (let i = this.ring.length - 1; i >= 0; i--) if (named(this.ring[i]!)) return { entry: this.ring[i]!, searchedStream: false };
+    // A decision written since is in the ring (checked above): a recent miss stays a miss.
+    if ((this.misses.get(wanted) ?? -Infinity) > this.now() - MISS_MEMORY_MS) return { entry: null, searchedStream: false };
     const run = (this.deepSearch ?? Promise.resolve()).then(() => this.searchOlder(named));
     this.deepSearch = run.catch(() => undefined);
-    return { entry: await run, searchedStream: true };
+    const entry = await run;
+    if (!entry) {
+      this.misses.delete(wanted);
+      this.misses.set(wanted, this.now());
+      if (this.misses.size > MISSES_KEPT) this.misses.delete(this.misses.keys().next().value!);
+    }
+    return { entry, searchedStream: true };
   }
 
   private async searchOlder(named: (e: AuditEntry) => boolean): Promise<AuditEntry | null> {

@@ -73,3 +73,21 @@ test('an event dated in the future is counted in the current minute, so no minut
   await feed.refresh();
   expect([...minutes.keys()]).toEqual([clock.now]);
 });
+
+test('a reference id the stream search missed is not searched for again within a minute, then is', async () => {
+  const clock = { now: Date.UTC(2026, 11, 1) };
+  const source = stream(clock);
+  source.write(3000);
+  let reads = 0;
+  const counting: FeedSource = { readAudit: (after, count) => (reads++, source.readAudit(after, count)) };
+  const feed = new AuditFeed(counting, silentLogger(), () => 1000, () => clock.now);
+  await feed.refresh();
+  const first = reads;
+  expect(await feed.findRef('MW-ZZZZZZZZ')).toEqual({ entry: null, searchedStream: true });
+  const searched = reads - first;
+  expect(searched).toBeGreaterThan(1);
+  expect(await feed.findRef('mw-zzzzzzzz')).toEqual({ entry: null, searchedStream: false });
+  expect(reads - first - searched).toBe(1); // the refresh only
+  clock.now += 61_000;
+  expect((await feed.findRef('MW-ZZZZZZZZ')).searchedStream).toBe(true);
+});
