@@ -6,6 +6,7 @@ import type { Connector, Inventory, ListContext, Ownership } from './contract';
 import { SourceError } from './contract';
 import type { HttpClient, TokenSource } from './http';
 import { finishDevice, InventoryBuilder, isObject, platformFromOsName, str } from './mapping';
+import { eachWithConcurrency } from '../core/concurrency';
 
 export interface IntuneOptions {
   readonly name: string;
@@ -83,23 +84,18 @@ export function intuneConnector(options: IntuneOptions): Connector {
         }
       }
       const namesByDevice = new Map<string, string[]>();
-      let nextApp = 0;
-      const worker = async () => {
-        while (nextApp < apps.length) {
-          const app = apps[nextApp++]!;
-          const url = `${base}/deviceManagement/detectedApps/${encodeURIComponent(app.id)}/managedDevices?$select=id`;
-          for await (const page of pages(url, context)) {
-            for (const device of page) {
-              const id = isObject(device) ? str(device.id) : undefined;
-              if (!id) continue;
-              const list = namesByDevice.get(id);
-              if (list) list.push(app.name);
-              else namesByDevice.set(id, [app.name]);
-            }
+      await eachWithConcurrency(apps, Math.max(1, options.concurrency ?? 4), async (app) => {
+        const url = `${base}/deviceManagement/detectedApps/${encodeURIComponent(app.id)}/managedDevices?$select=id`;
+        for await (const page of pages(url, context)) {
+          for (const device of page) {
+            const id = isObject(device) ? str(device.id) : undefined;
+            if (!id) continue;
+            const list = namesByDevice.get(id);
+            if (list) list.push(app.name);
+            else namesByDevice.set(id, [app.name]);
           }
         }
-      };
-      await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 4) }, worker));
+      });
 
       const builder = new InventoryBuilder();
       for await (const page of pages(`${base}/deviceManagement/managedDevices?$select=${DEVICE_FIELDS}&$top=1000`, context)) {

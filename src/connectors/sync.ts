@@ -3,6 +3,7 @@
 // inventories within their shares), then apply it as one diff — or hold it, alert, and write nothing.
 import type { Logger } from '../core/log';
 import { errorText } from '../core/errors';
+import { eachWithConcurrency } from '../core/concurrency';
 import type { DeviceRecord } from '../core/device-record';
 import type { Connector, FetchObserver } from './contract';
 import { computeDiff, diffFromJson, diffToJson, type SyncDiff } from './diff';
@@ -296,27 +297,6 @@ interface Judged {
   readonly newlyDenied: { deviceId: string; user: string; platform: string }[];
   readonly inventoryLost: number;
   readonly removedPlatforms: ReadonlyMap<string, string>;
-}
-
-/**
- * `fn` over every item with at most `limit` calls in flight; a new call starts as soon as one ends
- * (not batch by batch, where each batch waits for its slowest write). The first failure stops it.
- */
-async function eachWithConcurrency<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 function hasInventory(record: DeviceRecord | null): boolean {
