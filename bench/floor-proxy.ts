@@ -5,16 +5,17 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type Redis from 'ioredis';
+import { redisKeys } from '../src/store/redis/layout';
 
 export interface FloorOptions {
   readonly redis: Redis;
   readonly keyPrefix: string;
+  /** An app id whose presence in the record refuses the login (the rig's `dbad` has it). */
+  readonly bannedApp: string;
   readonly imapUpstreamPort: number;
   readonly smtpUpstreamPort: number;
   readonly tls: { cert: string; key: string };
 }
-
-const TIKTOK_IOS = 'com.zhiliaoapp.musically';
 
 /** Reads CRLF-ended lines until `done(line)` says the reply is complete; hands back what followed. */
 function readReply(socket: net.Socket, done: (line: string) => boolean): Promise<{ text: string; rest: Buffer }> {
@@ -38,10 +39,10 @@ function readReply(socket: net.Socket, done: (line: string) => boolean): Promise
   });
 }
 
-/** The device's record allows a login: it exists and does not list TikTok (the rig's `dbad`). */
+/** The device's record allows a login: it exists and does not list the banned app. */
 async function deviceAllowed(options: FloorOptions, deviceId: string): Promise<boolean> {
-  const record = await options.redis.get(`${options.keyPrefix}device:{${deviceId}}`);
-  return record !== null && !record.includes(TIKTOK_IOS);
+  const record = await options.redis.get(redisKeys(options.keyPrefix).device(deviceId));
+  return record !== null && !record.includes(options.bannedApp);
 }
 
 function splitAsserted(login: string): { user: string; device: string } | null {

@@ -48,6 +48,10 @@ function main(): void {
   const parentOf = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
   const selfUs = new Map<string, number>();
+  const through = (n: ProfileNode) => {
+    const g = groupOf(n.callFrame);
+    return g === callersOf || g.startsWith('node:') || g.startsWith('native');
+  };
   // Each sample's time is the delta that follows it (V8 records the gap before the next sample).
   profile.samples.forEach((id, i) => {
     const us = profile.timeDeltas[i + 1] ?? 0;
@@ -59,17 +63,14 @@ function main(): void {
     }
     if (groupOf(node.callFrame) !== callersOf) return;
     // Up the stack to the first frame of ours or of a package (Node's internals are passed through).
-    const through = (n: ProfileNode) => {
-      const g = groupOf(n.callFrame);
-      return g === callersOf || g.startsWith('node:') || g.startsWith('native');
-    };
     for (let up = parentOf.get(node.id); up !== undefined && through(node); up = parentOf.get(node.id)) node = byId.get(up)!;
     const caller = frameName(node);
     selfUs.set(caller, (selfUs.get(caller) ?? 0) + us);
   });
   const ops = Number(operations ?? 0);
-  const busyUs = [...selfUs].filter(([g]) => g !== '(idle)').reduce((sum, [, us]) => sum + us, 0);
-  const rows = [...selfUs].filter(([g]) => g !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, 40);
+  const busy = [...selfUs].filter(([g]) => g !== '(idle)');
+  const busyUs = busy.reduce((sum, [, us]) => sum + us, 0);
+  const rows = busy.sort((a, b) => b[1] - a[1]).slice(0, 40);
   if (callersOf !== undefined) console.log(`callers of ${callersOf}:`);
   console.log(`profile ${((profile.endTime - profile.startTime) / 1e6).toFixed(1)} s, busy ${(busyUs / 1000).toFixed(0)} ms${ops ? `, ${(busyUs / ops).toFixed(0)} µs per operation over ${ops}` : ''}`);
   for (const [group, us] of rows) {

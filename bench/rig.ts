@@ -180,7 +180,7 @@ async function runFloor(configFile: string, settings: Settings): Promise<void> {
   const redis = new Redis({ host: '127.0.0.1', port: settings.redisPort });
   const tlsFiles = { cert: fs.readFileSync(config.tls!.cert, 'utf8'), key: fs.readFileSync(config.tls!.key, 'utf8') };
   const close = await serveFloor(
-    { redis, keyPrefix: settings.keyPrefix, imapUpstreamPort: settings.dovecotPort, smtpUpstreamPort: settings.sinkPort, tls: tlsFiles },
+    { redis, keyPrefix: settings.keyPrefix, bannedApp: TIKTOK_IOS, imapUpstreamPort: settings.dovecotPort, smtpUpstreamPort: settings.sinkPort, tls: tlsFiles },
     settings.ports,
   );
   process.stderr.write(`mailwarden rig: FLOOR proxy (bench/floor-proxy.ts) on imap ${settings.ports.imap}, imaps ${settings.ports.imaps}, smtp ${settings.ports.smtp}\n`);
